@@ -1,0 +1,168 @@
+"""Settings: environment variables (= Function app settings), each documented once, here.
+
+`SETTINGS` is the single table of every setting the code reads; the README's settings table and
+the Bicep app settings are checked against it by the tests. `Settings.from_env` validates and
+never touches the network: a bad value is a ConfigError naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+__all__ = ["Setting", "SETTINGS", "Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str | None
+    description: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("EXO_TENANT", None, "Tenant to audit: tenant GUID or `*.onmicrosoft.com` domain."),
+    Setting(
+        "EXO_BASE_URL",
+        "https://outlook.office365.com",
+        "Exchange admin endpoint; `https://outlook.office365.us` (GCC High), "
+        "`https://outlook-dod.office365.us` (DoD), `https://outlook.office365.cn` (21Vianet), "
+        "or a local emulator.",
+    ),
+    Setting(
+        "EXO_ACCESS_TOKEN",
+        None,
+        "A pre-acquired Exchange token (like `Connect-ExchangeOnline -AccessToken`); for "
+        "emulators and break-glass. Unset in production: the managed identity is used.",
+        secret=True,
+    ),
+    Setting(
+        "AUDITOR_STORAGE",
+        None,
+        "Table Storage: a connection string, or an account's table endpoint URL "
+        "(`https://<account>.table.core.windows.net`) used with the managed identity.",
+        secret=True,
+    ),
+    Setting(
+        "AUDITOR_ALLOWLIST",
+        None,
+        "Path of the allowlist file (`.txt` one identity per line, or `.csv` with "
+        "Identity, Owner, Reason, Ticket, Expires).",
+    ),
+    Setting(
+        "AUDITOR_EXPIRING_DAYS",
+        "14",
+        "Warn this many days before an allowlist exception expires.",
+    ),
+    Setting(
+        "AUDIT_SCHEDULE",
+        "0 0 2 * * *",
+        "NCRONTAB schedule (six fields, UTC) of the nightly audit.",
+    ),
+    Setting(
+        "ALERT_TEAMS_WEBHOOK_URL",
+        None,
+        "Teams Workflows webhook URL (a secret: it carries a signature).",
+        secret=True,
+    ),
+    Setting("ALERT_EMAIL_FROM", None, "Sender mailbox of alert emails (Graph sendMail)."),
+    Setting("ALERT_EMAIL_TO", None, "Comma-separated recipients of alert emails."),
+    Setting("GRAPH_BASE_URL", "https://graph.microsoft.com", "Microsoft Graph endpoint."),
+    Setting(
+        "GRAPH_ACCESS_TOKEN",
+        None,
+        "A pre-acquired Graph token, for local receivers and break-glass.",
+        secret=True,
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return _BY_NAME[name].default
+    return value.strip()
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    value = _get(env, name)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
+    value = _get(env, name) or "0"
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise ConfigError(name, f"must be a whole number, got {value!r}") from exc
+    if not minimum <= number <= maximum:
+        raise ConfigError(name, f"must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated settings. Secrets are kept out of `repr` so they never reach a log line."""
+
+    exo_tenant: str | None = None
+    exo_base_url: str = "https://outlook.office365.com"
+    exo_access_token: str | None = field(default=None, repr=False)
+    storage: str | None = field(default=None, repr=False)
+    allowlist: Path | None = None
+    expiring_days: int = 14
+    audit_schedule: str = "0 0 2 * * *"
+    teams_webhook_url: str | None = field(default=None, repr=False)
+    email_from: str | None = None
+    email_to: tuple[str, ...] = ()
+    graph_base_url: str = "https://graph.microsoft.com"
+    graph_access_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        tenant = _get(env, "EXO_TENANT")
+        if tenant is not None and "/" in tenant:
+            raise ConfigError("EXO_TENANT", f"must be a tenant GUID or domain, got {tenant!r}")
+        allowlist = _get(env, "AUDITOR_ALLOWLIST")
+        recipients = tuple(
+            a.strip() for a in (_get(env, "ALERT_EMAIL_TO") or "").split(",") if a.strip()
+        )
+        for address in recipients:
+            if "@" not in address:
+                raise ConfigError("ALERT_EMAIL_TO", f"not an email address: {address!r}")
+        email_from = _get(env, "ALERT_EMAIL_FROM")
+        if email_from is not None and "@" not in email_from:
+            raise ConfigError("ALERT_EMAIL_FROM", f"not an email address: {email_from!r}")
+        schedule = _get(env, "AUDIT_SCHEDULE") or ""
+        if len(schedule.split()) != 6:
+            raise ConfigError(
+                "AUDIT_SCHEDULE",
+                f"must be an NCRONTAB expression with six fields, got {schedule!r}",
+            )
+        return cls(
+            exo_tenant=tenant,
+            exo_base_url=_url(env, "EXO_BASE_URL") or "",
+            exo_access_token=_get(env, "EXO_ACCESS_TOKEN"),
+            storage=_get(env, "AUDITOR_STORAGE"),
+            allowlist=Path(allowlist) if allowlist else None,
+            expiring_days=_int(env, "AUDITOR_EXPIRING_DAYS", 0, 365),
+            audit_schedule=schedule,
+            teams_webhook_url=_url(env, "ALERT_TEAMS_WEBHOOK_URL"),
+            email_from=email_from,
+            email_to=recipients,
+            graph_base_url=_url(env, "GRAPH_BASE_URL") or "",
+            graph_access_token=_get(env, "GRAPH_ACCESS_TOKEN"),
+        )

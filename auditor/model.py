@@ -1,0 +1,216 @@
+"""Plain data of the auditor: frozen dataclasses and enums, no I/O.
+
+Every other module speaks in these types. They carry evidence exactly as judged, so a report can
+show what was seen and a stored run can be re-evaluated later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+
+__all__ = [
+    "AllowlistEntry",
+    "Allowlist",
+    "CollectionError",
+    "Effective",
+    "Evaluation",
+    "Finding",
+    "Mailbox",
+    "Severity",
+    "Snapshot",
+    "Status",
+]
+
+
+class Effective(StrEnum):
+    """Whether a mailbox may use SMTP AUTH, after the organisation value is applied."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    UNKNOWN = "unknown"
+
+
+class Status(StrEnum):
+    """Outcome of one finding. `unknown` means the evidence could not be read: never a pass."""
+
+    PASS = "pass"  # noqa: S105 - a status, not a password
+    FAIL = "fail"
+    EXEMPT = "exempt"
+    WARNING = "warning"
+    UNKNOWN = "unknown"
+
+
+class Severity(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """One mailbox: its identities and its raw `SmtpClientAuthenticationDisabled` value.
+
+    `setting` is the raw value (True = SMTP AUTH blocked, False = explicitly allowed, None =
+    follow the organisation). `setting_present` is False when the record did not carry the
+    property at all, or when no `Get-CASMailbox` record was found for the mailbox: that is
+    unknown, which is not the same as null.
+
+    `match_keys` holds every identity the allowlist may name, lower-cased, computed once when
+    the snapshot is read so that evaluation stays a set look-up per mailbox.
+    """
+
+    guid: str | None
+    external_directory_object_id: str | None
+    primary_smtp_address: str | None
+    user_principal_name: str | None
+    alias: str | None
+    name: str | None
+    identity: str | None
+    sam_account_name: str | None
+    recipient_type_details: str | None
+    email_addresses: tuple[str, ...]
+    setting: bool | None
+    setting_present: bool
+    match_keys: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """The most stable identifier available: Guid, then directory id, then address."""
+        for value in (
+            self.guid,
+            self.external_directory_object_id,
+            self.primary_smtp_address,
+            self.user_principal_name,
+            self.identity,
+            self.name,
+            self.alias,
+        ):
+            if value:
+                return value.lower()
+        raise ValueError("mailbox without any identifier")
+
+    @property
+    def display(self) -> str:
+        """A human label: the address people recognise first."""
+        return (
+            self.primary_smtp_address
+            or self.user_principal_name
+            or self.identity
+            or self.name
+            or self.alias
+            or self.guid
+            or self.external_directory_object_id
+            or "?"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionError:
+    """A part of the collection that failed; `source` names the cmdlet or evidence."""
+
+    source: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One collection of evidence (`smtp-auth-snapshot/1`), typed.
+
+    `org_disabled` is None when the organisation setting was not collected. `mailboxes` is None
+    when the per-mailbox settings were not collected: then nothing may be concluded about any
+    mailbox. `directory_collected` says whether `Get-Mailbox` data (UPN, type, proxy addresses)
+    was available for matching.
+    """
+
+    tenant: str
+    collected_at: datetime
+    org_disabled: bool | None
+    mailboxes: tuple[Mailbox, ...] | None
+    directory_collected: bool
+    errors: tuple[CollectionError, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowlistEntry:
+    """One allowlisted identity, with the metadata an auditor asks for (CSV allowlists)."""
+
+    identity: str
+    source: str
+    line: int
+    owner: str | None = None
+    reason: str | None = None
+    ticket: str | None = None
+    expires: date | None = None
+
+    @property
+    def key(self) -> str:
+        return normalise_identity(self.identity)
+
+    def is_current(self, today: date) -> bool:
+        """Valid through the whole UTC day of `expires`."""
+        return self.expires is None or today <= self.expires
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    entries: tuple[AllowlistEntry, ...] = ()
+    warnings: tuple[str, ...] = ()
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One judgement. `id` is stable across runs for the same control and subject."""
+
+    id: str
+    control: str
+    status: Status
+    severity: Severity
+    subject: str
+    reason: str
+    mailbox: Mailbox | None = None
+    effective: Effective | None = None
+    via: str | None = None  # "explicit" or "inherited" for enabled mailboxes
+    entry: AllowlistEntry | None = None
+    org_disabled: bool | None = None
+    note: str | None = None  # context that does not change the verdict (mailbox type...)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The findings of one snapshot against one allowlist on one day."""
+
+    tenant: str
+    evaluated_at: datetime
+    snapshot_collected_at: datetime
+    org_disabled: bool | None
+    findings: tuple[Finding, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def exit_code(self) -> int:
+        """0 compliant, 1 any fail, 3 no fail but some evidence unknown (DESIGN §4)."""
+        statuses = {f.status for f in self.findings}
+        if Status.FAIL in statuses:
+            return 1
+        if Status.UNKNOWN in statuses:
+            return 3
+        return 0
+
+
+def normalise_identity(value: str) -> str:
+    """Case-insensitive form of an identity; GUIDs lose their braces, addresses their prefix."""
+    text = value.strip().lower()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1]
+    if text.startswith("smtp:"):
+        text = text[5:]
+    return text
