@@ -6,6 +6,7 @@ show what was seen and a stored run can be re-evaluated later.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -18,6 +19,8 @@ __all__ = [
     "Evaluation",
     "Finding",
     "Mailbox",
+    "PreviousRun",
+    "PriorFinding",
     "Severity",
     "Snapshot",
     "Status",
@@ -214,3 +217,28 @@ def normalise_identity(value: str) -> str:
     if text.startswith("smtp:"):
         text = text[5:]
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class PriorFinding:
+    """A finding as a previous run recorded it: enough to tell new, persisting and resolved."""
+
+    id: str
+    control: str
+    status: Status
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousRun:
+    """What the last recorded run saw, for deciding what changed (alerts, lifecycle).
+
+    `complete` is False when that run's collection failed or was cut short: its absence of a
+    finding then proves nothing, so nothing may be called resolved against it.
+    """
+
+    run_id: str
+    evaluated_at: datetime
+    org_disabled: bool | None
+    complete: bool
+    findings: Mapping[str, PriorFinding]
