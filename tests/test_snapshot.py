@@ -1,0 +1,122 @@
+"""Snapshot reading: PowerShell quirks accepted, three states kept apart, garbage refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import MISSING, cas, document, mbx
+
+from auditor.errors import InputError
+from auditor.snapshot import parse_snapshot, read_snapshot
+
+
+def parse(doc: Any, prefix: bytes = b"") -> Any:
+    return parse_snapshot(prefix + json.dumps(doc).encode(), source="snap.json")
+
+
+def test_three_states_and_missing_property() -> None:
+    snap = parse(document(cas_records=[cas(1, True), cas(2, False), cas(3, None), cas(4, MISSING)]))
+    assert snap.mailboxes is not None
+    values = [(m.setting, m.setting_present) for m in snap.mailboxes]
+    assert values == [(True, True), (False, True), (None, True), (None, False)]
+
+
+def test_powershell_quirks_bom_single_object_annotations_case() -> None:
+    record = cas(1, None)
+    record["Guid@odata.type"] = "#Guid"
+    record["smtpclientauthenticationdisabled@data.type"] = "System.Boolean"
+    record["ActiveSyncEnabled"] = True
+    record["primarysmtpaddress"] = record.pop("PrimarySmtpAddress")
+    doc = document(cas_records=None)
+    doc["cas_mailboxes"] = record  # a single object, not a list
+    doc["mailboxes"] = mbx(1)
+    snap = parse(doc, prefix=b"\xef\xbb\xbf")
+    assert snap.mailboxes is not None and len(snap.mailboxes) == 1
+    mailbox = snap.mailboxes[0]
+    assert mailbox.primary_smtp_address == "user1@contoso.com"
+    assert mailbox.user_principal_name == "u1@contoso.onmicrosoft.com"
+    assert mailbox.recipient_type_details == "UserMailbox"
+    assert (mailbox.setting, mailbox.setting_present) == (None, True)
+    assert "alias1@contoso.net" in mailbox.match_keys
+    assert not any(k.startswith("/o=") for k in mailbox.match_keys)
+
+
+def test_join_on_guid_then_directory_id() -> None:
+    by_edoid = mbx(2, "SharedMailbox")
+    del by_edoid["Guid"]
+    snap = parse(
+        document(
+            cas_records=[cas(1, True), cas(2, False)], mailboxes=[mbx(1, "RoomMailbox"), by_edoid]
+        )
+    )
+    assert snap.mailboxes is not None
+    types = {m.guid: m.recipient_type_details for m in snap.mailboxes}
+    assert types == {
+        "00000000-0000-4000-8000-000000000001": "RoomMailbox",
+        "00000000-0000-4000-8000-000000000002": "SharedMailbox",
+    }
+
+
+def test_transport_config_states() -> None:
+    assert parse(document(org=True)).org_disabled is True
+    assert parse(document(org=False)).org_disabled is False
+    assert parse(document(org=MISSING)).org_disabled is None
+    doc = document()
+    doc["transport_config"] = [{"SmtpClientAuthenticationDisabled": True}]
+    assert parse(doc).org_disabled is True
+
+
+def test_not_collected_parts_stay_none() -> None:
+    snap = parse(document(cas_records=None, mailboxes=None))
+    assert snap.mailboxes is None and snap.directory_collected is False
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where", "message"),
+    [
+        (lambda d: d.update(schema="smtp-auth-snapshot/2"), "snap.json", "schema"),
+        (lambda d: d.update(tenant=""), "snap.json", "tenant"),
+        (lambda d: d.update(collected_at="yesterday"), "snap.json: collected_at", "ISO 8601"),
+        (
+            lambda d: d["cas_mailboxes"].append({"SmtpClientAuthenticationDisabled": False}),
+            "snap.json: cas_mailboxes[1]",
+            "no identifier",
+        ),
+        (
+            lambda d: d["cas_mailboxes"].append(cas(9, "True")),
+            "snap.json: cas_mailboxes[1]",
+            "must be true, false or null",
+        ),
+        (
+            lambda d: d["cas_mailboxes"].append(42),
+            "snap.json: cas_mailboxes[1]",
+            "not a JSON object",
+        ),
+        (lambda d: d["cas_mailboxes"].append(cas(0)), "snap.json: cas_mailboxes[1]", "duplicate"),
+        (
+            lambda d: d.update(transport_config={"SmtpClientAuthenticationDisabled": "yes"}),
+            "snap.json: transport_config.SmtpClientAuthenticationDisabled",
+            "true or false",
+        ),
+    ],
+)
+def test_garbage_is_refused_naming_file_and_record(mutate: Any, where: str, message: str) -> None:
+    doc = document(cas_records=[cas(0, True)])
+    mutate(doc)
+    with pytest.raises(InputError) as info:
+        parse(doc)
+    assert info.value.where == where
+    assert message in info.value.detail
+
+
+def test_not_json_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{\n  "schema": "smtp-auth-snapshot/1",\n  oops\n}')
+    with pytest.raises(InputError) as info:
+        read_snapshot(path)
+    assert info.value.where == f"{path}:3"
+    with pytest.raises(InputError, match="not a smtp-auth-snapshot/1 document"):
+        parse_snapshot(b"[1, 2]", source="x")
