@@ -48,6 +48,7 @@ __all__ = [
     "decide",
     "headline",
     "org_text",
+    "item_detail",
     "REMINDER_DAYS",
 ]
 
@@ -382,3 +383,23 @@ def decide(
         remediation_url=remediation_url,
         open_violations=open_violations,
     )
+
+
+def item_detail(item: AlertItem, *, section: str) -> str:
+    """The words after the subject on one alert line, e.g. "SharedMailbox · inherited · since
+    2026-11-26". `section` is "new", "resolved", "unknown" or "expiring"."""
+    parts = [item.kind]
+    if section == "expiring":
+        if item.expires is not None:
+            left = item.days_left if item.days_left is not None else 0
+            parts.append(f"expires {item.expires.isoformat()} (in {_plural(left, 'day')})")
+        if item.owner:
+            parts.append(f"owner {item.owner}")
+        return " · ".join(parts)
+    if item.via:
+        parts.append(f"enabled {item.via}")
+    if item.since is not None:
+        parts.append(f"since {_today(item.since).isoformat()}")
+    if section in ("unknown", "resolved"):
+        parts.append(item.reason)
+    return " · ".join(parts)
