@@ -80,6 +80,17 @@ SETTINGS: tuple[Setting, ...] = (
         "A pre-acquired Graph token, for local receivers and break-glass.",
         secret=True,
     ),
+    Setting(
+        "ALERT_DIGEST",
+        "false",
+        "`true`: send a short daily summary even when nothing changed, so silence can be "
+        "told apart from a dead auditor.",
+    ),
+    Setting(
+        "ALERT_REPORT_BASE_URL",
+        None,
+        "Base URL of the run reports; alerts link to `<base>/<run id>`. Unset: no report button.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -100,6 +111,15 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    value = (_get(env, name) or "false").lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ConfigError(name, f"must be true or false, got {value!r}")
 
 
 def _int(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
@@ -129,6 +149,8 @@ class Settings:
     email_to: tuple[str, ...] = ()
     graph_base_url: str = "https://graph.microsoft.com"
     graph_access_token: str | None = field(default=None, repr=False)
+    alert_digest: bool = False
+    alert_report_base_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -165,4 +187,6 @@ class Settings:
             email_to=recipients,
             graph_base_url=_url(env, "GRAPH_BASE_URL") or "",
             graph_access_token=_get(env, "GRAPH_ACCESS_TOKEN"),
+            alert_digest=_bool(env, "ALERT_DIGEST"),
+            alert_report_base_url=_url(env, "ALERT_REPORT_BASE_URL"),
         )
