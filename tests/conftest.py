@@ -88,3 +88,18 @@ def app_functions() -> dict[str, Any]:
     import function_app
 
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+EMULATOR_TOKEN = "emulator-test-token"
+
+
+@pytest.fixture
+def exchange_emulator() -> Iterator[Any]:
+    """A running Exchange admin endpoint emulator (auditor.emulator) on a free loopback port,
+    serving a generated 250-mailbox tenant; accepts the bearer token `EMULATOR_TOKEN`.
+    Change `emu.state`, `emu.faults`, `emu.tokens` or `emu.latency` as a test needs."""
+    from auditor.emulator import Emulator
+    from auditor.tenantgen import generate_tenant
+
+    with Emulator(generate_tenant(250, seed=7), token=EMULATOR_TOKEN) as emu:
+        yield emu
