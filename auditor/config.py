@@ -8,9 +8,11 @@ never touches the network: a bad value is a ConfigError naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -41,6 +43,42 @@ SETTINGS: tuple[Setting, ...] = (
         "A pre-acquired Exchange token (like `Connect-ExchangeOnline -AccessToken`); for "
         "emulators and break-glass. Unset in production: the managed identity is used.",
         secret=True,
+    ),
+    Setting(
+        "EXO_CLIENT_ID",
+        None,
+        "App (client) id of an app registration in `EXO_TENANT`, to audit a tenant other than "
+        "the Function's own (msal client credentials). Unset: the managed identity is used.",
+    ),
+    Setting(
+        "EXO_CERTIFICATE_PATH",
+        None,
+        "That app's certificate: a PEM file (private key + certificate) or a `.pfx`/`.p12`. "
+        "Preferred over a secret.",
+    ),
+    Setting(
+        "EXO_CERTIFICATE_PASSWORD",
+        None,
+        "Password of the private key in `EXO_CERTIFICATE_PATH`, if it has one.",
+        secret=True,
+    ),
+    Setting(
+        "EXO_CLIENT_SECRET",
+        None,
+        "That app's client secret, used only when no certificate is configured.",
+        secret=True,
+    ),
+    Setting(
+        "EXO_AUTHORITY_HOST",
+        "https://login.microsoftonline.com",
+        "Entra ID sign-in host for the app registration; `https://login.microsoftonline.us` "
+        "(US Government), `https://login.partner.microsoftonline.cn` (21Vianet).",
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        None,
+        "Client id of a user-assigned managed identity to call Exchange with. Unset: the "
+        "system-assigned identity (or, on a workstation, `DefaultAzureCredential`).",
     ),
     Setting(
         "AUDITOR_STORAGE",
@@ -91,9 +129,63 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Base URL of the run reports; alerts link to `<base>/<run id>`. Unset: no report button.",
     ),
+    Setting(
+        "APPROVER_TENANT_ID",
+        None,
+        "Entra tenant GUID whose tokens may approve remediations (issuer and `tid` are checked).",
+    ),
+    Setting(
+        "APPROVER_AUDIENCE",
+        None,
+        "Comma-separated accepted token audiences: the auditor API's Application ID URI "
+        "and/or client id.",
+    ),
+    Setting(
+        "APPROVER_ROLE",
+        "Remediation.Approve",
+        "App role (in the token's `roles`) an approver must hold.",
+    ),
+    Setting(
+        "APPROVER_JWKS_URL",
+        None,
+        "Signing keys of approver tokens. Unset: "
+        "`https://login.microsoftonline.com/<APPROVER_TENANT_ID>/discovery/v2.0/keys`.",
+    ),
+    Setting(
+        "EASY_AUTH_ENABLED",
+        "false",
+        "`true` only when App Service Authentication is on for the app: then its "
+        "`X-MS-CLIENT-PRINCIPAL` header is trusted as an approver identity.",
+    ),
+    Setting(
+        "AUDITOR_FORM_SECRET",
+        None,
+        "Secret (32+ characters) for the anti-forgery token of the confirmation page.",
+        secret=True,
+    ),
+    Setting(
+        "REMEDIATION_PUBLIC_URL",
+        None,
+        "Public base URL of the Function App (`https://<app>.azurewebsites.net`), for "
+        "approval and status links. Unset: taken from the request.",
+    ),
+    Setting(
+        "REMEDIATION_FORCE_TRUE",
+        "false",
+        "`true`: revoke explicit enables by setting `true` even when the organisation "
+        "blocks (default: `null`, back to organisation control).",
+    ),
+    Setting("REMEDIATION_EXPIRY_DAYS", "7", "Days a remediation proposal can be approved."),
+    Setting(
+        "REMEDIATION_INLINE_LIMIT",
+        "10",
+        "Approved plans with at most this many targets run inline in the HTTP call; larger "
+        "ones go to the `remediations` queue (the call answers 202).",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -133,6 +225,39 @@ def _int(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int:
     return number
 
 
+def _remediation_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of approved remediation (issue 6): approver identity, form secret, planning."""
+    tenant = _get(env, "APPROVER_TENANT_ID")
+    if tenant is not None and not _GUID.fullmatch(tenant):
+        raise ConfigError("APPROVER_TENANT_ID", f"must be a tenant GUID, got {tenant!r}")
+    jwks = _url(env, "APPROVER_JWKS_URL")
+    if jwks is None and tenant is not None:
+        jwks = f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+    secret = _get(env, "AUDITOR_FORM_SECRET")
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("AUDITOR_FORM_SECRET", "must be at least 32 characters")
+    audiences = tuple(
+        a.strip() for a in (_get(env, "APPROVER_AUDIENCE") or "").split(",") if a.strip()
+    )
+    return {
+        "approver_tenant_id": tenant.lower() if tenant else None,
+        "approver_audiences": audiences,
+        "approver_role": _get(env, "APPROVER_ROLE") or "",
+        "approver_jwks_url": jwks,
+        "easy_auth_enabled": _bool(env, "EASY_AUTH_ENABLED"),
+        "form_secret": secret,
+        "remediation_public_url": _url(env, "REMEDIATION_PUBLIC_URL"),
+        "remediation_force_true": _bool(env, "REMEDIATION_FORCE_TRUE"),
+        "remediation_expiry_days": _int(env, "REMEDIATION_EXPIRY_DAYS", 1, 90),
+        "remediation_inline_limit": _int(env, "REMEDIATION_INLINE_LIMIT", 0, 1000),
+    }
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = _get(env, name)
+    return Path(value) if value else None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Validated settings. Secrets are kept out of `repr` so they never reach a log line."""
@@ -140,6 +265,12 @@ class Settings:
     exo_tenant: str | None = None
     exo_base_url: str = "https://outlook.office365.com"
     exo_access_token: str | None = field(default=None, repr=False)
+    exo_client_id: str | None = None
+    exo_certificate_path: Path | None = None
+    exo_certificate_password: str | None = field(default=None, repr=False)
+    exo_client_secret: str | None = field(default=None, repr=False)
+    exo_authority_host: str = "https://login.microsoftonline.com"
+    azure_client_id: str | None = None
     storage: str | None = field(default=None, repr=False)
     allowlist: Path | None = None
     expiring_days: int = 14
@@ -151,6 +282,17 @@ class Settings:
     graph_access_token: str | None = field(default=None, repr=False)
     alert_digest: bool = False
     alert_report_base_url: str | None = None
+
+    approver_tenant_id: str | None = None
+    approver_audiences: tuple[str, ...] = ()
+    approver_role: str = "Remediation.Approve"
+    approver_jwks_url: str | None = None
+    easy_auth_enabled: bool = False
+    form_secret: str | None = field(default=None, repr=False)
+    remediation_public_url: str | None = None
+    remediation_force_true: bool = False
+    remediation_expiry_days: int = 7
+    remediation_inline_limit: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -175,9 +317,16 @@ class Settings:
                 f"must be an NCRONTAB expression with six fields, got {schedule!r}",
             )
         return cls(
+            **_remediation_settings(env),
             exo_tenant=tenant,
             exo_base_url=_url(env, "EXO_BASE_URL") or "",
             exo_access_token=_get(env, "EXO_ACCESS_TOKEN"),
+            exo_client_id=_get(env, "EXO_CLIENT_ID"),
+            exo_certificate_path=_path(env, "EXO_CERTIFICATE_PATH"),
+            exo_certificate_password=_get(env, "EXO_CERTIFICATE_PASSWORD"),
+            exo_client_secret=_get(env, "EXO_CLIENT_SECRET"),
+            exo_authority_host=_url(env, "EXO_AUTHORITY_HOST") or "",
+            azure_client_id=_get(env, "AZURE_CLIENT_ID"),
             storage=_get(env, "AUDITOR_STORAGE"),
             allowlist=Path(allowlist) if allowlist else None,
             expiring_days=_int(env, "AUDITOR_EXPIRING_DAYS", 0, 365),
