@@ -103,3 +103,16 @@ def exchange_emulator() -> Iterator[Any]:
 
     with Emulator(generate_tenant(250, seed=7), token=EMULATOR_TOKEN) as emu:
         yield emu
+
+
+@pytest.fixture
+def receivers(tmp_path: Path) -> Iterator[Any]:
+    """Start local recording HTTP receivers (tests/receivers.py); all stopped after the test.
+    Each posted body is also written under tmp_path/"posted"."""
+    from receivers import ReceiverPool
+
+    pool = ReceiverPool(out_dir=tmp_path / "posted")
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
