@@ -1,0 +1,495 @@
+"""Exchange Online admin REST adapter: `InvokeCommand` over an injected `httpx.Client`.
+
+The one place that talks to Exchange (REFERENCE §1). Reads return every page or fail: a read
+that was refused, cut short or warned about truncation raises `CollectionFailed` (or its
+`PermissionDenied` subclass, which names the missing Exchange role); it never returns a shorter
+list. Every failure message names the cmdlet, the HTTP status and the `request-id`.
+
+Policy (the ExchangeOnlineManagement module's own): at most `max_retries` retries per request;
+429 waits `Retry-After` (decimal seconds, capped); 503/504 and the transient Exchange exception
+names back off 2 s × 2^n plus jitter; a 401 refreshes the token once per call and then stops; a
+401/403 "User is not allowed to call X" is an RBAC refusal and is not retried; a 401 claims
+challenge is not retried either (a new app token without those claims cannot satisfy it).
+Transport errors (connection refused or dropped mid-page) end the read: a half-read page is
+never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from .credentials import TokenProvider
+from .errors import AuditorError, CollectionFailed, PermissionDenied
+from .model import CollectionError
+from .snapshot import snapshot_document
+
+__all__ = [
+    "ExchangeClient",
+    "collect_snapshot",
+    "CAS_PROPERTIES",
+    "MAILBOX_PROPERTIES",
+    "TRANSPORT_PROPERTIES",
+    "REQUIRED_ROLES",
+    "TRANSIENT_EXCEPTIONS",
+]
+
+log = logging.getLogger(__name__)
+
+CAS_PROPERTIES = (
+    "Guid",
+    "ExternalDirectoryObjectId",
+    "Identity",
+    "Name",
+    "PrimarySmtpAddress",
+    "SmtpClientAuthenticationDisabled",
+)
+MAILBOX_PROPERTIES = (
+    "Guid",
+    "ExternalDirectoryObjectId",
+    "Identity",
+    "Name",
+    "Alias",
+    "UserPrincipalName",
+    "PrimarySmtpAddress",
+    "RecipientTypeDetails",
+    "EmailAddresses",
+)
+TRANSPORT_PROPERTIES = ("Identity", "SmtpClientAuthenticationDisabled")
+
+# The least-privilege Exchange role each cmdlet needs (REFERENCE §2).
+REQUIRED_ROLES = {
+    "get-transportconfig": "View-Only Configuration",
+    "get-casmailbox": "View-Only Recipients",
+    "get-mailbox": "View-Only Recipients",
+    "set-casmailbox": "Mail Recipients",
+    "set-transportconfig": "Organization Transport Settings",
+}
+TRANSIENT_EXCEPTIONS = (
+    "DCOverloadedException",
+    "SuitabilityDirectoryException",
+    "ServerInMMException",
+    "ADServerSettingsChangedException",
+    "StorageTransientException",
+)
+_ANCHOR = "APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@"
+_TRUNCATED = "more results available"
+_RBAC = "is not allowed to call"
+
+
+class _CutResponse(Exception):
+    def __init__(self, status: int, request_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.request_id, self.reason = status, request_id, reason
+
+
+class _CallState:
+    __slots__ = ("cmdlet", "refreshed", "request_id")
+
+    def __init__(self, cmdlet: str) -> None:
+        self.cmdlet = cmdlet
+        self.request_id = str(uuid.uuid4())  # client-request-id, kept across retries and pages
+        self.refreshed = False
+
+
+class ExchangeClient:
+    """Calls `POST {base_url}/adminapi/beta/{tenant}/InvokeCommand`.
+
+    `tokens` hands out bearer tokens (asked before every request, so a provider renews them
+    during long runs); `http` is the transport (tests pass one bound to the emulator or a
+    MockTransport); `sleep` and `jitter` are injectable so retries cost no wall time in tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tenant: str,
+        tokens: TokenProvider,
+        http: httpx.Client,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        page_size: int = 1000,
+        max_pages: int = 5000,
+        max_retries: int = 5,
+        backoff: float = 2.0,
+        max_backoff: float = 60.0,
+        max_retry_after: float = 60.0,
+    ) -> None:
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size must be between 1 and 1000")
+        self.base_url = base_url.rstrip("/")
+        self.tenant = tenant
+        self._tokens = tokens
+        self._http = http
+        self._sleep = sleep
+        self._jitter = jitter
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.endpoint = f"{self.base_url}/adminapi/beta/{quote(tenant, safe='@.')}/InvokeCommand"
+        self._origin = _origin(self.endpoint)
+        self.last_warnings: list[str] = []  # non-fatal @adminapi.warnings of the last call
+
+    # ---- the generic call ------------------------------------------------------------
+
+    def invoke(
+        self,
+        cmdlet: str,
+        parameters: Mapping[str, Any],
+        *,
+        select: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run one cmdlet and return every record of every page, annotations dropped.
+
+        Raises `CollectionFailed` (or `PermissionDenied`) instead of returning a partial list.
+        """
+        state = _CallState(cmdlet)
+        url: str | None = self.endpoint
+        if select:
+            url = f"{self.endpoint}?$select={','.join(select)}"
+        body = json.dumps(
+            {"CmdletInput": {"CmdletName": cmdlet, "Parameters": dict(parameters)}}
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-ResponseFormat": "json",
+            "X-AnchorMailbox": f"{_ANCHOR}{self.tenant}",
+            "X-CmdletName": cmdlet,
+            "client-request-id": state.request_id,
+        }
+        if cmdlet.lower().startswith("get-"):
+            headers["Prefer"] = f"odata.maxpagesize={self.page_size}"
+        records: list[dict[str, Any]] = []
+        warnings: list[str] = []
+        seen_links: set[str] = set()
+        pages = 0
+        while url is not None:
+            pages += 1
+            if pages > self.max_pages:
+                raise CollectionFailed(
+                    f"{cmdlet}: HTTP 200, request-id {state.request_id}: more than "
+                    f"{self.max_pages} pages; the read was stopped and is incomplete"
+                )
+            document, response = self._post(state, url, body, headers)
+            rid = response.headers.get("request-id", "none")
+            records.extend(self._page_records(cmdlet, document, rid, warnings))
+            link = document.get("@odata.nextLink")
+            url = None if link is None else self._next_url(cmdlet, link, rid, seen_links)
+        self.last_warnings = warnings
+        log.info("%s: %d records in %d pages", cmdlet, len(records), pages)
+        return records
+
+    # ---- reads and writes the auditor uses ----------------------------------------------
+
+    def get_transport_config(self) -> dict[str, Any]:
+        """The organisation's transport config (`SmtpClientAuthenticationDisabled`)."""
+        records = self.invoke("Get-TransportConfig", {}, select=TRANSPORT_PROPERTIES)
+        if len(records) != 1:
+            raise CollectionFailed(
+                f"Get-TransportConfig: HTTP 200, request-id none: expected one object, "
+                f"got {len(records)}"
+            )
+        return records[0]
+
+    def get_cas_mailboxes(self) -> list[dict[str, Any]]:
+        """Every mailbox's CAS record, projected to what the auditor needs."""
+        return self.invoke("Get-CASMailbox", {"ResultSize": "Unlimited"}, select=CAS_PROPERTIES)
+
+    def get_mailboxes(self) -> list[dict[str, Any]]:
+        """Every mailbox's directory record (UPN, alias, proxy addresses, type)."""
+        return self.invoke("Get-Mailbox", {"ResultSize": "Unlimited"}, select=MAILBOX_PROPERTIES)
+
+    def get_cas_mailbox(self, identity: str) -> dict[str, Any]:
+        """One mailbox's CAS record (re-check before and verify after a change)."""
+        records = self.invoke("Get-CASMailbox", {"Identity": identity}, select=CAS_PROPERTIES)
+        if len(records) != 1:
+            raise CollectionFailed(
+                f"Get-CASMailbox: HTTP 200, request-id none: expected one mailbox for "
+                f"{identity!r}, got {len(records)}"
+            )
+        return records[0]
+
+    def set_cas_mailbox(self, guid: str, disabled: bool | None) -> None:
+        """Set one mailbox's `SmtpClientAuthenticationDisabled`: True, False, or None (inherit)."""
+        if disabled is not None and not isinstance(disabled, bool):
+            raise TypeError("disabled must be True, False or None")
+        self.invoke(
+            "Set-CASMailbox", {"Identity": guid, "SmtpClientAuthenticationDisabled": disabled}
+        )
+
+    def set_transport_config(self, disabled: bool) -> None:
+        """Set the organisation switch; it takes a boolean only."""
+        if not isinstance(disabled, bool):
+            raise TypeError("disabled must be True or False")
+        self.invoke("Set-TransportConfig", {"SmtpClientAuthenticationDisabled": disabled})
+
+    # ---- one request, with retries --------------------------------------------------------
+
+    def _post(
+        self, state: _CallState, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[dict[str, Any], httpx.Response]:
+        cmdlet = state.cmdlet
+        retries = 0
+        force = False
+        while True:
+            token = self._token(state, force)
+            force = False
+            try:
+                response = self._send(url, body, {**headers, "Authorization": f"Bearer {token}"})
+            except _CutResponse as cut:
+                raise CollectionFailed(
+                    f"{cmdlet}: HTTP {cut.status}, request-id {cut.request_id}: the response "
+                    f"was cut ({cut.reason}); client-request-id {state.request_id}"
+                ) from cut
+            except httpx.HTTPError as exc:
+                raise CollectionFailed(
+                    f"{cmdlet}: HTTP none, request-id none: the connection failed "
+                    f"({type(exc).__name__}: {exc}); client-request-id {state.request_id}"
+                ) from exc
+            status = response.status_code
+            rid = response.headers.get("request-id", "none")
+            log.debug(
+                "%s: HTTP %d, request-id %s, X-CalculatedBETarget %s",
+                cmdlet,
+                status,
+                rid,
+                response.headers.get("X-CalculatedBETarget", "-"),
+            )
+            if status == 200:
+                return self._json(cmdlet, response, rid), response
+            text = response.text
+            where = f"{cmdlet}: HTTP {status}, request-id {rid}"
+            if status in (401, 403) and _RBAC in text.lower():
+                role = REQUIRED_ROLES.get(cmdlet.lower(), "an Exchange role that allows it")
+                raise PermissionDenied(
+                    f"{where}: {_detail(text)} Missing Exchange role: {role} (assign it to the "
+                    "app's service principal through a role group, or an Entra role that "
+                    "includes it)"
+                )
+            if status == 401:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                if "claims=" in challenge or "insufficient_claims" in challenge:
+                    raise CollectionFailed(
+                        f"{where}: claims challenge ({_challenge_error(challenge)}); an app "
+                        "token cannot satisfy it: check Conditional Access for the app"
+                    )
+                if not state.refreshed:
+                    state.refreshed = True
+                    force = True
+                    continue
+                raise CollectionFailed(
+                    f"{where}: the token was refused again after one refresh: {_detail(text)}"
+                )
+            if retries < self.max_retries:
+                delay: float | None = None
+                if status == 429:
+                    delay = self._retry_after(response, retries)
+                elif status in (503, 504) or any(name in text for name in TRANSIENT_EXCEPTIONS):
+                    delay = self._backoff(retries)
+                if delay is not None:
+                    log.warning("%s: retry %d in %.2f s", where, retries + 1, delay)
+                    self._sleep(delay)
+                    retries += 1
+                    continue
+            suffix = f" (after {retries} retries)" if retries else ""
+            raise CollectionFailed(f"{where}: {_detail(text)}{suffix}")
+
+    def _send(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST and read the whole body; a body cut short keeps its status and request-id."""
+        with self._http.stream("POST", url, content=body, headers=headers) as response:
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                raise _CutResponse(
+                    response.status_code,
+                    response.headers.get("request-id", "none"),
+                    f"{type(exc).__name__}: {exc}",
+                ) from exc
+        return response
+
+    def _token(self, state: _CallState, force: bool) -> str:
+        try:
+            return self._tokens.get_token(force_refresh=force)
+        except AuditorError:
+            raise
+        except Exception as exc:
+            raise CollectionFailed(
+                f"{state.cmdlet}: HTTP none, request-id none: could not get a token "
+                f"({type(exc).__name__})"
+            ) from exc
+
+    def _retry_after(self, response: httpx.Response, retries: int) -> float:
+        value = response.headers.get("Retry-After")
+        try:
+            seconds = float(value) if value is not None else -1.0
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds < float("inf"):
+            return self._backoff(retries)
+        return min(seconds, self.max_retry_after)
+
+    def _backoff(self, retries: int) -> float:
+        delay = self.backoff * (2**retries) + self._jitter() * self.backoff
+        return float(min(delay, self.max_backoff))
+
+    # ---- response checks ------------------------------------------------------------------
+
+    @staticmethod
+    def _json(cmdlet: str, response: httpx.Response, rid: str) -> dict[str, Any]:
+        try:
+            document = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CollectionFailed(
+                f"{cmdlet}: HTTP {response.status_code}, request-id {rid}: the response is not "
+                f"valid JSON ({exc})"
+            ) from exc
+        if not isinstance(document, dict):
+            raise CollectionFailed(
+                f"{cmdlet}: HTTP {response.status_code}, request-id {rid}: the response is "
+                "not a JSON object"
+            )
+        return document
+
+    @staticmethod
+    def _page_records(
+        cmdlet: str, document: dict[str, Any], rid: str, warnings: list[str]
+    ) -> list[dict[str, Any]]:
+        where = f"{cmdlet}: HTTP 200, request-id {rid}"
+        errors = document.get("@adminapi.errors")
+        if errors:
+            raise CollectionFailed(
+                f"{where}: the response carries @adminapi.errors: "
+                f"{json.dumps(errors, default=str)[:400]}"
+            )
+        for warning in document.get("@adminapi.warnings") or ():
+            text = str(warning)
+            if _TRUNCATED in text.lower():
+                raise CollectionFailed(f"{where}: the result was truncated: {text}")
+            warnings.append(text)
+            log.info("%s: warning: %s", where, text)
+        if "value" not in document and not cmdlet.lower().startswith("get-"):
+            return []
+        value = document.get("value")
+        if not isinstance(value, list):
+            raise CollectionFailed(f"{where}: the response has no 'value' array")
+        out: list[dict[str, Any]] = []
+        for index, record in enumerate(value):
+            if not isinstance(record, dict):
+                raise CollectionFailed(f"{where}: value[{index}] is not an object")
+            out.append(_strip(record))
+        return out
+
+    def _next_url(self, cmdlet: str, link: Any, rid: str, seen: set[str]) -> str:
+        where = f"{cmdlet}: HTTP 200, request-id {rid}"
+        if not isinstance(link, str) or not link:
+            raise CollectionFailed(f"{where}: @odata.nextLink is not a URL")
+        url = urljoin(self.endpoint, link)
+        if _origin(url) != self._origin:
+            raise CollectionFailed(
+                f"{where}: @odata.nextLink points at another host ({urlsplit(url).netloc}); "
+                "refused, so the read is incomplete"
+            )
+        if url in seen:
+            raise CollectionFailed(f"{where}: @odata.nextLink repeats; the read is incomplete")
+        seen.add(url)
+        return url
+
+
+def _strip(record: dict[str, Any]) -> dict[str, Any]:
+    """Drop annotation keys (`Guid@odata.type`, ...); keep null distinct from false."""
+    return {
+        key: (_strip(value) if isinstance(value, dict) else value)
+        for key, value in record.items()
+        if "@" not in key
+    }
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def _challenge_error(challenge: str) -> str:
+    for part in challenge.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower().endswith("error"):
+            return value.strip('"')
+    return "claims"
+
+
+def _detail(text: str) -> str:
+    """The cmdlet's own message from an error body: details[0], then innererror."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return text.strip()[:300] or "(empty body)"
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return text.strip()[:300]
+    candidates: list[Any] = []
+    details = error.get("details")
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        candidates.append(details[0].get("message"))
+    inner = error.get("innererror")
+    if isinstance(inner, dict):
+        internal = inner.get("internalexception")
+        if isinstance(internal, dict):
+            candidates.append(internal.get("message"))
+        candidates.append(inner.get("message"))
+    candidates.append(error.get("message"))
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            message = candidate.strip()
+            if message.startswith("{"):  # sometimes a JSON string itself
+                try:
+                    nested = json.loads(message)
+                    message = str(nested.get("Message") or nested.get("message") or message)
+                except (ValueError, AttributeError):
+                    pass
+            code = error.get("code")
+            return f"{code}: {message[:400]}" if code else message[:400]
+    return text.strip()[:300]
+
+
+def collect_snapshot(client: ExchangeClient, *, tenant: str, now: datetime) -> dict[str, Any]:
+    """Read the three sources and return the `smtp-auth-snapshot/1` document.
+
+    A read that fails leaves its evidence `None` and adds an `errors` entry naming the cmdlet;
+    it never yields a shorter list.
+    """
+    errors: list[CollectionError] = []
+
+    def read(source: str, reader: Callable[[], Any]) -> Any:
+        try:
+            return reader()
+        except CollectionFailed as exc:
+            log.error("%s failed: %s", source, exc)
+            errors.append(CollectionError(source=source, message=str(exc)))
+            return None
+
+    transport = read("Get-TransportConfig", client.get_transport_config)
+    cas = read("Get-CASMailbox", client.get_cas_mailboxes)
+    mailboxes = read("Get-Mailbox", client.get_mailboxes)
+    return snapshot_document(
+        tenant=tenant,
+        collected_at=now,
+        transport_config=transport,
+        cas_mailboxes=cas,
+        mailboxes=mailboxes,
+        errors=errors,
+    )
