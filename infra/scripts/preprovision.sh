@@ -1,0 +1,19 @@
+#!/bin/sh
+# azd preprovision hook: create (or update) the approver app registration, so its client id can be
+# given to main.bicep. Needs Application.ReadWrite.All (e.g. Cloud Application Administrator).
+# AUDITOR_GRAPH_GRANTS=false skips it: a directory admin then runs the same `az deployment` and
+# you `azd env set APPROVER_CLIENT_ID <id>`.
+set -eu
+if [ "${AUDITOR_GRAPH_GRANTS:-true}" = "false" ]; then
+    echo "AUDITOR_GRAPH_GRANTS=false: skipping infra/graph/approver-app.bicep"
+    exit 0
+fi
+cd "$(dirname "$0")/../.."
+client_id=$(az deployment sub create \
+    --name "auditor-approver-${AZURE_ENV_NAME}" \
+    --location "${AZURE_LOCATION}" \
+    --template-file infra/graph/approver-app.bicep \
+    --parameters environmentName="${AZURE_ENV_NAME}" approverRole="${APPROVER_ROLE:-SmtpAuth.Approve}" \
+    --query properties.outputs.approverClientId.value --output tsv)
+azd env set APPROVER_CLIENT_ID "$client_id"
+echo "approver app registration: client id $client_id (assign the approver role: README, Deployment)"
