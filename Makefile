@@ -34,10 +34,24 @@ typecheck: $(VENV_STAMP)
 unit: setup
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck unit checkov
 
 bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+
+# checkov (Bicep static analysis of infra/) lives in its own venv: its dependency pins clash with
+# the project's. run_checkov.py fails on failed checks, parsing errors, or nothing checked.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/python infra/scripts/run_checkov.py
