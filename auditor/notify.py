@@ -22,9 +22,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
@@ -148,10 +148,9 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         pieces.add(secret)
         parts = urlsplit(secret)
         if parts.scheme and parts.netloc:
-            if len(parts.query) >= 8:
-                pieces.add(parts.query)
-            if len(parts.path) >= 8:
-                pieces.add(parts.path)
+            # A cut or re-encoded copy of the URL still must not show the signature.
+            candidates = [parts.query, parts.path, *(v for _, v in parse_qsl(parts.query))]
+            pieces.update(c for c in candidates if len(c) >= 8)
     for piece in sorted(pieces, key=len, reverse=True):
         text = text.replace(piece, "[redacted]")
     return text
@@ -175,17 +174,48 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, seconds)
 
 
-def _error_text(response: httpx.Response) -> str:
-    """A short description of an error answer: Graph's `error.code: message` when present."""
+def _error_text(response: httpx.Response, secrets: Iterable[str | None]) -> str:
+    """A short description of an error answer: Graph's `error.code: message` when present.
+    Redacted before it is cut, so no cut-off piece of a secret survives."""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         error = body["error"]
-        return f"HTTP {response.status_code} {error.get('code', '')}: {error.get('message', '')}"
-    snippet = " ".join(response.text.split())[:120]
-    return f"HTTP {response.status_code}" + (f": {snippet}" if snippet else "")
+        text = f"{error.get('code', '')}: {error.get('message', '')}"
+    else:
+        text = " ".join(response.text.split())
+    text = redact(text, secrets)[:160]
+    return f"HTTP {response.status_code}" + (f" {text}" if text else "")
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts known secrets from library log records: httpx logs every request URL at INFO,
+    and a Workflows webhook URL carries its signature in the query string."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            clean = redact(message, self.secrets)
+            if clean != message:
+                record.msg, record.args = clean, None
+        return True
+
+
+_LIBRARY_FILTER = _RedactingFilter()
+
+
+def _guard_library_logs(secrets: Iterable[str | None]) -> None:
+    _LIBRARY_FILTER.secrets.update(s for s in secrets if s)
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _LIBRARY_FILTER not in logger.filters:
+            logger.addFilter(_LIBRARY_FILTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +257,7 @@ def _post(
         else:
             if accept(response.status_code):
                 return _Outcome(attempt, response.status_code)
-            problem = _error_text(response)
+            problem = _error_text(response, secret_list)
             last_status = response.status_code
             if response.status_code not in _RETRY_STATUSES:
                 raise _Failed(
@@ -288,6 +318,18 @@ def _send_email(
     )
 
 
+def _graph_token_provider(settings: Settings) -> Callable[[], str]:
+    """An app-only Graph token from the same credential interface as Exchange.
+
+    `EXO_ACCESS_TOKEN` is an Exchange token and useless for Graph, so it is set aside here: the
+    managed identity or app registration is asked for the Graph scope instead.
+    """
+    from .credentials import token_provider
+
+    provider = token_provider(replace(settings, exo_access_token=None), GRAPH_SCOPE)
+    return lambda: provider.get_token()
+
+
 def _email_problem(settings: Settings) -> str | None:
     if settings.email_from and not settings.email_to:
         return "ALERT_EMAIL_FROM is set but ALERT_EMAIL_TO is empty"
@@ -308,11 +350,13 @@ def deliver(
 ) -> DeliveryReport:
     """Send `alert` to every configured channel not already served for this run.
 
-    `graph_token` returns an app-only token for `GRAPH_SCOPE` (used when `GRAPH_ACCESS_TOKEN` is
-    not set). Never raises for a channel's failure: the report and the ledger record it.
+    `graph_token` returns an app-only token for `GRAPH_SCOPE` when `GRAPH_ACCESS_TOKEN` is not
+    set; by default `credentials.token_provider(settings, GRAPH_SCOPE)` is used. Never raises
+    for a channel's failure: the report and the ledger record it.
     """
     run_id = alert.run_id
     secrets: list[str | None] = [settings.teams_webhook_url, settings.graph_access_token]
+    _guard_library_logs(secrets)
     try:
         done = ledger.alert_deliveries(run_id)
     except Exception as exc:  # a ledger failure never stops an alert
@@ -392,16 +436,13 @@ def _one(
         return ChannelResult(EMAIL, NOT_CONFIGURED)
     token = settings.graph_access_token
     if not token:
-        if graph_token is None:
-            return ChannelResult(
-                EMAIL, FAILED, 0, None, "no Graph token: set GRAPH_ACCESS_TOKEN or a credential"
-            )
         try:
-            token = graph_token()
+            token = (graph_token or _graph_token_provider(settings))()
         except Exception as exc:  # any credential failure fails this channel only
             detail = redact(f"Graph token not acquired: {type(exc).__name__}: {exc}", secrets)
             return ChannelResult(EMAIL, FAILED, 0, None, detail[:_DETAIL_MAX])
     secrets.append(token)
+    _guard_library_logs([token])
     try:
         outcome = _send_email(alert, settings, token, http, sleep, max_attempts)
     except _Failed as exc:

@@ -44,7 +44,7 @@ _STYLE = {
     Severity.LOW: "good",
     Severity.INFO: "default",
 }
-_TITLE = {"baseline": "first audit (baseline)", "change": "changes", "digest": "daily digest"}
+_TITLE = {"baseline": "First audit", "change": "What changed", "digest": "Daily digest"}
 
 
 def safe_url(url: str | None) -> str | None:
