@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = [
     "AllowlistEntry",
@@ -169,9 +170,13 @@ class Allowlist:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One judgement. `id` is stable across runs for the same control and subject."""
+class Finding(NamedTuple):
+    """One judgement. `id` is stable across runs for the same control and subject.
+
+    Immutable like the dataclasses here, but a NamedTuple: a tenant where the organisation
+    allows SMTP AUTH yields one finding per mailbox, and a tuple is built several times faster
+    than a frozen dataclass (which sets each field through object.__setattr__).
+    """
 
     id: str
     control: str

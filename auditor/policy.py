@@ -11,6 +11,7 @@ CAS record, or `null` while the organisation value was not collected is `unknown
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
@@ -75,10 +76,19 @@ def effective_state(
     return Effective.UNKNOWN, None
 
 
+_SAFE_KEY = re.compile(r"[0-9a-z@._+-]{1,200}").fullmatch
+
+
 def finding_id(control_id: str, subject_key: str) -> str:
-    """Stable across runs for the same control and subject; safe as a Table Storage key."""
-    digest = hashlib.sha256(subject_key.encode("utf-8")).hexdigest()[:20]
-    return f"{control_id}:{digest}"
+    """Stable across runs for the same control and subject; safe as a Table Storage key.
+
+    Readable (`SMTPAUTH-MAILBOX:<guid>`) when the subject key is made of safe characters,
+    otherwise a digest marked with `~` so it can never equal a readable key.
+    """
+    if _SAFE_KEY(subject_key):
+        return f"{control_id}:{subject_key}"
+    digest = hashlib.sha256(subject_key.encode("utf-8")).hexdigest()[:24]
+    return f"{control_id}:~{digest}"
 
 
 def _org_finding(org_disabled: bool | None) -> Finding:
@@ -260,10 +270,22 @@ def evaluate(
     # Effective state of an inheriting mailbox, computed once.
     inherit_state, inherit_via = effective_state(None, True, org)
     enabled, disabled, unknown = Effective.ENABLED, Effective.DISABLED, Effective.UNKNOWN
-    pending: list[tuple[Mailbox, Effective, str | None]] = []
+    # The hot path: a mailbox no allowlist entry names gets its finding at once, built
+    # positionally from precomputed parts; allowlisted ones wait until ambiguity is known.
+    fail, unknown_status, severity = Status.FAIL, Status.UNKNOWN, control(MAILBOX).severity
+    not_listed = {
+        EXPLICIT: f"{_how(EXPLICIT, org)} and the mailbox is not allowlisted.",
+        INHERITED: f"{_how(INHERITED, org)} and the mailbox is not allowlisted.",
+    }
+    missing_reason = "No SmtpClientAuthenticationDisabled value was read for this mailbox."
+    inherit_unknown = "The mailbox inherits (null) and the organisation setting was not collected."
+    prefix = f"{MAILBOX}:"
+    notes = _TYPE_NOTES.get
+    listed: list[tuple[Mailbox, Effective, str | None]] = []
     matched: dict[str, list[Mailbox]] = {}
     state_of: dict[int, tuple[Effective, str | None]] = {}
     n_explicit = n_inherited = n_disabled = n_unknown = 0
+    append = findings.append
     for mailbox in snapshot.mailboxes:
         if not mailbox.setting_present:
             state, via = unknown, None
@@ -280,14 +302,38 @@ def evaluate(
                 n_explicit += 1
             else:
                 n_inherited += 1
-            pending.append((mailbox, state, via))
         else:
             n_unknown += 1
-            pending.append((mailbox, state, via))
         if not allow_keys.isdisjoint(mailbox.match_keys):
             state_of[id(mailbox)] = (state, via)
-            for key in dict.fromkeys(k for k in mailbox.match_keys if k in allow_keys):
-                matched.setdefault(key, []).append(mailbox)
+            for key in mailbox.match_keys:
+                if key in allow_keys:
+                    matched.setdefault(key, []).append(mailbox)
+            if state is not disabled:
+                listed.append((mailbox, state, via))
+        elif state is not disabled:
+            key = mailbox.key
+            if state is enabled:
+                status, reason = fail, not_listed[via or EXPLICIT]
+            else:
+                status = unknown_status
+                reason = missing_reason if not mailbox.setting_present else inherit_unknown
+            append(
+                Finding(
+                    prefix + key if _SAFE_KEY(key) else finding_id(MAILBOX, key),
+                    MAILBOX,
+                    status,
+                    severity,
+                    mailbox.display,
+                    reason,
+                    mailbox,
+                    state,
+                    via,
+                    None,
+                    org,
+                    notes(mailbox.recipient_type_details or ""),
+                )
+            )
     counts.update(
         mailboxes=len(snapshot.mailboxes),
         mailboxes_enabled=n_explicit + n_inherited,
@@ -298,12 +344,8 @@ def evaluate(
     )
     ambiguous = {key: len(boxes) for key, boxes in matched.items() if len(boxes) > 1}
 
-    for mailbox, state, via in pending:
-        mine = (
-            [by_key[k] for k in dict.fromkeys(mailbox.match_keys) if k in allow_keys]
-            if id(mailbox) in state_of
-            else []
-        )
+    for mailbox, state, via in listed:
+        mine = [by_key[k] for k in mailbox.match_keys if k in allow_keys]
         findings.append(_mailbox_finding(mailbox, state, via, mine, ambiguous, org, today))
 
     for entry in entries:

@@ -10,13 +10,15 @@ property is *unknown*, not null.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+import io
+import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import InputError
+from .jsonstream import StreamError, read_object
 from .model import CollectionError, Mailbox, Snapshot
 
 __all__ = ["SCHEMA", "read_snapshot", "parse_snapshot", "build_snapshot", "mailbox_from_records"]
@@ -38,18 +40,16 @@ _FIELDS = {
     "emailaddresses": "addresses",
     "smtpclientauthenticationdisabled": "setting",
 }
-_TOP_LEVEL = frozenset({"schema", "tenant", "collected_at", "cas_mailboxes", "transport_config"})
 _UNSET: Any = object()
 
 
 class RawRecord:
     """The properties of one raw Exchange object that the auditor uses; everything else dropped.
 
-    Built while the JSON is parsed (as `object_hook`) so that a million-mailbox file never
-    exists as a million full dictionaries.
+    Annotation keys (`Guid@odata.type`) are ignored; property names match in any case.
     """
 
-    __slots__ = (*sorted(set(_FIELDS.values())), "keys")
+    __slots__ = tuple(sorted(set(_FIELDS.values())))
 
     guid: Any
     edoid: Any
@@ -62,16 +62,13 @@ class RawRecord:
     rtd: Any
     addresses: Any
     setting: Any
-    keys: int
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         for slot in self.__slots__:
             object.__setattr__(self, slot, _UNSET)
-        self.keys = 0
         for key, value in data.items():
             if "@" in key:  # annotation such as Guid@odata.type: not data
                 continue
-            self.keys += 1
             field = _FIELDS.get(key.lower())
             if field is not None:
                 object.__setattr__(self, field, value)
@@ -84,46 +81,71 @@ class RawRecord:
         return getattr(self, slot) is not _UNSET
 
 
-def _hook(data: dict[str, Any]) -> Any:
-    # The top-level document and `errors` entries stay dictionaries; every other object is an
-    # Exchange record and becomes a compact RawRecord.
-    if _TOP_LEVEL & data.keys() or set(data) <= {"source", "message"}:
-        return data
-    return RawRecord(data)
-
-
 def read_snapshot(path: str | Path) -> Snapshot:
-    """Read and validate a snapshot file. Raises InputError naming the file and record."""
+    """Read and validate a snapshot file, streaming its mailbox arrays.
+
+    Raises InputError naming the file and the record (or line) at fault.
+    """
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as probe:
+            head = probe.read(4)
+        encoding = _encoding(head)
+        with Path(path).open(encoding=encoding, newline="") as handle:
+            return _read(handle, name)
     except OSError as exc:
         raise InputError(name, f"cannot read snapshot: {exc.strerror or exc}") from exc
-    return parse_snapshot(raw, source=name)
+    except UnicodeDecodeError as exc:
+        raise InputError(name, f"not valid {encoding} text (byte {exc.start})") from exc
 
 
 def parse_snapshot(raw: bytes, *, source: str = "<snapshot>") -> Snapshot:
-    if raw.startswith(b"\xff\xfe") or raw.startswith(b"\xfe\xff"):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
+    """Validate a snapshot held in memory (bytes of the JSON file)."""
+    encoding = _encoding(raw[:4])
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise InputError(source, f"not valid {encoding} text (byte {exc.start})") from exc
-    del raw
+    return _read(io.StringIO(text), source)
+
+
+def _encoding(head: bytes) -> str:
+    return "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+_STREAMED = ("cas_mailboxes", "mailboxes")
+
+
+def _read(handle: TextIO, source: str) -> Snapshot:
+    joiner = _Joiner(source)
     try:
-        document = json.loads(text, object_hook=_hook)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}:{exc.lineno}", f"not JSON: {exc.msg}") from exc
-    del text
-    if not isinstance(document, dict):
-        raise InputError(source, f"not a {SCHEMA} document (no 'schema' property)")
-    return build_snapshot(document, source=source)
+        document = read_object(handle, streamed=_STREAMED, on_item=joiner.add)
+    except StreamError as exc:
+        where = f"{source}:{exc.line}" if exc.line else source
+        if exc.where and exc.where != "document":
+            where += f" ({exc.where})"
+        raise InputError(where, str(exc)) from exc
+    for member in _STREAMED:
+        value = document.get(member)
+        if isinstance(value, int) and not isinstance(value, bool):
+            document[member] = joiner  # streamed already
+    return _validate(document, joiner, source)
 
 
 def build_snapshot(document: Mapping[str, Any], *, source: str = "<snapshot>") -> Snapshot:
-    """Validate a parsed snapshot document whose records are RawRecords or plain dicts."""
+    """Validate a snapshot document already in memory (e.g. what the collector built)."""
+    joiner = _Joiner(source)
+    copy = dict(document)
+    for member in _STREAMED:
+        value = copy.get(member)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                joiner.add(member, index, item)
+            copy[member] = joiner
+    return _validate(copy, joiner, source)
+
+
+def _validate(document: Mapping[str, Any], joiner: _Joiner, source: str) -> Snapshot:
     schema = document.get("schema")
     if schema != SCHEMA:
         raise InputError(source, f"schema is {schema!r}, expected {SCHEMA!r}")
@@ -131,21 +153,25 @@ def build_snapshot(document: Mapping[str, Any], *, source: str = "<snapshot>") -
     if not isinstance(tenant, str) or not tenant.strip():
         raise InputError(source, "'tenant' must be a non-empty string")
     collected_at = _parse_time(document.get("collected_at"), f"{source}: collected_at")
-
     org_disabled = _org_setting(document.get("transport_config"), source)
-    cas = _records(document.get("cas_mailboxes"), "cas_mailboxes", source)
-    directory = _records(document.get("mailboxes"), "mailboxes", source)
+    collected: dict[str, bool] = {}
+    for member in _STREAMED:
+        value = document.get(member)
+        if value is None:
+            collected[member] = False
+        elif value is joiner:
+            collected[member] = True
+        else:  # PowerShell writes a single object where a list is expected
+            joiner.add(member, 0, value)
+            collected[member] = True
     errors = _errors(document.get("errors"), source)
-
-    mailboxes: tuple[Mailbox, ...] | None = None
-    if cas is not None:
-        mailboxes = _join(cas, directory or [], source)
+    mailboxes = joiner.finish() if collected["cas_mailboxes"] else None
     return Snapshot(
         tenant=tenant.strip(),
         collected_at=collected_at,
         org_disabled=org_disabled,
         mailboxes=mailboxes,
-        directory_collected=directory is not None,
+        directory_collected=collected["mailboxes"],
         errors=errors,
         source=source,
     )
@@ -169,20 +195,6 @@ def _as_record(item: Any) -> RawRecord | None:
     if isinstance(item, Mapping):
         return RawRecord(item)
     return None
-
-
-def _records(value: Any, name: str, source: str) -> list[RawRecord] | None:
-    """None when not collected; a single object is a list of one (PowerShell's quirk)."""
-    if value is None:
-        return None
-    items = value if isinstance(value, list) else [value]
-    records: list[RawRecord] = []
-    for index, item in enumerate(items):
-        record = _as_record(item)
-        if record is None:
-            raise InputError(f"{source}: {name}[{index}]", "is not a JSON object")
-        records.append(record)
-    return records
 
 
 def _org_setting(value: Any, source: str) -> bool | None:
@@ -236,22 +248,37 @@ def _text(record: RawRecord, slot: str, where: str) -> str | None:
     raise InputError(where, f"{slot} must be a string, got {type(value).__name__}")
 
 
-def _addresses(record: RawRecord, where: str) -> tuple[str, ...]:
+def _addresses(record: RawRecord, where: str) -> list[str]:
     value = record.get("addresses")
     if value is None:
-        return ()
+        return []
     items = value if isinstance(value, list) else [value]
     if not all(isinstance(item, str) for item in items):
         raise InputError(where, "EmailAddresses must be strings")
-    return tuple(items)
+    return items
 
 
 def _lower(value: str) -> str:
     return value if value.islower() else value.lower()
 
 
+def _share(value: str | None, *others: str | None) -> str | None:
+    """Return an equal string object from `others` when there is one (saves memory at scale)."""
+    if value is None:
+        return None
+    for other in others:
+        if other == value:
+            return other
+    return value
+
+
 def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, where: str) -> Mailbox:
-    """Merge a Get-CASMailbox record with its Get-Mailbox record (either may be missing)."""
+    """Merge a Get-CASMailbox record with its Get-Mailbox record (either may be missing).
+
+    Values from the CAS record win; `email_addresses` keeps the SMTP proxy addresses
+    (`smtp:`/`SMTP:`), lower-cased and without their prefix; X500, SIP and other proxies are
+    not identities the allowlist matches.
+    """
     first = [r for r in (cas, directory) if r is not None]
 
     def pick(slot: str) -> str | None:
@@ -261,9 +288,6 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
                 return value
         return None
 
-    addresses: tuple[str, ...] = ()
-    for record in first:
-        addresses = addresses or _addresses(record, where)
     setting: bool | None = None
     present = cas is not None and cas.has("setting")
     if present and cas is not None:
@@ -274,21 +298,29 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
     guid = pick("guid")
     edoid = pick("edoid")
     psmtp = pick("psmtp")
-    upn = pick("upn")
-    alias = pick("alias")
+    upn = _share(pick("upn"), psmtp)
     name = pick("name")
-    identity = pick("identity")
-    sam = pick("sam")
-    keys: list[str] = []
-    for value in (guid, edoid, psmtp, upn, alias, name, identity, sam):
+    alias = _share(pick("alias"), name)
+    identity = _share(pick("identity"), name, alias)
+    sam = _share(pick("sam"), name, alias)
+    rtd = pick("rtd")
+    primary = _lower(psmtp) if psmtp is not None else None
+    keys: list[str] = [primary] if primary is not None else []
+    for value in (guid, edoid, upn, alias, name, identity, sam):
         if value is not None:
             keys.append(_lower(value))
-    for address in addresses:
-        prefix, _, rest = address.partition(":")
-        if rest and prefix.lower() == "smtp":
-            keys.append(_lower(rest))
     if not keys:
         raise InputError(where, "mailbox record has no identifier (Guid, address, name...)")
+    smtp: list[str] = []
+    for record in first:
+        for address in _addresses(record, where):
+            prefix, _, rest = address.partition(":")
+            if rest and prefix.lower() == "smtp":
+                lowered = _share(_lower(rest), primary) or rest
+                smtp.append(lowered)
+                keys.append(lowered)
+        if smtp:
+            break
     return Mailbox(
         guid=guid,
         external_directory_object_id=edoid,
@@ -298,58 +330,110 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
         name=name,
         identity=identity,
         sam_account_name=sam,
-        recipient_type_details=pick("rtd"),
-        email_addresses=addresses,
+        recipient_type_details=sys.intern(rtd) if rtd else None,
+        email_addresses=tuple(dict.fromkeys(smtp)),
         setting=setting,
         setting_present=present,
-        match_keys=tuple(dict.fromkeys(keys)) if len(keys) > 1 else tuple(keys),
+        match_keys=tuple(dict.fromkeys(keys)),
     )
 
 
-def _join(cas: list[RawRecord], directory: Iterable[RawRecord], source: str) -> tuple[Mailbox, ...]:
-    """Join CAS records to Get-Mailbox records on Guid, then ExternalDirectoryObjectId.
+class _Joiner:
+    """Joins CAS records to Get-Mailbox records as they arrive (on Guid, then
+    ExternalDirectoryObjectId), so each pair becomes one Mailbox at once and the raw records
+    are freed: peak memory stays near one copy of the evidence.
 
     A Get-Mailbox record without a CAS record is kept as a mailbox whose setting is unknown:
     a mailbox missing from the CAS listing must show up, not vanish.
     """
-    by_guid: dict[str, int] = {}
-    by_edoid: dict[str, int] = {}
-    dir_list = list(directory)
-    for index, record in enumerate(dir_list):
-        where = f"{source}: mailboxes[{index}]"
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.cas: list[Mailbox | RawRecord] = []
+        self.directory: dict[int, RawRecord] = {}
+        # Unpaired records by lower-cased Guid / directory id -> position.
+        self.index: dict[str, dict[str, int]] = {
+            "cas_guid": {},
+            "cas_edoid": {},
+            "dir_guid": {},
+            "dir_edoid": {},
+        }
+
+    def _ids(self, record: RawRecord, where: str) -> tuple[str | None, str | None]:
         guid = _text(record, "guid", where)
         edoid = _text(record, "edoid", where)
+        return (_lower(guid) if guid else None, _lower(edoid) if edoid else None)
+
+    def _take(self, side: str, guid: str | None, edoid: str | None) -> int | None:
+        found = self.index[f"{side}_guid"].pop(guid, None) if guid else None
+        if found is None and edoid:
+            found = self.index[f"{side}_edoid"].pop(edoid, None)
+        return found
+
+    def _forget(self, side: str, record: RawRecord, where: str) -> None:
+        guid, edoid = self._ids(record, where)
         if guid:
-            by_guid[_lower(guid)] = index
+            self.index[f"{side}_guid"].pop(guid, None)
         if edoid:
-            by_edoid[_lower(edoid)] = index
-    used = bytearray(len(dir_list))
-    seen: set[str] = set()
-    mailboxes: list[Mailbox] = []
-    for index, record in enumerate(cas):
-        where = f"{source}: cas_mailboxes[{index}]"
-        guid = _text(record, "guid", where)
-        edoid = _text(record, "edoid", where)
-        match = by_guid.get(_lower(guid)) if guid else None
-        if match is None and edoid:
-            match = by_edoid.get(_lower(edoid))
-        partner = None
-        if match is not None:
-            used[match] = 1
-            partner = dir_list[match]
-        mailbox = mailbox_from_records(record, partner, where)
-        if mailbox.key in seen:
-            raise InputError(where, f"duplicate mailbox {mailbox.key!r} in cas_mailboxes")
-        seen.add(mailbox.key)
-        mailboxes.append(mailbox)
-    for index, record in enumerate(dir_list):
-        if used[index]:
-            continue
-        mailbox = mailbox_from_records(None, record, f"{source}: mailboxes[{index}]")
-        if mailbox.key not in seen:
-            seen.add(mailbox.key)
-            mailboxes.append(mailbox)
-    return tuple(mailboxes)
+            self.index[f"{side}_edoid"].pop(edoid, None)
+
+    def _remember(self, side: str, guid: str | None, edoid: str | None, position: int) -> None:
+        if guid:
+            self.index[f"{side}_guid"].setdefault(guid, position)
+        if edoid:
+            self.index[f"{side}_edoid"].setdefault(edoid, position)
+
+    def add(self, member: str, index: int, item: Any) -> None:
+        where = f"{self.source}: {member}[{index}]"
+        record = _as_record(item)
+        if record is None:
+            raise InputError(where, "is not a JSON object")
+        guid, edoid = self._ids(record, where)
+        if member == "cas_mailboxes":
+            position = len(self.cas)
+            partner_at = self._take("dir", guid, edoid)
+            if partner_at is not None:
+                partner = self.directory.pop(partner_at)
+                self._forget("dir", partner, where)
+                self.cas.append(mailbox_from_records(record, partner, where))
+            else:
+                self.cas.append(record)
+                self._remember("cas", guid, edoid, position)
+        else:
+            partner_at = self._take("cas", guid, edoid)
+            if partner_at is not None:
+                partner_record = self.cas[partner_at]
+                assert isinstance(partner_record, RawRecord)
+                cas_where = self._cas_where(partner_at)
+                self._forget("cas", partner_record, cas_where)
+                self.cas[partner_at] = mailbox_from_records(partner_record, record, cas_where)
+            else:
+                self.directory[index] = record
+                self._remember("dir", guid, edoid, index)
+
+    def _cas_where(self, position: int) -> str:
+        return f"{self.source}: cas_mailboxes[{position}]"
+
+    def finish(self) -> tuple[Mailbox, ...]:
+        mailboxes: list[Mailbox] = []
+        seen: set[str] = set()
+        for position, item in enumerate(self.cas):
+            if isinstance(item, RawRecord):
+                item = mailbox_from_records(item, None, self._cas_where(position))
+            if item.key in seen:
+                raise InputError(
+                    self._cas_where(position), f"duplicate mailbox {item.key!r} in cas_mailboxes"
+                )
+            seen.add(item.key)
+            mailboxes.append(item)
+        for index, record in sorted(self.directory.items()):
+            mailbox = mailbox_from_records(None, record, f"{self.source}: mailboxes[{index}]")
+            if mailbox.key not in seen:
+                seen.add(mailbox.key)
+                mailboxes.append(mailbox)
+        self.cas = []
+        self.directory = {}
+        return tuple(mailboxes)
 
 
 def snapshot_document(

@@ -10,7 +10,7 @@ import pytest
 from builders import MISSING, cas, document, mbx
 
 from auditor.errors import InputError
-from auditor.snapshot import parse_snapshot, read_snapshot
+from auditor.snapshot import build_snapshot, parse_snapshot, read_snapshot
 
 
 def parse(doc: Any, prefix: bytes = b"") -> Any:
@@ -118,5 +118,41 @@ def test_not_json_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_snapshot(path)
     assert info.value.where == f"{path}:3"
-    with pytest.raises(InputError, match="not a smtp-auth-snapshot/1 document"):
+    with pytest.raises(InputError, match="x:1: not a JSON object"):
         parse_snapshot(b"[1, 2]", source="x")
+    with pytest.raises(InputError, match="schema is None"):
+        parse_snapshot(b'{"cas_mailboxes": []}', source="x")
+    with pytest.raises(InputError, match="extra data"):
+        parse_snapshot(json.dumps(document()).encode() + b" {}", source="x")
+
+
+def test_garbage_inside_a_streamed_record_names_record_and_line() -> None:
+    text = json.dumps(document(cas_records=[cas(1, True)]), indent=1)
+    text = text.replace('"Name": "user1"', '"Name": user1')
+    with pytest.raises(InputError) as info:
+        parse_snapshot(text.encode(), source="s.json")
+    assert "(cas_mailboxes[0])" in info.value.where
+    assert info.value.where.startswith("s.json:")
+
+
+def test_streaming_across_chunk_boundaries_matches_in_memory_reading(tmp_path: Path) -> None:
+    # Several MiB so that records, strings and numbers straddle the 1 MiB read chunks.
+    records = [cas(n, [True, False, None][n % 3], Padding="x" * (n % 977)) for n in range(6000)]
+    doc = document(org=False, cas_records=records, mailboxes=[mbx(n) for n in range(0, 6000, 2)])
+    doc["big_number"] = 12345678901234567890
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8-sig")
+    assert path.stat().st_size > 3 * 2**20
+    streamed = read_snapshot(path)
+    in_memory = build_snapshot(doc)
+    assert streamed.mailboxes == in_memory.mailboxes
+    assert streamed.mailboxes is not None and len(streamed.mailboxes) == 6000
+    assert streamed.mailboxes[2].recipient_type_details == "UserMailbox"
+    assert streamed.mailboxes[3].recipient_type_details is None
+
+
+def test_utf16_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "ps.json"
+    path.write_text(json.dumps(document(cas_records=[cas(1, None)])), encoding="utf-16")
+    snap = read_snapshot(path)
+    assert snap.mailboxes is not None and snap.mailboxes[0].setting_present
