@@ -114,10 +114,11 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # keep test output clean; the records are the log
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"receiver-{self.name}", daemon=True
+            target=lambda: server.serve_forever(poll_interval=0.05), name=f"receiver-{self.name}", daemon=True
         )
         self._thread.start()
         return self
