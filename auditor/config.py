@@ -88,6 +88,12 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "AUDITOR_TABLE_PREFIX",
+        "smtpauth",
+        "Prefix of the history tables (`<prefix>runs`, `state`, `history`, `evidence`, "
+        "`alerts`); letters and digits. One prefix per audited tenant in a shared account.",
+    ),
+    Setting(
         "AUDITOR_ALLOWLIST",
         None,
         "Path of the allowlist file (`.txt` one identity per line, or `.csv` with "
@@ -258,6 +264,16 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _table_prefix(env: Mapping[str, str]) -> str:
+    value = _get(env, "AUDITOR_TABLE_PREFIX") or ""
+    if not (value.isascii() and value.isalnum() and value[:1].isalpha() and len(value) <= 50):
+        raise ConfigError(
+            "AUDITOR_TABLE_PREFIX",
+            f"must be 1-50 letters and digits, starting with a letter, got {value!r}",
+        )
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Validated settings. Secrets are kept out of `repr` so they never reach a log line."""
@@ -272,6 +288,7 @@ class Settings:
     exo_authority_host: str = "https://login.microsoftonline.com"
     azure_client_id: str | None = None
     storage: str | None = field(default=None, repr=False)
+    table_prefix: str = "smtpauth"
     allowlist: Path | None = None
     expiring_days: int = 14
     audit_schedule: str = "0 0 2 * * *"
@@ -328,6 +345,7 @@ class Settings:
             exo_authority_host=_url(env, "EXO_AUTHORITY_HOST") or "",
             azure_client_id=_get(env, "AZURE_CLIENT_ID"),
             storage=_get(env, "AUDITOR_STORAGE"),
+            table_prefix=_table_prefix(env),
             allowlist=Path(allowlist) if allowlist else None,
             expiring_days=_int(env, "AUDITOR_EXPIRING_DAYS", 0, 365),
             audit_schedule=schedule,

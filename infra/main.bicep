@@ -518,6 +518,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     EXO_AUTHORITY_HOST: environment().authentication.loginEndpoint
     AZURE_CLIENT_ID: '' // system-assigned identity
     AUDITOR_STORAGE: 'https://${storage.name}.table.${environment().suffixes.storage}'
+    AUDITOR_TABLE_PREFIX: 'smtpauth'
     AUDITOR_ALLOWLIST: allowlistPath
     AUDITOR_EXPIRING_DAYS: string(expiringDays)
     AUDIT_SCHEDULE: auditSchedule
