@@ -23,15 +23,17 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from .alerts import Alert
+from .alerts import Alert, decide
 from .config import Settings
 from .errors import DeliveryError
 from .mail import build_email, sendmail_body
+from .model import CollectionError, Evaluation, PreviousRun
 from .teams import build_message, serialize
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "DeliveryReport",
     "MemoryLedger",
     "deliver",
+    "notify_run",
     "redact",
     "report_url",
     "GRAPH_SCOPE",
@@ -70,8 +73,9 @@ class AlertLedger(Protocol):
         """channel -> status recorded for this run."""
         ...
 
-    def record_alert_delivery(self, run_id: str, channel: str, status: str, detail: str) -> None:
-        ...
+    def record_alert_delivery(
+        self, run_id: str, channel: str, status: str, detail: str
+    ) -> None: ...
 
 
 class MemoryLedger:
@@ -260,9 +264,7 @@ def _post(
             problem = _error_text(response, secret_list)
             last_status = response.status_code
             if response.status_code not in _RETRY_STATUSES:
-                raise _Failed(
-                    redact(f"{problem} (not retried)", secret_list), attempt, last_status
-                )
+                raise _Failed(redact(f"{problem} (not retried)", secret_list), attempt, last_status)
             hinted = _retry_after(response)
             if hinted is not None:
                 wait = min(MAX_WAIT, hinted)
@@ -450,3 +452,54 @@ def _one(
             EMAIL, FAILED, exc.attempts, exc.http_status, redact(str(exc), secrets)
         )
     return ChannelResult(EMAIL, SENT, outcome.attempts, outcome.http_status)
+
+
+def notify_run(
+    evaluation: Evaluation,
+    previous: PreviousRun | None,
+    *,
+    run_id: str,
+    complete: bool,
+    errors: Iterable[CollectionError | str],
+    settings: Settings,
+    http: httpx.Client,
+    ledger: AlertLedger,
+    sleep: Callable[[float], None] = time.sleep,
+    graph_token: Callable[[], str] | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+    remediation_url: str | None = None,
+) -> DeliveryReport | None:
+    """Decide and deliver one run's alert: the one call `run_audit` makes.
+
+    Returns None when the run has nothing to tell (and no digest is asked for). Uses
+    `AUDITOR_EXPIRING_DAYS`, `ALERT_DIGEST` and `ALERT_REPORT_BASE_URL`. Never raises for a
+    channel's failure; a bug while building the alert is logged and reported as failed, since
+    alerting must not fail the audit that was already recorded.
+    """
+    try:
+        alert = decide(
+            evaluation,
+            previous,
+            run_id=run_id,
+            complete=complete,
+            errors=errors,
+            expiring_days=settings.expiring_days,
+            digest=settings.alert_digest,
+            report_url=report_url(settings, run_id),
+            remediation_url=remediation_url,
+            first_seen=first_seen,
+        )
+    except Exception as exc:  # the audit is recorded; a broken alert must not undo that
+        log.exception("alert run=%s: could not build the alert", run_id)
+        detail = f"alert not built: {type(exc).__name__}"
+        return DeliveryReport(
+            run_id,
+            (
+                ChannelResult(TEAMS, FAILED, detail=detail),
+                ChannelResult(EMAIL, FAILED, detail=detail),
+            ),
+        )
+    if alert is None:
+        log.info("alert run=%s: nothing changed, no alert", run_id)
+        return None
+    return deliver(alert, settings, http=http, ledger=ledger, sleep=sleep, graph_token=graph_token)

@@ -540,3 +540,43 @@ def test_digest_setting_parses() -> None:
 
     with pytest.raises(ConfigError, match="ALERT_DIGEST"):
         Settings.from_env({"ALERT_DIGEST": "sometimes"})
+
+
+def test_notify_run_uses_the_alert_settings(receivers: ReceiverPool, http: httpx.Client) -> None:
+    from auditor.model import PreviousRun, PriorFinding
+    from auditor.notify import notify_run
+
+    teams = receivers.start("teams", default=Reply(202))
+    records = [cas(1, False), cas(2, True)]
+    evaluation = evaluate(
+        snapshot(cas_records=records, mailboxes=[mbx(1), mbx(2)]),
+        Allowlist(),
+        NOW.date(),
+        evaluated_at=NOW,
+    )
+    previous = PreviousRun(
+        run_id="20261126T020000000Z-aa11",
+        evaluated_at=NOW,
+        org_disabled=True,
+        complete=True,
+        findings={
+            f.id: PriorFinding(f.id, f.control, f.status, f.subject) for f in evaluation.findings
+        },
+    )
+    base = {"ALERT_REPORT_BASE_URL": "https://reports.example/runs"}
+    quiet = settings_for(teams=webhook(teams.url), **base)
+    kwargs: dict[str, Any] = dict(run_id="20261127T020000000Z-bb22", complete=True, errors=[])
+    assert (
+        notify_run(evaluation, previous, settings=quiet, http=http, ledger=MemoryLedger(), **kwargs)
+        is None
+    )
+    assert teams.requests == []
+
+    chatty = settings_for(teams=webhook(teams.url), ALERT_DIGEST="true", **base)
+    report = notify_run(
+        evaluation, previous, settings=chatty, http=http, ledger=MemoryLedger(), **kwargs
+    )
+    assert report is not None and report.status(TEAMS) == SENT
+    card = teams.requests[0].json()["attachments"][0]["content"]
+    assert card["actions"][0]["url"] == "https://reports.example/runs/20261127T020000000Z-bb22"
+    assert any("Daily digest: no change, 1 open violation" in t for t in texts_in(card))
