@@ -27,3 +27,30 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(json.dumps(body), status_code=500, mimetype="application/json")
     body = {"status": "ok", "version": __version__}
     return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json")
+
+
+@app.function_name("nightly_audit")
+@app.timer_trigger(
+    schedule="%AUDIT_SCHEDULE%",
+    arg_name="timer",
+    run_on_startup=False,
+    use_monitor=True,
+)
+def nightly_audit(timer: func.TimerRequest) -> None:
+    """The nightly audit: collect, evaluate, record (auditor.service.audit_from_settings).
+
+    The schedule comes from the AUDIT_SCHEDULE app setting (NCRONTAB, UTC; infra sets it,
+    local runs read it from local.settings.json). A failed or partial collection raises after
+    it is recorded, so the host marks the invocation failed. Logs carry the run id, counts and
+    durations only (auditor.service), never mailbox lists or tokens.
+    """
+    import logging
+
+    from auditor.config import Settings
+    from auditor.service import audit_from_settings
+
+    if timer.past_due:
+        logging.getLogger("auditor.timer").warning(
+            "audit timer past_due=true: a scheduled run was missed (host down or overrunning)"
+        )
+    audit_from_settings(Settings.from_env())
