@@ -32,12 +32,14 @@ from typing import Literal
 
 from .controls import control
 from .model import (
+    Allowlist,
     CollectionError,
     Evaluation,
     Finding,
     PreviousRun,
     PriorFinding,
     Severity,
+    Snapshot,
     Status,
 )
 
@@ -49,6 +51,7 @@ __all__ = [
     "headline",
     "org_text",
     "item_detail",
+    "failed_run_evaluation",
     "REMINDER_DAYS",
 ]
 
@@ -403,3 +406,22 @@ def item_detail(item: AlertItem, *, section: str) -> str:
     if section in ("unknown", "resolved"):
         parts.append(item.reason)
     return " · ".join(parts)
+
+
+def failed_run_evaluation(
+    tenant: str, evaluated_at: datetime, errors: Iterable[CollectionError | str]
+) -> Evaluation:
+    """The evaluation of a run whose collection failed outright: nothing was read, so the
+    organisation and every mailbox are `unknown` (never a pass, never an empty list). Lets a
+    failed run be told through `decide` like any other, with `complete=False`."""
+    from .policy import evaluate  # pure; imported here to keep this module's surface small
+
+    snapshot = Snapshot(
+        tenant=tenant,
+        collected_at=evaluated_at,
+        org_disabled=None,
+        mailboxes=None,
+        directory_collected=False,
+        errors=_errors(errors),
+    )
+    return evaluate(snapshot, Allowlist(), _today(evaluated_at), evaluated_at=evaluated_at)

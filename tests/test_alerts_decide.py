@@ -317,3 +317,19 @@ def test_links_and_run_facts_are_carried() -> None:
     assert alert.run_id == "run-2" and alert.previous_run_id == "run-1"
     assert alert.tenant == "contoso.onmicrosoft.com" and alert.evaluated_at == DAY2
     assert alert.counts["new"] == 1 and alert.counts["fail"] == 2
+
+
+def test_a_failed_collection_is_told_with_everything_unknown() -> None:
+    from auditor.alerts import failed_run_evaluation
+
+    day1 = run(DAY1, cas_records=BASE, mailboxes=BOXES[:3])
+    error = CollectionError("collection", "PermissionDenied: not allowed to call Get-Mailbox")
+    failed = failed_run_evaluation("contoso.onmicrosoft.com", DAY2, [error])
+    alert = tell(failed, previous_of(day1), complete=False, errors=[error])
+    assert alert is not None
+    assert alert.resolved == ()  # user1's violation is not resolved by a failed read
+    assert alert.org_disabled is None and alert.org_change is None
+    assert sorted(subjects(alert.unknown)) == ["all mailboxes", "organisation"]
+    assert alert.errors == (error,)
+    assert alert.severity is Severity.HIGH
+    assert headline(alert) == "audit incomplete, 2 unknown"
