@@ -73,8 +73,28 @@ param graphBaseUrl string = 'https://graph.microsoft.com'
 @description('Client (application) id of the approver app registration (infra/graph/approver-app.bicep): the audience of approval tokens.')
 param approverClientId string = ''
 
-@description('Value of the app role that may approve remediations.')
-param approverRole string = 'SmtpAuth.Approve'
+@description('APPROVER_ROLE: value of the app role that may approve remediations (same as in infra/graph/approver-app.bicep).')
+param approverRole string = 'Remediation.Approve'
+
+@description('APPROVER_TENANT_ID: Entra tenant whose tokens may approve. Default: the subscription\'s tenant.')
+param approverTenantId string = subscription().tenantId
+
+@description('Anti-forgery secret of the confirmation page (32+ characters). When given, written to Key Vault as "auditor-form-secret"; the azd preprovision hook generates one once.')
+@secure()
+param formSecret string = ''
+
+@description('REMEDIATION_FORCE_TRUE: revoke explicit enables with true even when the organisation blocks.')
+param remediationForceTrue bool = false
+
+@description('REMEDIATION_EXPIRY_DAYS: days a remediation proposal can be approved.')
+@minValue(1)
+@maxValue(90)
+param remediationExpiryDays int = 7
+
+@description('REMEDIATION_INLINE_LIMIT: plans with at most this many targets run inline; larger ones go to the queue.')
+@minValue(0)
+@maxValue(1000)
+param remediationInlineLimit int = 10
 
 @description('Object id of a user or group that may manage Key Vault secrets (Key Vault Secrets Officer). Empty: none granted here.')
 param secretsOfficerPrincipalId string = ''
@@ -111,6 +131,7 @@ var appName = 'func-auditor-${suffix}'
 var deploymentContainerName = 'app-package-${take(suffix, 13)}'
 var remediationQueueName = 'remediations'
 var teamsSecretName = 'teams-webhook-url'
+var formSecretName = 'auditor-form-secret'
 
 var roleStorageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var roleStorageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -315,6 +336,17 @@ resource teamsSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty
   }
 }
 
+resource formSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(formSecret)) {
+  parent: vault
+  name: formSecretName
+  properties: {
+    //checkov:skip=CKV_AZURE_114:contentType is set just below; checkov does not read the properties of a conditional (if) resource.
+    //checkov:skip=CKV_AZURE_41:Rotated by azd provision with a new AUDITOR_FORM_SECRET (README "Rotate"); an expiry would break approvals silently.
+    value: formSecret
+    contentType: 'text/plain'
+  }
+}
+
 resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'to-log-analytics'
   scope: vault
@@ -490,6 +522,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     metricsPublisher
     secretsUser
     teamsSecret
+    formSecretValue
   ]
   properties: {
     //checkov:skip=CKV_AZURE_13:checkov reads every Microsoft.Web/sites/config as the 'web' config; this one is 'appsettings', a name/value map (the site itself is checked above).
@@ -529,6 +562,17 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ALERT_REPORT_BASE_URL: alertReportBaseUrl
     GRAPH_BASE_URL: graphBaseUrl
     GRAPH_ACCESS_TOKEN: '' // break-glass only; production uses the managed identity
+    // Approvals (infra/graph/approver-app.bicep): v2 tokens carry the client id as audience.
+    APPROVER_TENANT_ID: approverTenantId
+    APPROVER_AUDIENCE: approverClientId
+    APPROVER_ROLE: approverRole
+    APPROVER_JWKS_URL: '' // derived from APPROVER_TENANT_ID
+    EASY_AUTH_ENABLED: 'false' // App Service Authentication is not configured by this template
+    AUDITOR_FORM_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${formSecretName})'
+    REMEDIATION_PUBLIC_URL: 'https://${functionApp.properties.defaultHostName}'
+    REMEDIATION_FORCE_TRUE: remediationForceTrue ? 'true' : 'false'
+    REMEDIATION_EXPIRY_DAYS: string(remediationExpiryDays)
+    REMEDIATION_INLINE_LIMIT: string(remediationInlineLimit)
   }
 }
 

@@ -17,7 +17,7 @@ extension microsoftGraphV1
 param environmentName string
 
 @description('Value of the approver app role (the `roles` claim the Function requires).')
-param approverRole string = 'SmtpAuth.Approve'
+param approverRole string = 'Remediation.Approve'
 
 @description('Stable id of the approver app role. Changing it orphans existing assignments.')
 param approverRoleId string = '93baa5c5-7b06-49bc-bda1-86938acc13c3'

@@ -4,6 +4,12 @@
 # AUDITOR_GRAPH_GRANTS=false skips it: a directory admin then runs the same `az deployment` and
 # you `azd env set APPROVER_CLIENT_ID <id>`.
 set -eu
+# The confirmation page's anti-forgery secret: generated once, kept in the azd environment, written
+# to Key Vault by main.bicep. Rotate: azd env set AUDITOR_FORM_SECRET "$(openssl rand -hex 32)"; azd provision
+if [ -z "${AUDITOR_FORM_SECRET:-}" ]; then
+    azd env set AUDITOR_FORM_SECRET "$(openssl rand -hex 32)"
+    echo "generated AUDITOR_FORM_SECRET (stored in the azd environment and, on provision, Key Vault)"
+fi
 if [ "${AUDITOR_GRAPH_GRANTS:-true}" = "false" ]; then
     echo "AUDITOR_GRAPH_GRANTS=false: skipping infra/graph/approver-app.bicep"
     exit 0
@@ -13,7 +19,7 @@ client_id=$(az deployment sub create \
     --name "auditor-approver-${AZURE_ENV_NAME}" \
     --location "${AZURE_LOCATION}" \
     --template-file infra/graph/approver-app.bicep \
-    --parameters environmentName="${AZURE_ENV_NAME}" approverRole="${APPROVER_ROLE:-SmtpAuth.Approve}" \
+    --parameters environmentName="${AZURE_ENV_NAME}" approverRole="${APPROVER_ROLE:-Remediation.Approve}" \
     --query properties.outputs.approverClientId.value --output tsv)
 azd env set APPROVER_CLIENT_ID "$client_id"
 echo "approver app registration: client id $client_id (assign the approver role: README, Deployment)"
