@@ -97,11 +97,7 @@ class CachedTokens:
     def get_token(self, *, force_refresh: bool = False) -> str:
         with self._lock:
             now = self._clock()
-            if (
-                force_refresh
-                or self._token is None
-                or now >= self._expires_at - self._renew_before
-            ):
+            if force_refresh or self._token is None or now >= self._expires_at - self._renew_before:
                 token, expires_at = self._acquire(force_refresh or self._token is not None)
                 self._token, self._expires_at = token, expires_at
                 self.acquired += 1
@@ -167,6 +163,10 @@ class MsalHttpClient:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
+        if isinstance(data, Mapping):
+            # msal hands some form values (the signed client assertion) over as bytes, which
+            # requests encodes as text and httpx would send as "b'...'".
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
         return self._http.post(url, params=params, data=data, headers=headers)
 
     def close(self) -> None:
@@ -227,7 +227,7 @@ class MsalAppTokens(CachedTokens):
             app.remove_tokens_for_client()
         try:
             result = app.acquire_token_for_client(scopes=[self._scope])
-        except (httpx.HTTPError, ValueError) as exc:
+        except Exception as exc:  # httpx errors, msal's MsalServiceError, ValueError...
             raise CollectionFailed(
                 f"msal token request for app {self._client_id} failed: {type(exc).__name__}: "
                 f"{_first_line(exc)}"
@@ -235,9 +235,7 @@ class MsalAppTokens(CachedTokens):
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             error = result.get("error", "unknown_error") if isinstance(result, dict) else "?"
-            description = (
-                result.get("error_description", "") if isinstance(result, dict) else ""
-            )
+            description = result.get("error_description", "") if isinstance(result, dict) else ""
             raise CollectionFailed(
                 f"msal could not get a token for app {self._client_id} in tenant "
                 f"{self._tenant}: {error}: {_first_line(description)}"
