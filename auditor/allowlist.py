@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from .errors import InputError
-from .model import Allowlist, AllowlistEntry
+from .model import Allowlist, AllowlistEntry, Mailbox, normalise_identity
 
-__all__ = ["read_allowlist", "parse_allowlist", "CSV_COLUMNS"]
+__all__ = [
+    "read_allowlist",
+    "parse_allowlist",
+    "CSV_COLUMNS",
+    "Matches",
+    "match",
+    "find_mailboxes",
+]
 
 CSV_COLUMNS = ("Identity", "Owner", "Reason", "Ticket", "Expires")
 _WILDCARDS = set("*?[]")
@@ -156,3 +165,48 @@ def _parse_csv(text: str, source: str) -> list[AllowlistEntry]:
             )
         )
     return entries
+
+
+@dataclass(frozen=True, slots=True)
+class Matches:
+    """Which allowlist entries name which mailboxes (case-insensitive, any accepted identity).
+
+    `entries_of` maps `id(mailbox)` to the entries naming it; `mailboxes_of` maps an entry's
+    key to the mailboxes it names. An entry naming several mailboxes is ambiguous and exempts
+    none of them.
+    """
+
+    entries_of: dict[int, list[AllowlistEntry]]
+    mailboxes_of: dict[str, list[Mailbox]]
+
+    def ambiguous(self) -> dict[str, int]:
+        return {key: len(boxes) for key, boxes in self.mailboxes_of.items() if len(boxes) > 1}
+
+    def valid_entries(self, mailbox: Mailbox, today: date) -> list[AllowlistEntry]:
+        """Current, unambiguous entries naming this mailbox."""
+        return [
+            entry
+            for entry in self.entries_of.get(id(mailbox), ())
+            if len(self.mailboxes_of[entry.key]) == 1 and entry.is_current(today)
+        ]
+
+
+def match(allowlist: Allowlist, mailboxes: Iterable[Mailbox]) -> Matches:
+    by_key = {entry.key: entry for entry in allowlist.entries}
+    keys = by_key.keys()
+    entries_of: dict[int, list[AllowlistEntry]] = {}
+    mailboxes_of: dict[str, list[Mailbox]] = {}
+    for mailbox in mailboxes:
+        if keys.isdisjoint(mailbox.match_keys):
+            continue
+        named = [by_key[key] for key in mailbox.match_keys if key in keys]
+        entries_of[id(mailbox)] = named
+        for entry in named:
+            mailboxes_of.setdefault(entry.key, []).append(mailbox)
+    return Matches(entries_of=entries_of, mailboxes_of=mailboxes_of)
+
+
+def find_mailboxes(identity: str, mailboxes: Iterable[Mailbox]) -> list[Mailbox]:
+    """Every mailbox that `identity` names, by any identity the allowlist accepts."""
+    key = normalise_identity(identity)
+    return [mailbox for mailbox in mailboxes if key in mailbox.match_keys]

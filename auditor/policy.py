@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
+from .allowlist import match
 from .controls import control
 from .model import (
     Allowlist,
@@ -265,8 +266,8 @@ def evaluate(
         findings.extend(_expiry_findings(entries, today, expiring_days))
         return _finish(snapshot, allowlist, evaluated_at, findings, counts)
 
-    by_key = {entry.key: entry for entry in entries}
-    allow_keys = by_key.keys()
+    matches = match(allowlist, snapshot.mailboxes)
+    listed_ids = matches.entries_of.keys()
     # Effective state of an inheriting mailbox, computed once.
     inherit_state, inherit_via = effective_state(None, True, org)
     enabled, disabled, unknown = Effective.ENABLED, Effective.DISABLED, Effective.UNKNOWN
@@ -282,7 +283,6 @@ def evaluate(
     prefix = f"{MAILBOX}:"
     notes = _TYPE_NOTES.get
     listed: list[tuple[Mailbox, Effective, str | None]] = []
-    matched: dict[str, list[Mailbox]] = {}
     state_of: dict[int, tuple[Effective, str | None]] = {}
     n_explicit = n_inherited = n_disabled = n_unknown = 0
     append = findings.append
@@ -304,11 +304,8 @@ def evaluate(
                 n_inherited += 1
         else:
             n_unknown += 1
-        if not allow_keys.isdisjoint(mailbox.match_keys):
+        if id(mailbox) in listed_ids:
             state_of[id(mailbox)] = (state, via)
-            for key in mailbox.match_keys:
-                if key in allow_keys:
-                    matched.setdefault(key, []).append(mailbox)
             if state is not disabled:
                 listed.append((mailbox, state, via))
         elif state is not disabled:
@@ -342,14 +339,13 @@ def evaluate(
         mailboxes_disabled=n_disabled,
         mailboxes_unknown=n_unknown,
     )
-    ambiguous = {key: len(boxes) for key, boxes in matched.items() if len(boxes) > 1}
-
+    ambiguous = matches.ambiguous()
     for mailbox, state, via in listed:
-        mine = [by_key[k] for k in mailbox.match_keys if k in allow_keys]
+        mine = matches.entries_of[id(mailbox)]
         findings.append(_mailbox_finding(mailbox, state, via, mine, ambiguous, org, today))
 
     for entry in entries:
-        boxes = matched.get(entry.key, [])
+        boxes = matches.mailboxes_of.get(entry.key, [])
         if not boxes:
             if snapshot.directory_collected:
                 findings.append(
