@@ -568,7 +568,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPROVER_ROLE: approverRole
     APPROVER_JWKS_URL: '' // derived from APPROVER_TENANT_ID
     EASY_AUTH_ENABLED: 'false' // App Service Authentication is not configured by this template
-    AUDITOR_FORM_SECRET: '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${formSecretName})'
+    // Only referenced when this deployment wrote the secret: an unresolved reference would leave the
+    // literal (public) reference text as the secret. Empty turns approvals off (fail closed).
+    AUDITOR_FORM_SECRET: empty(formSecret) ? '' : '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${formSecretName})'
     REMEDIATION_PUBLIC_URL: 'https://${functionApp.properties.defaultHostName}'
     REMEDIATION_FORCE_TRUE: remediationForceTrue ? 'true' : 'false'
     REMEDIATION_EXPIRY_DAYS: string(remediationExpiryDays)
