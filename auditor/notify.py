@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,6 +43,8 @@ __all__ = [
     "MemoryLedger",
     "deliver",
     "notify_run",
+    "run_alerter",
+    "RunAlerter",
     "redact",
     "report_url",
     "GRAPH_SCOPE",
@@ -503,3 +505,43 @@ def notify_run(
         log.info("alert run=%s: nothing changed, no alert", run_id)
         return None
     return deliver(alert, settings, http=http, ledger=ledger, sleep=sleep, graph_token=graph_token)
+
+
+# evaluation, previous run, run id, complete, collection errors -> what was delivered
+RunAlerter = Callable[
+    [Evaluation, PreviousRun | None, str, bool, Sequence[CollectionError]],
+    DeliveryReport | None,
+]
+
+
+def run_alerter(
+    settings: Settings,
+    *,
+    http: httpx.Client,
+    ledger: AlertLedger,
+    sleep: Callable[[float], None] = time.sleep,
+    graph_token: Callable[[], str] | None = None,
+) -> RunAlerter:
+    """`notify_run` bound to its settings, client and ledger: what `run_audit` is given."""
+
+    def alert(
+        evaluation: Evaluation,
+        previous: PreviousRun | None,
+        run_id: str,
+        complete: bool,
+        errors: Sequence[CollectionError],
+    ) -> DeliveryReport | None:
+        return notify_run(
+            evaluation,
+            previous,
+            run_id=run_id,
+            complete=complete,
+            errors=errors,
+            settings=settings,
+            http=http,
+            ledger=ledger,
+            sleep=sleep,
+            graph_token=graph_token,
+        )
+
+    return alert

@@ -24,16 +24,18 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from .alerts import failed_run_evaluation
 from .allowlist import parse_allowlist
 from .config import Settings
 from .errors import AuditorError, CollectionFailed, ConfigError, InputError
 from .history import FindingEvent, MailboxChange
-from .model import Allowlist, CollectionError, Evaluation, Snapshot
+from .model import Allowlist, CollectionError, Evaluation, PreviousRun, Snapshot
+from .notify import RunAlerter
 from .policy import evaluate
 from .snapshot import parse_snapshot
 from .store import AuditStore, OrgChange, RecordResult, RunHandle, from_setting
@@ -80,6 +82,7 @@ class RunSummary:
     org_change: OrgChange | None = None
     baseline: bool = False
     table_ops: dict[str, int] = field(default_factory=dict)
+    alerts: dict[str, str] = field(default_factory=dict)  # channel -> delivery status
 
     def log_fields(self) -> dict[str, Any]:
         """Safe to log: no mailbox names, no addresses, no tokens."""
@@ -98,6 +101,7 @@ class RunSummary:
             "errors": [e.source for e in self.errors],
             **{f"seconds_{k}": round(v, 3) for k, v in self.durations.items()},
             **{f"table_{k}": v for k, v in self.table_ops.items()},
+            **{f"alert_{k}": v for k, v in self.alerts.items()},
         }
 
     def log_line(self) -> str:
@@ -225,13 +229,19 @@ def run_audit(
     allowlist_path: Path | None = None,
     expiring_days: int = 14,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    alerter: RunAlerter | None = None,
 ) -> RunSummary:
-    """One audit. Returns the summary of a complete run; raises for anything less (see module)."""
+    """One audit. Returns the summary of a complete run; raises for anything less (see module).
+
+    With `alerter` (see `notify.run_alerter`) the run's alert is decided against the previous
+    run and delivered after recording, also for failed and incomplete runs; a delivery failure
+    never fails the audit."""
     allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
     started = time.perf_counter()
     ops_before = store.counter.snapshot()
     now = clock()
     handle = store.begin_run(tenant=tenant, now=now)
+    previous = _previous_run(store) if alerter is not None else None
     durations: dict[str, float] = {}
     try:
         mark = time.perf_counter()
@@ -243,7 +253,10 @@ def run_audit(
             durations["evaluate"] = time.perf_counter() - mark
         except (AuditorError, OSError, ValueError) as exc:
             durations["total"] = time.perf_counter() - started
-            raise _fail(store, handle, exc, durations) from exc
+            failure = _fail(store, handle, exc, durations)
+            if alerter is not None:
+                _alert_failed(alerter, store, previous, handle, tenant, now)
+            raise failure from exc
         gc.collect()  # the collection's temporaries, before the store loads its state
         mark = time.perf_counter()
         result = _record(
@@ -266,10 +279,60 @@ def run_audit(
         summary.durations.update(durations)
     finally:
         store.release(handle)
+    if alerter is not None and summary.evaluation is not None:
+        summary = _alert(alerter, summary, summary.evaluation, previous)
     log.info(summary.log_line())
     if not summary.complete:
         raise AuditIncomplete(summary)
     return summary
+
+
+# -- alerts (notify.py decides and delivers; nothing here may fail the audit) ------------------
+
+
+def _previous_run(store: AuditStore) -> PreviousRun | None:
+    try:
+        return store.previous_run()
+    except AuditorError as exc:
+        # Without it every open violation is told again as a baseline: loud, never silent.
+        log.warning("alerts: previous run unreadable, alerting as a first run: %s", exc)
+        return None
+
+
+def _alert(
+    alerter: RunAlerter,
+    summary: RunSummary,
+    evaluation: Evaluation,
+    previous: PreviousRun | None,
+) -> RunSummary:
+    try:
+        report = alerter(evaluation, previous, summary.run_id, summary.complete, summary.errors)
+    except Exception:  # alerting must never fail an audit that is already recorded
+        log.exception("alerts: run_id=%s delivery crashed", summary.run_id)
+        return replace(summary, alerts={"error": "crashed"})
+    if report is None:
+        return replace(summary, alerts={"decision": "nothing to tell"})
+    return replace(summary, alerts={r.channel: r.status for r in report.results})
+
+
+def _alert_failed(
+    alerter: RunAlerter,
+    store: AuditStore,
+    previous: PreviousRun | None,
+    handle: RunHandle,
+    tenant: str,
+    now: datetime,
+) -> None:
+    """Tell a run whose collection failed outright: everything unknown, with its errors."""
+    try:
+        errors = store.run(handle.run_id).errors
+    except AuditorError:
+        errors = (CollectionError("collection", "the audit failed; see the run's log"),)
+    try:
+        evaluation = failed_run_evaluation(tenant, now, errors)
+        alerter(evaluation, previous, handle.run_id, False, errors)
+    except Exception:  # the failure itself is what gets raised, not an alerting problem
+        log.exception("alerts: run_id=%s delivery of the failure alert crashed", handle.run_id)
 
 
 # -- building the dependencies from the settings ---------------------------------------------
@@ -313,11 +376,16 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     store = store or store_from_settings(settings)
-    with exchange_collector(settings) as collect:
+    import httpx
+
+    from .notify import run_alerter
+
+    with exchange_collector(settings) as collect, httpx.Client(timeout=30.0) as alert_http:
         return run_audit(
             store=store,
             collect=collect,
             tenant=settings.exo_tenant,
             allowlist_path=settings.allowlist,
             expiring_days=settings.expiring_days,
+            alerter=run_alerter(settings, http=alert_http, ledger=store),
         )
