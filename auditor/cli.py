@@ -31,7 +31,17 @@ __all__ = [
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_UNKNOWN = 0, 1, 2, 3
 
 # Command modules under auditor.commands, in the order `--help` lists them.
-COMMANDS = ("evaluate", "snapshot", "audit", "runs", "history", "show", "replay")
+COMMANDS = (
+    "evaluate",
+    "snapshot",
+    "audit",
+    "runs",
+    "history",
+    "show",
+    "replay",
+    "mailboxes",
+    "check",
+)
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,77 @@
+"""Where a command's evidence comes from: a snapshot file, the tenant now, or the latest audit.
+
+Commands that look at mailboxes (`mailboxes`, `check`, `apply-allowlist`) share these so that
+`--snapshot FILE`, `--live` and the default (the evidence of the latest recorded run) behave
+the same everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from .config import Settings
+from .credentials import exchange_scope, token_provider
+from .errors import ConfigError, InputError
+from .exchange import ExchangeClient
+from .model import Allowlist, Snapshot
+from .snapshot import build_snapshot, parse_snapshot, read_snapshot
+
+__all__ = ["exchange_client", "live_snapshot", "latest_snapshot", "load_snapshot", "load_allowlist"]
+
+
+def exchange_client(settings: Settings, http: httpx.Client) -> ExchangeClient:
+    """The Exchange adapter for the tenant in the settings (EXO_TENANT, EXO_BASE_URL, tokens)."""
+    if not settings.exo_tenant:
+        raise ConfigError("EXO_TENANT", "is required to read the tenant")
+    tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
+    return ExchangeClient(
+        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
+    )
+
+
+def live_snapshot(settings: Settings) -> Snapshot:
+    """Read the tenant now. Failed parts stay unknown (with their errors), as in an audit."""
+    from .exchange import collect_snapshot
+
+    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
+        client = exchange_client(settings, http)
+        assert settings.exo_tenant is not None
+        document = collect_snapshot(client, tenant=settings.exo_tenant, now=datetime.now(UTC))
+    return build_snapshot(document, source=f"live:{settings.exo_tenant}")
+
+
+def latest_snapshot(settings: Settings) -> tuple[Snapshot, str]:
+    """The evidence of the latest recorded audit, and its run id."""
+    from .store import from_setting
+
+    if not settings.storage:
+        raise ConfigError(
+            "AUDITOR_STORAGE", "is required to read the latest audit (or pass --snapshot / --live)"
+        )
+    store = from_setting(settings.storage)
+    run = store.run("latest")
+    raw = store.read_blob(run.run_id, "snapshot")
+    if raw is None:
+        raise InputError("RUN", f"run {run.run_id} has no stored evidence")
+    return parse_snapshot(raw, source=f"run {run.run_id}"), run.run_id
+
+
+def load_snapshot(settings: Settings, *, path: Path | None, live: bool) -> Snapshot:
+    if path is not None and live:
+        raise InputError("--snapshot", "use either --snapshot FILE or --live, not both")
+    if path is not None:
+        return read_snapshot(path)
+    if live:
+        return live_snapshot(settings)
+    return latest_snapshot(settings)[0]
+
+
+def load_allowlist(settings: Settings, path: Path | None) -> Allowlist:
+    """The allowlist named on the command line, else AUDITOR_ALLOWLIST, else an empty one."""
+    from .allowlist import read_allowlist
+
+    chosen = path or settings.allowlist
+    return read_allowlist(chosen) if chosen else Allowlist()
