@@ -118,7 +118,9 @@ class Receiver:
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.05), name=f"receiver-{self.name}", daemon=True
+            target=lambda: server.serve_forever(poll_interval=0.05),
+            name=f"receiver-{self.name}",
+            daemon=True,
         )
         self._thread.start()
         return self
