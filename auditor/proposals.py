@@ -410,6 +410,13 @@ class ProposalStore:
             )
         return record
 
+    def check_approvable(self, record: Record, *, now: datetime, plan_digest: str) -> None:
+        """Refused unless `record` could be approved now with `plan_digest` (for dry runs)."""
+        self._refuse_unless_proposed(record, now, "dry-run")
+        if plan_digest != record.plan_hash:
+            raise Refused(412, "plan_changed", "the plan hash does not match this proposal")
+        self.check_integrity(record)
+
     def check_integrity(self, record: Record) -> None:
         """Refused(409, tampered) if the stored targets no longer hash to the plan hash."""
         if plan_hash([t.target for t in record.targets]) != record.plan_hash:

@@ -1,0 +1,139 @@
+"""Build the remediation service from settings, lazily (never at import time).
+
+`service()` is called by `function_app.py` on the first request and cached for the process, so
+the JWKS cache and the HTTP connection pool survive between requests. Missing settings are a
+`ConfigError` naming the variable (the HTTP layer answers 500 "misconfigured").
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from azure.data.tables import TableServiceClient
+
+from .allowlist import read_allowlist
+from .approval_auth import ApproverAuth, JwksCache
+from .config import Settings
+from .errors import ConfigError
+from .model import Allowlist
+from .proposals import ProposalStore
+from .remediate import Exchange
+from .remediation_http import RemediationHttp
+from .remediation_notice import announcer
+
+__all__ = [
+    "build_service",
+    "service",
+    "reset",
+    "install",
+    "table_service",
+    "TABLE_PREFIX",
+    "load_allowlist",
+]
+
+TABLE_PREFIX = "smtpauth"
+_lock = threading.Lock()
+_cached: RemediationHttp | None = None
+
+
+def table_service(value: str | None, *, credential: Any = None) -> TableServiceClient:
+    """`AUDITOR_STORAGE` as a client: a connection string, or a table endpoint URL (identity)."""
+    if not value or not value.strip():
+        raise ConfigError("AUDITOR_STORAGE", "is required for remediation proposals")
+    text = value.strip()
+    if text.lower().startswith(("http://", "https://")):
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        return TableServiceClient(endpoint=text.rstrip("/"), credential=credential)
+    try:
+        return TableServiceClient.from_connection_string(text)
+    except ValueError as exc:
+        raise ConfigError("AUDITOR_STORAGE", f"not a valid connection string: {exc}") from exc
+
+
+def load_allowlist(settings: Settings) -> Allowlist:
+    """The allowlist as it is now (re-read for every execution); empty when none is set."""
+    if settings.allowlist is None:
+        return Allowlist(source="(no AUDITOR_ALLOWLIST)")
+    return read_allowlist(settings.allowlist)
+
+
+def approver_auth(settings: Settings, http: httpx.Client) -> ApproverAuth:
+    if not settings.approver_tenant_id:
+        raise ConfigError("APPROVER_TENANT_ID", "is required to accept approvals")
+    if not settings.approver_audiences:
+        raise ConfigError("APPROVER_AUDIENCE", "is required to accept approvals")
+    if not settings.approver_role:
+        raise ConfigError("APPROVER_ROLE", "must not be empty")
+    assert settings.approver_jwks_url is not None  # derived from the tenant when unset
+    return ApproverAuth(
+        tenant_id=settings.approver_tenant_id,
+        audiences=settings.approver_audiences,
+        role=settings.approver_role,
+        jwks=JwksCache(settings.approver_jwks_url, http),
+        easy_auth=settings.easy_auth_enabled,
+    )
+
+
+def exchange_client(settings: Settings, http: httpx.Client) -> Exchange:
+    from .credentials import exchange_scope, token_provider
+    from .exchange import ExchangeClient
+
+    if not settings.exo_tenant:
+        raise ConfigError("EXO_TENANT", "is required to apply remediations")
+    tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
+    return ExchangeClient(
+        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
+    )
+
+
+def build_service(
+    settings: Settings,
+    *,
+    http: httpx.Client | None = None,
+    tables: TableServiceClient | None = None,
+    prefix: str = TABLE_PREFIX,
+) -> RemediationHttp:
+    """The service for these settings; `http` and `tables` may be injected (tests, dev server)."""
+    client = http or httpx.Client(timeout=httpx.Timeout(120.0, connect=15.0))
+    store = ProposalStore(tables or table_service(settings.storage), prefix=prefix)
+    store.create_tables()
+    return RemediationHttp(
+        store=store,
+        auth=approver_auth(settings, client),
+        form_secret=settings.form_secret,
+        exchange=lambda: exchange_client(settings, client),
+        load_allowlist=lambda: load_allowlist(settings),
+        now=lambda: datetime.now(UTC),
+        public_url=settings.remediation_public_url,
+        inline_limit=settings.remediation_inline_limit,
+        announce=announcer(settings, client),
+    )
+
+
+def service() -> RemediationHttp:
+    """The process-wide service built from the environment on first use."""
+    global _cached
+    with _lock:
+        if _cached is None:
+            _cached = build_service(Settings.from_env())
+        return _cached
+
+
+def install(prebuilt: RemediationHttp) -> None:
+    """Use `prebuilt` instead of building from the environment (dev server, tests)."""
+    global _cached
+    with _lock:
+        _cached = prebuilt
+
+
+def reset() -> None:
+    """Forget the cached service (settings changed; tests)."""
+    global _cached
+    with _lock:
+        _cached = None
