@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck unit bench setup clean
+.PHONY: demo test lint typecheck unit bench setup clean browser
 
 setup: $(VENV_STAMP) $(NODE_STAMP)
 
@@ -31,8 +31,17 @@ lint: $(VENV_STAMP)
 typecheck: $(VENV_STAMP)
 	$(VENV)/bin/mypy --strict auditor
 
-unit: setup
+unit: setup browser
 	$(VENV)/bin/pytest -q
+
+# Debian's chromium + chromedriver for the confirmation-page browser test (idempotent: installs
+# only what is missing; root or sudo).
+.PHONY: browser
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; fi
 
 test: lint typecheck unit checkov
 
