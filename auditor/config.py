@@ -198,6 +198,14 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     if value is None or not value.strip():
         return _BY_NAME[name].default
+    if value.strip().startswith("@Microsoft.KeyVault("):
+        # The platform leaves the reference text in place when it cannot resolve it: using it
+        # as a secret (a webhook URL, the form key) would be silently wrong.
+        raise ConfigError(
+            name,
+            "is an unresolved Key Vault reference: give the app's identity 'Key Vault Secrets "
+            "User' on the vault and check that the secret exists",
+        )
     return value.strip()
 
 

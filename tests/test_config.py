@@ -1,0 +1,55 @@
+"""Settings: defaults, validation naming the setting, secrets kept out of repr."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.config import SETTINGS, Settings
+from auditor.errors import ConfigError
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.exo_base_url == "https://outlook.office365.com"
+    assert settings.graph_base_url == "https://graph.microsoft.com"
+    assert settings.audit_schedule == "0 0 2 * * *"
+    assert settings.expiring_days == 14
+    assert settings.email_to == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("EXO_BASE_URL", "outlook.office365.com", "http(s) URL"),
+        ("AUDITOR_EXPIRING_DAYS", "two weeks", "whole number"),
+        ("AUDITOR_EXPIRING_DAYS", "400", "between 0 and 365"),
+        ("AUDIT_SCHEDULE", "0 2 * * *", "six fields"),
+        ("ALERT_EMAIL_TO", "secops@contoso.com, nobody", "not an email address"),
+        ("EXO_TENANT", "contoso.onmicrosoft.com/extra", "tenant GUID or domain"),
+        (
+            "ALERT_TEAMS_WEBHOOK_URL",
+            "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams/)",
+            "unresolved Key Vault reference",
+        ),
+    ],
+)
+def test_bad_values_name_the_setting(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert info.value.where == name
+    assert message in info.value.detail
+
+
+def test_secrets_never_in_repr() -> None:
+    secrets = {s.name: f"secret-{s.name.lower()}" for s in SETTINGS if s.secret}
+    secrets["ALERT_TEAMS_WEBHOOK_URL"] = "https://prod.example/workflows/sig=abc123"
+    secrets["AUDITOR_STORAGE"] = "DefaultEndpointsProtocol=https;AccountKey=topsecret;"
+    env = {
+        k: v
+        for k, v in secrets.items()
+        if k
+        in {"EXO_ACCESS_TOKEN", "GRAPH_ACCESS_TOKEN", "ALERT_TEAMS_WEBHOOK_URL", "AUDITOR_STORAGE"}
+    }
+    text = repr(Settings.from_env(env))
+    for value in env.values():
+        assert value not in text
