@@ -214,10 +214,19 @@ def read_token(value: str) -> str:
     """A token given literally, as `@file`/a path to a file holding it, or `-` for stdin."""
     if value == "-":
         return sys.stdin.readline().strip()
+    from .errors import InputError
+
     path = Path(value[1:] if value.startswith("@") else value)
-    if value.startswith("@") or (len(value) < 4096 and path.is_file()):
+    try:
+        is_file = value.startswith("@") or path.is_file()
+    except OSError:  # a literal token is usually longer than a file name may be
+        is_file = False
+    if not is_file:
+        return value.strip()
+    try:
         return path.read_text(encoding="utf-8").strip()
-    return value.strip()
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read the token: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
