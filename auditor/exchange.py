@@ -19,10 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -56,8 +59,6 @@ CAS_PROPERTIES = (
 MAILBOX_PROPERTIES = (
     "Guid",
     "ExternalDirectoryObjectId",
-    "Identity",
-    "Name",
     "Alias",
     "UserPrincipalName",
     "PrimarySmtpAddress",
@@ -157,7 +158,7 @@ class ExchangeClient:
         Raises `CollectionFailed` (or `PermissionDenied`) instead of returning a partial list.
         """
         state = _CallState(cmdlet)
-        url: str | None = self.endpoint
+        url: str = self.endpoint
         if select:
             url = f"{self.endpoint}?$select={','.join(select)}"
         body = json.dumps(
@@ -176,22 +177,58 @@ class ExchangeClient:
         records: list[dict[str, Any]] = []
         warnings: list[str] = []
         seen_links: set[str] = set()
-        pages = 0
-        while url is not None:
-            pages += 1
-            if pages > self.max_pages:
-                raise CollectionFailed(
-                    f"{cmdlet}: HTTP 200, request-id {state.request_id}: more than "
-                    f"{self.max_pages} pages; the read was stopped and is incomplete"
-                )
-            document, response = self._post(state, url, body, headers)
-            rid = response.headers.get("request-id", "none")
-            records.extend(self._page_records(cmdlet, document, rid, warnings))
-            link = document.get("@odata.nextLink")
-            url = None if link is None else self._next_url(cmdlet, link, rid, seen_links)
+        pages = 1
+        # One request in flight at a time. While a page is parsed, the next one is already
+        # being fetched from the nextLink found in its raw bytes (a guess checked like any
+        # nextLink and confirmed against the parsed document before its result is used).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="exo-page") as pool:
+            current = pool.submit(self._post, state, url, body, headers)
+            while True:
+                response = current.result()
+                rid = response.headers.get("request-id", "none")
+                guess = self._guess_next(response.content, seen_links)
+                ahead = None
+                if guess is not None and pages < self.max_pages:
+                    sent = threading.Event()
+                    ahead = pool.submit(self._post, state, guess, body, headers, sent)
+                    ahead.add_done_callback(_setter(sent))
+                    # Let the request reach the wire before parsing holds the GIL for ms.
+                    sent.wait(timeout=5.0)
+                document = self._json(cmdlet, response, rid)
+                records.extend(self._page_records(cmdlet, document, rid, warnings))
+                link = document.get("@odata.nextLink")
+                if link is None:
+                    break
+                url = self._next_url(cmdlet, link, rid, seen_links)
+                pages += 1
+                if pages > self.max_pages:
+                    raise CollectionFailed(
+                        f"{cmdlet}: HTTP 200, request-id {rid}: more than {self.max_pages} "
+                        "pages; the read was stopped and is incomplete"
+                    )
+                if ahead is None or guess != url:
+                    ahead = pool.submit(self._post, state, url, body, headers)
+                current = ahead
         self.last_warnings = warnings
         log.info("%s: %d records in %d pages", cmdlet, len(records), pages)
         return records
+
+    def _guess_next(self, content: bytes, seen: set[str]) -> str | None:
+        """The nextLink of a raw page, found without parsing it; None if absent or unsafe."""
+        at = content.rfind(b'"@odata.nextLink"')
+        if at < 0:
+            return None
+        colon = content.find(b":", at + 17)
+        try:
+            link, _ = json.JSONDecoder().raw_decode(content[colon + 1 :].decode().lstrip())
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(link, str):
+            return None
+        url = urljoin(self.endpoint, link)
+        if _origin(url) != self._origin or url in seen:
+            return None
+        return url
 
     # ---- reads and writes the auditor uses ----------------------------------------------
 
@@ -240,8 +277,14 @@ class ExchangeClient:
     # ---- one request, with retries --------------------------------------------------------
 
     def _post(
-        self, state: _CallState, url: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[dict[str, Any], httpx.Response]:
+        self,
+        state: _CallState,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        sent: threading.Event | None = None,
+    ) -> httpx.Response:
+        """One request with the retry policy; returns a 200 response whose body is read."""
         cmdlet = state.cmdlet
         retries = 0
         force = False
@@ -249,7 +292,9 @@ class ExchangeClient:
             token = self._token(state, force)
             force = False
             try:
-                response = self._send(url, body, {**headers, "Authorization": f"Bearer {token}"})
+                response = self._send(
+                    url, body, {**headers, "Authorization": f"Bearer {token}"}, sent
+                )
             except _CutResponse as cut:
                 raise CollectionFailed(
                     f"{cmdlet}: HTTP {cut.status}, request-id {cut.request_id}: the response "
@@ -270,7 +315,7 @@ class ExchangeClient:
                 response.headers.get("X-CalculatedBETarget", "-"),
             )
             if status == 200:
-                return self._json(cmdlet, response, rid), response
+                return response
             text = response.text
             where = f"{cmdlet}: HTTP {status}, request-id {rid}"
             if status in (401, 403) and _RBAC in text.lower():
@@ -308,9 +353,27 @@ class ExchangeClient:
             suffix = f" (after {retries} retries)" if retries else ""
             raise CollectionFailed(f"{where}: {_detail(text)}{suffix}")
 
-    def _send(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """POST and read the whole body; a body cut short keeps its status and request-id."""
-        with self._http.stream("POST", url, content=body, headers=headers) as response:
+    def _send(
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        sent: threading.Event | None = None,
+    ) -> httpx.Response:
+        """POST and read the whole body; a body cut short keeps its status and request-id.
+
+        `sent` is set once the request is on the wire (httpcore's trace extension)."""
+        extensions: dict[str, Any] = {}
+        if sent is not None:
+
+            def trace(event: str, info: Any) -> None:
+                if event.endswith("send_request_body.complete"):
+                    sent.set()
+
+            extensions["trace"] = trace
+        with self._http.stream(
+            "POST", url, content=body, headers=headers, extensions=extensions
+        ) as response:
             try:
                 response.read()
             except httpx.HTTPError as exc:
@@ -386,12 +449,11 @@ class ExchangeClient:
         value = document.get("value")
         if not isinstance(value, list):
             raise CollectionFailed(f"{where}: the response has no 'value' array")
-        out: list[dict[str, Any]] = []
         for index, record in enumerate(value):
             if not isinstance(record, dict):
                 raise CollectionFailed(f"{where}: value[{index}] is not an object")
-            out.append(_strip(record))
-        return out
+        strip = _Stripper()
+        return [strip(record) for record in value]
 
     def _next_url(self, cmdlet: str, link: Any, rid: str, seen: set[str]) -> str:
         where = f"{cmdlet}: HTTP 200, request-id {rid}"
@@ -409,13 +471,38 @@ class ExchangeClient:
         return url
 
 
-def _strip(record: dict[str, Any]) -> dict[str, Any]:
-    """Drop annotation keys (`Guid@odata.type`, ...); keep null distinct from false."""
-    return {
-        key: (_strip(value) if isinstance(value, dict) else value)
-        for key, value in record.items()
-        if "@" not in key
-    }
+class _Stripper:
+    """Drops annotation keys (`Guid@odata.type`, ...) from records; null stays distinct from false.
+
+    Records of one listing share their key layout, so the kept keys are worked out once per
+    layout and copied with C-level helpers: a compact new dict per record (deleting keys in
+    place would keep the larger table alive for the whole run)."""
+
+    def __init__(self) -> None:
+        self._layouts: dict[tuple[str, ...], tuple[tuple[str, ...], Callable[[Any], Any]]] = {}
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+        layout = tuple(record)
+        known = self._layouts.get(layout)
+        if known is None:
+            keep = tuple(key for key in layout if "@" not in key)
+            known = (keep, itemgetter(*keep) if len(keep) > 1 else _single(keep))
+            if len(self._layouts) < 64:
+                self._layouts[layout] = known
+        keep, getter = known
+        out = dict(zip(keep, getter(record), strict=True))
+        if dict in map(type, out.values()):  # nested objects are rare: strip them too
+            for key, value in out.items():
+                if isinstance(value, dict):
+                    out[key] = self(value)
+        return out
+
+
+def _single(keep: tuple[str, ...]) -> Callable[[Any], Any]:
+    if not keep:
+        return lambda record: ()
+    key = keep[0]
+    return lambda record: (record[key],)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -493,3 +580,7 @@ def collect_snapshot(client: ExchangeClient, *, tenant: str, now: datetime) -> d
         mailboxes=mailboxes,
         errors=errors,
     )
+
+
+def _setter(event: threading.Event) -> Callable[[Any], None]:
+    return lambda _: event.set()

@@ -94,7 +94,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._send(Reply(405, error_body("MethodNotAllowed", "Use POST.", "Use POST.", "")))
 
+    def parse_request(self) -> bool:
+        self.arrived = time.monotonic()  # the request line is in: the page's clock starts
+        return super().parse_request()
+
     def do_POST(self) -> None:
+        arrived = getattr(self, "arrived", time.monotonic())
         emu = self.server.emulator
         length = int(self.headers.get("Content-Length") or 0)
         if length > _MAX_BODY:
@@ -117,12 +122,17 @@ class _Handler(BaseHTTPRequestHandler):
                 page=page,
             )
         )
-        if emu.latency and parts.path.startswith(_ROUTE):
-            time.sleep(emu.latency)
-        self._send(reply, client_request_id=headers.get("client-request-id"))
-
-    def _send(self, reply: Reply, client_request_id: str | None = None) -> None:
         payload = reply.payload()
+        if emu.latency and parts.path.startswith(_ROUTE):
+            # `latency` is the page's response time as the client sees it, the emulator's own
+            # processing included: an emulated service time, not extra work on top of Python's.
+            time.sleep(max(0.0, emu.latency - (time.monotonic() - arrived)))
+        self._send(reply, client_request_id=headers.get("client-request-id"), payload=payload)
+
+    def _send(
+        self, reply: Reply, client_request_id: str | None = None, payload: bytes | None = None
+    ) -> None:
+        payload = reply.payload() if payload is None else payload
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
