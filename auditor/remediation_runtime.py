@@ -8,6 +8,7 @@ the JWKS cache and the HTTP connection pool survive between requests. Missing se
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,9 +19,10 @@ from .allowlist import read_allowlist
 from .approval_auth import ApproverAuth, JwksCache
 from .config import Settings
 from .errors import ConfigError
-from .model import Allowlist
+from .model import Allowlist, Evaluation
 from .proposals import ProposalStore
 from .remediate import Exchange
+from .remediation import plan
 from .remediation_http import RemediationHttp
 from .remediation_notice import announcer
 
@@ -29,6 +31,7 @@ __all__ = [
     "service",
     "reset",
     "install",
+    "proposer_from_settings",
     "table_service",
     "TABLE_PREFIX",
     "load_allowlist",
@@ -97,11 +100,13 @@ def build_service(
     *,
     http: httpx.Client | None = None,
     tables: TableServiceClient | None = None,
-    prefix: str = TABLE_PREFIX,
+    prefix: str | None = None,
 ) -> RemediationHttp:
     """The service for these settings; `http` and `tables` may be injected (tests, dev server)."""
     client = http or httpx.Client(timeout=httpx.Timeout(120.0, connect=15.0))
-    store = ProposalStore(tables or table_service(settings.storage), prefix=prefix)
+    store = ProposalStore(
+        tables or table_service(settings.storage), prefix=prefix or settings.table_prefix
+    )
     store.create_tables()
     return RemediationHttp(
         store=store,
@@ -137,3 +142,35 @@ def reset() -> None:
     global _cached
     with _lock:
         _cached = None
+
+
+def proposer_from_settings(
+    settings: Settings, *, tables: TableServiceClient | None = None
+) -> Callable[[Evaluation, str, datetime], list[str]] | None:
+    """Plan and store a run's remediation proposals (the nightly audit's last step).
+
+    None when `AUDITOR_STORAGE` is unset. Grants are planned too (issue 8): they are separate
+    proposals, so an approver never enables and disables in one click.
+    """
+    if not settings.storage and tables is None:
+        return None
+
+    def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
+        store = ProposalStore(
+            tables or table_service(settings.storage), prefix=settings.table_prefix
+        )
+        store.create_tables()
+        ids: list[str] = []
+        for proposal in plan(
+            evaluation,
+            run_id=run_id,
+            created_at=now,
+            force_true=settings.remediation_force_true,
+            expiry_days=settings.remediation_expiry_days,
+            include_grants=True,
+        ):
+            store.save(proposal, now=now)
+            ids.append(proposal.id)
+        return ids
+
+    return propose

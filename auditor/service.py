@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -33,11 +34,12 @@ from .alerts import failed_run_evaluation
 from .allowlist import parse_allowlist
 from .config import Settings
 from .errors import AuditorError, CollectionFailed, ConfigError, InputError
+from .exchange import ExchangeClient
 from .history import FindingEvent, MailboxChange
 from .model import Allowlist, CollectionError, Evaluation, PreviousRun, Snapshot
 from .notify import RunAlerter
 from .policy import evaluate
-from .snapshot import parse_snapshot
+from .snapshot import parse_snapshot, snapshot_document
 from .store import AuditStore, OrgChange, RecordResult, RunHandle, from_setting
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "audit_from_settings",
     "store_from_settings",
     "load_allowlist",
+    "collect_concurrently",
 ]
 
 log = logging.getLogger("auditor.service")
@@ -83,6 +86,7 @@ class RunSummary:
     baseline: bool = False
     table_ops: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, str] = field(default_factory=dict)  # channel -> delivery status
+    proposals: tuple[str, ...] = ()  # remediation proposal ids stored with this run
 
     def log_fields(self) -> dict[str, Any]:
         """Safe to log: no mailbox names, no addresses, no tokens."""
@@ -230,6 +234,7 @@ def run_audit(
     expiring_days: int = 14,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     alerter: RunAlerter | None = None,
+    proposer: Proposer | None = None,
 ) -> RunSummary:
     """One audit. Returns the summary of a complete run; raises for anything less (see module).
 
@@ -279,12 +284,31 @@ def run_audit(
         summary.durations.update(durations)
     finally:
         store.release(handle)
+    if proposer is not None and summary.complete and summary.evaluation is not None:
+        summary = _propose(proposer, summary, summary.evaluation, now)
     if alerter is not None and summary.evaluation is not None:
         summary = _alert(alerter, summary, summary.evaluation, previous)
     log.info(summary.log_line())
     if not summary.complete:
         raise AuditIncomplete(summary)
     return summary
+
+
+# -- remediation proposals (remediation.py plans, proposals.py stores; never fail the audit) ---
+
+# (evaluation, run id, now) -> ids of the proposals stored for the run.
+Proposer = Callable[[Evaluation, str, datetime], list[str]]
+
+
+def _propose(
+    proposer: Proposer, summary: RunSummary, evaluation: Evaluation, now: datetime
+) -> RunSummary:
+    try:
+        ids = proposer(evaluation, summary.run_id, now)
+    except AuditorError as exc:
+        log.error("run %s: remediation proposals not stored: %s", summary.run_id, exc)
+        return summary
+    return replace(summary, proposals=tuple(ids))
 
 
 # -- alerts (notify.py decides and delivers; nothing here may fail the audit) ------------------
@@ -350,7 +374,6 @@ def exchange_collector(settings: Settings) -> Iterator[Collector]:
     import httpx
 
     from .credentials import exchange_scope, token_provider
-    from .exchange import ExchangeClient, collect_snapshot
 
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
@@ -362,9 +385,42 @@ def exchange_collector(settings: Settings) -> Iterator[Collector]:
         )
 
         def collect(now: datetime) -> dict[str, Any]:
-            return collect_snapshot(client, tenant=tenant, now=now)
+            return collect_concurrently(client, tenant=tenant, now=now)
 
         yield collect
+
+
+def collect_concurrently(client: ExchangeClient, *, tenant: str, now: datetime) -> dict[str, Any]:
+    """`exchange.collect_snapshot`, with its three reads in parallel (three connections).
+
+    Same document and the same failure semantics: a read that fails leaves its evidence None
+    with an `errors` entry naming the cmdlet, never a shorter list. Each paging chain stays
+    sequential, so concurrency against Exchange is at most three requests.
+    """
+    readers: dict[str, Callable[[], Any]] = {
+        "Get-TransportConfig": client.get_transport_config,
+        "Get-CASMailbox": client.get_cas_mailboxes,
+        "Get-Mailbox": client.get_mailboxes,
+    }
+    results: dict[str, Any] = {}
+    errors: list[CollectionError] = []
+    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+        futures = {source: pool.submit(read) for source, read in readers.items()}
+        for source, future in futures.items():
+            try:
+                results[source] = future.result()
+            except CollectionFailed as exc:
+                log.error("%s failed: %s", source, exc)
+                errors.append(CollectionError(source=source, message=str(exc)))
+                results[source] = None
+    return snapshot_document(
+        tenant=tenant,
+        collected_at=now,
+        transport_config=results["Get-TransportConfig"],
+        cas_mailboxes=results["Get-CASMailbox"],
+        mailboxes=results["Get-Mailbox"],
+        errors=errors,
+    )
 
 
 def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) -> RunSummary:
@@ -379,6 +435,7 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
     import httpx
 
     from .notify import run_alerter
+    from .remediation_runtime import proposer_from_settings
 
     with exchange_collector(settings) as collect, httpx.Client(timeout=30.0) as alert_http:
         return run_audit(
@@ -388,4 +445,5 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
             allowlist_path=settings.allowlist,
             expiring_days=settings.expiring_days,
             alerter=run_alerter(settings, http=alert_http, ledger=store),
+            proposer=proposer_from_settings(settings),
         )

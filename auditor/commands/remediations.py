@@ -31,7 +31,7 @@ from ..policy import evaluate
 from ..proposals import ProposalStore, Refused
 from ..remediation import plan
 from ..remediation_http import WebRequest, WebResponse
-from ..remediation_runtime import TABLE_PREFIX, build_service, table_service
+from ..remediation_runtime import build_service, table_service
 from ..snapshot import read_snapshot
 
 
@@ -79,7 +79,7 @@ def register(sub: Any) -> None:
 
 
 def _store(settings: Settings) -> ProposalStore:
-    store = ProposalStore(table_service(settings.storage), prefix=TABLE_PREFIX)
+    store = ProposalStore(table_service(settings.storage), prefix=settings.table_prefix)
     store.create_tables()
     return store
 
