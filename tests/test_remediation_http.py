@@ -318,3 +318,63 @@ def test_unknown_proposal_is_404(azurite: str, app_functions: dict[str, Any]) ->
     with approval_app(azurite, app_functions, True, {"a": False}) as app:
         response, _ = app.call("remediation_status", "rev-mai-nope", token=app.issuer.token())
         assert response.status_code == 404
+
+
+def test_easy_auth_principal_needs_the_form_token(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    import base64
+
+    from approver_tokens import ROLE, TENANT
+
+    claims = [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "oid-7"},
+        {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": TENANT},
+        {"typ": "name", "val": "Grace"},
+        {"typ": "roles", "val": ROLE},
+    ]
+    header = base64.b64encode(
+        json.dumps({"auth_typ": "aad", "claims": claims, "role_typ": "roles"}).encode()
+    ).decode()
+    principal = {"X-MS-CLIENT-PRINCIPAL": header}
+    with approval_app(azurite, app_functions, True, {"a": False}, easy_auth=True) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        payload = {"plan_hash": proposal.plan_hash}
+        refused, _ = app.call(
+            "remediation_approve",
+            proposal.id,
+            method="POST",
+            body=json.dumps(payload).encode(),
+            headers={**JSON, **principal},
+        )
+        assert refused.status_code == 403  # a cookie session could be ridden by another site
+        page, _ = app.call("remediation_page", proposal.id, headers=principal)
+        csrf = page.get_body().decode().split("name='csrf' value='")[1].split("'")[0]
+        accepted, _ = app.call(
+            "remediation_approve",
+            proposal.id,
+            method="POST",
+            body=json.dumps({**payload, "csrf": csrf}).encode(),
+            headers={**JSON, **principal},
+        )
+        assert accepted.status_code == 200, accepted.get_body()
+        assert body(accepted)["approved_by"] == {"object_id": "oid-7", "name": "Grace"}
+
+
+def test_expired_proposal_is_gone(azurite: str, app_functions: dict[str, Any]) -> None:
+    from datetime import timedelta
+
+    with approval_app(azurite, app_functions, True, {"a": False}) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        app.env.clock[0] = proposal.expires_at + timedelta(seconds=1)
+        response, _ = app.call(
+            "remediation_approve",
+            proposal.id,
+            method="POST",
+            token=app.issuer.token(),
+            body=approve_json(proposal.plan_hash),
+            headers=JSON,
+        )
+        assert response.status_code == 410
+        assert body(response)["error"] == "expired"
+        assert app.env.setting("a") is False
