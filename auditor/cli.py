@@ -41,6 +41,7 @@ COMMANDS = (
     "replay",
     "mailboxes",
     "check",
+    "apply-allowlist",
     "remediations",
 )
 

@@ -45,13 +45,13 @@ def live_snapshot(settings: Settings) -> Snapshot:
 
 def latest_snapshot(settings: Settings) -> tuple[Snapshot, str]:
     """The evidence of the latest recorded audit, and its run id."""
-    from .store import from_setting
+    from .service import store_from_settings
 
     if not settings.storage:
         raise ConfigError(
             "AUDITOR_STORAGE", "is required to read the latest audit (or pass --snapshot / --live)"
         )
-    store = from_setting(settings.storage)
+    store = store_from_settings(settings)
     run = store.run("latest")
     raw = store.read_blob(run.run_id, "snapshot")
     if raw is None:

@@ -70,9 +70,9 @@ def find_one(identity: str, snapshot: Snapshot) -> Mailbox:
 def _last_change(settings: Settings, mailbox: Mailbox) -> dict[str, Any] | None:
     if not settings.storage:
         return None
-    from ..store import from_setting
+    from ..service import store_from_settings
 
-    changes = from_setting(settings.storage).mailbox_changes(mailbox.key)
+    changes = store_from_settings(settings).mailbox_changes(mailbox.key)
     if not changes:
         return None
     change = changes[0]
