@@ -507,11 +507,23 @@ def notify_run(
     return deliver(alert, settings, http=http, ledger=ledger, sleep=sleep, graph_token=graph_token)
 
 
-# evaluation, previous run, run id, complete, collection errors -> what was delivered
+# evaluation, previous run, run id, complete, collection errors, ids of the run's remediation
+# proposals -> what was delivered
 RunAlerter = Callable[
-    [Evaluation, PreviousRun | None, str, bool, Sequence[CollectionError]],
+    [Evaluation, PreviousRun | None, str, bool, Sequence[CollectionError], Sequence[str]],
     DeliveryReport | None,
 ]
+
+
+def remediation_link(settings: Settings, proposal_ids: Sequence[str]) -> str | None:
+    """The confirmation page to link from an alert: the run's first revocation, else its grant.
+
+    None without `REMEDIATION_PUBLIC_URL` (there is nowhere to send the reader).
+    """
+    if not settings.remediation_public_url or not proposal_ids:
+        return None
+    chosen = next((p for p in proposal_ids if p.startswith("rev-")), proposal_ids[0])
+    return f"{settings.remediation_public_url}/api/remediations/{quote(chosen, safe='')}"
 
 
 def run_alerter(
@@ -530,6 +542,7 @@ def run_alerter(
         run_id: str,
         complete: bool,
         errors: Sequence[CollectionError],
+        proposals: Sequence[str],
     ) -> DeliveryReport | None:
         return notify_run(
             evaluation,
@@ -542,6 +555,7 @@ def run_alerter(
             ledger=ledger,
             sleep=sleep,
             graph_token=graph_token,
+            remediation_url=remediation_link(settings, proposals),
         )
 
     return alert

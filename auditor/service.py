@@ -337,7 +337,14 @@ def _alert(
     previous: PreviousRun | None,
 ) -> RunSummary:
     try:
-        report = alerter(evaluation, previous, summary.run_id, summary.complete, summary.errors)
+        report = alerter(
+            evaluation,
+            previous,
+            summary.run_id,
+            summary.complete,
+            summary.errors,
+            summary.proposals,
+        )
     except Exception:  # alerting must never fail an audit that is already recorded
         log.exception("alerts: run_id=%s delivery crashed", summary.run_id)
         return replace(summary, alerts={"error": "crashed"})
@@ -361,7 +368,7 @@ def _alert_failed(
         errors = (CollectionError("collection", "the audit failed; see the run's log"),)
     try:
         evaluation = failed_run_evaluation(tenant, now, errors)
-        alerter(evaluation, previous, handle.run_id, False, errors)
+        alerter(evaluation, previous, handle.run_id, False, errors, ())
     except Exception:  # the failure itself is what gets raised, not an alerting problem
         log.exception("alerts: run_id=%s delivery of the failure alert crashed", handle.run_id)
 

@@ -201,3 +201,43 @@ def test_alert_channel_down_does_not_fail_the_audit(
     assert summary.alerts == {"teams": "failed", "email": "not-configured"}
     assert len(teams.requests) == 4
     assert "alert_teams=" in summary.log_line()
+
+
+def test_alert_links_to_the_runs_remediation_proposal(
+    azurite: str, emulator: Emulator, receivers: ReceiverPool, http: httpx.Client
+) -> None:
+    from azure.data.tables import TableServiceClient
+
+    from auditor.remediation_runtime import proposer_from_settings
+
+    teams = receivers.start("teams", default=Reply(202))
+    graph = receivers.start("graph", default=Reply(202))
+    settings = Settings.from_env(
+        {
+            "ALERT_TEAMS_WEBHOOK_URL": f"{teams.url}/workflows/w1/invoke?sig=c2VjcmV0c2ln",
+            "ALERT_EMAIL_FROM": "auditor@contoso.com",
+            "ALERT_EMAIL_TO": "secops@contoso.com",
+            "GRAPH_BASE_URL": graph.url,
+            "GRAPH_ACCESS_TOKEN": "graph-test-token",
+            "REMEDIATION_PUBLIC_URL": "https://auditor.contoso.example",
+            "AUDITOR_TABLE_PREFIX": f"lnk{datetime.now(UTC):%H%M%S%f}",
+        }
+    )
+    store = new_store(azurite)
+    summary = run_audit(
+        store=store,
+        collect=collector(emulator, http),
+        tenant=emulator.domain,
+        clock=lambda: T0,
+        alerter=run_alerter(settings, http=http, ledger=store, sleep=lambda _: None),
+        proposer=proposer_from_settings(
+            settings, tables=TableServiceClient.from_connection_string(azurite)
+        ),
+    )
+    revocations = [p for p in summary.proposals if p.startswith("rev-")]
+    assert revocations, summary.proposals
+    buttons = [a["url"] for a in cards(teams)[0]["actions"]]
+    links = [u for u in buttons if "/api/remediations/" in u]
+    assert links == [f"https://auditor.contoso.example/api/remediations/{revocations[0]}"]
+    html = graph.requests[0].json()["message"]["body"]["content"]
+    assert links[0] in html
