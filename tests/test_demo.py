@@ -44,6 +44,20 @@ def test_demo_runs_two_audits_and_writes_reports(tmp_path: Path) -> None:
     assert "added     new.printer@contoso.com" in text
     assert "removed   room-" in text
     assert "finding new      SMTPAUTH-MAILBOX new.printer@contoso.com: fail" in text
+    # A proposal approved from the CLI, executed, and verified by the second audit.
+    assert "$ python -m auditor approve rev-mai-" in text
+    assert "executed: applied" in text
+    verified = next(line for line in text.splitlines() if "verified by the audit" in line)
+    done, total = verified.split(": ", 1)[1].split(" mailboxes")[0].split(" of the ")
+    assert done == total and int(total) > 0
+    # The alerts the two runs (and the remediation outcome) sent, as the receivers recorded them.
+    alerts = out / "alerts"
+    teams = sorted(alerts.glob("teams-*.json"))
+    assert len(teams) == 3
+    card = json.loads(teams[0].read_text())["attachments"][0]["content"]
+    assert card["version"] == "1.5"
+    assert any("/api/remediations/rev-" in a["url"] for a in card["actions"])
+    assert len(sorted(alerts.glob("email-*.html"))) == 3
     findings = json.loads((out / "findings.json").read_text())
     assert findings["schema"] == "smtp-auth-findings/1"
     assert findings["summary"]["mailboxes"] == 400
