@@ -84,15 +84,9 @@ def approver_auth(settings: Settings, http: httpx.Client) -> ApproverAuth:
 
 
 def exchange_client(settings: Settings, http: httpx.Client) -> Exchange:
-    from .credentials import exchange_scope, token_provider
-    from .exchange import ExchangeClient
+    from .exchange import client_from_settings
 
-    if not settings.exo_tenant:
-        raise ConfigError("EXO_TENANT", "is required to apply remediations")
-    tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
-    return ExchangeClient(
-        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
-    )
+    return client_from_settings(settings, http)
 
 
 def build_service(

@@ -23,7 +23,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -34,12 +33,12 @@ from .alerts import failed_run_evaluation
 from .allowlist import parse_allowlist
 from .config import Settings
 from .errors import AuditorError, CollectionFailed, ConfigError, InputError
-from .exchange import ExchangeClient
+from .exchange import client_from_settings, collect_snapshot
 from .history import FindingEvent, MailboxChange
 from .model import Allowlist, CollectionError, Evaluation, PreviousRun, Snapshot
 from .notify import RunAlerter
 from .policy import evaluate
-from .snapshot import build_snapshot, snapshot_document
+from .snapshot import build_snapshot
 from .store import AuditStore, OrgChange, RecordResult, RunHandle, from_setting
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
     "audit_from_settings",
     "store_from_settings",
     "load_allowlist",
-    "collect_concurrently",
 ]
 
 log = logging.getLogger("auditor.service")
@@ -387,54 +385,16 @@ def exchange_collector(settings: Settings) -> Iterator[Collector]:
     """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit."""
     import httpx
 
-    from .credentials import exchange_scope, token_provider
-
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     tenant = settings.exo_tenant
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
-        tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
-        client = ExchangeClient(
-            base_url=settings.exo_base_url, tenant=tenant, tokens=tokens, http=http
-        )
+        client = client_from_settings(settings, http)
 
         def collect(now: datetime) -> dict[str, Any]:
-            return collect_concurrently(client, tenant=tenant, now=now)
+            return collect_snapshot(client, tenant=tenant, now=now, parallel=True)
 
         yield collect
-
-
-def collect_concurrently(client: ExchangeClient, *, tenant: str, now: datetime) -> dict[str, Any]:
-    """`exchange.collect_snapshot`, with its three reads in parallel (three connections).
-
-    Same document and the same failure semantics: a read that fails leaves its evidence None
-    with an `errors` entry naming the cmdlet, never a shorter list. Each paging chain stays
-    sequential, so concurrency against Exchange is at most three requests.
-    """
-    readers: dict[str, Callable[[], Any]] = {
-        "Get-TransportConfig": client.get_transport_config,
-        "Get-CASMailbox": client.get_cas_mailboxes,
-        "Get-Mailbox": client.get_mailboxes,
-    }
-    results: dict[str, Any] = {}
-    errors: list[CollectionError] = []
-    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
-        futures = {source: pool.submit(read) for source, read in readers.items()}
-        for source, future in futures.items():
-            try:
-                results[source] = future.result()
-            except CollectionFailed as exc:
-                log.error("%s failed: %s", source, exc)
-                errors.append(CollectionError(source=source, message=str(exc)))
-                results[source] = None
-    return snapshot_document(
-        tenant=tenant,
-        collected_at=now,
-        transport_config=results["Get-TransportConfig"],
-        cas_mailboxes=results["Get-CASMailbox"],
-        mailboxes=results["Get-Mailbox"],
-        errors=errors,
-    )
 
 
 def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) -> RunSummary:

@@ -13,33 +13,22 @@ from pathlib import Path
 import httpx
 
 from .config import Settings
-from .credentials import exchange_scope, token_provider
 from .errors import ConfigError, InputError
-from .exchange import ExchangeClient
 from .model import Allowlist, Snapshot
 from .snapshot import build_snapshot, parse_snapshot, read_snapshot
 
-__all__ = ["exchange_client", "live_snapshot", "latest_snapshot", "load_snapshot", "load_allowlist"]
-
-
-def exchange_client(settings: Settings, http: httpx.Client) -> ExchangeClient:
-    """The Exchange adapter for the tenant in the settings (EXO_TENANT, EXO_BASE_URL, tokens)."""
-    if not settings.exo_tenant:
-        raise ConfigError("EXO_TENANT", "is required to read the tenant")
-    tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
-    return ExchangeClient(
-        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
-    )
+__all__ = ["live_snapshot", "latest_snapshot", "load_snapshot", "load_allowlist"]
 
 
 def live_snapshot(settings: Settings) -> Snapshot:
     """Read the tenant now. Failed parts stay unknown (with their errors), as in an audit."""
-    from .exchange import collect_snapshot
+    from .exchange import client_from_settings, collect_snapshot
 
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
-        client = exchange_client(settings, http)
-        assert settings.exo_tenant is not None
-        document = collect_snapshot(client, tenant=settings.exo_tenant, now=datetime.now(UTC))
+        client = client_from_settings(settings, http)
+        document = collect_snapshot(
+            client, tenant=client.tenant, now=datetime.now(UTC), parallel=True
+        )
     return build_snapshot(document, source=f"live:{settings.exo_tenant}")
 
 

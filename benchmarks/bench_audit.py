@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from auditor.credentials import StaticToken  # noqa: E402
 from auditor.devservices import azurite  # noqa: E402
-from auditor.exchange import ExchangeClient  # noqa: E402
-from auditor.service import RunSummary, collect_concurrently, run_audit  # noqa: E402
+from auditor.exchange import ExchangeClient, collect_snapshot  # noqa: E402
+from auditor.service import RunSummary, run_audit  # noqa: E402
 from auditor.store import from_setting  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the local emulator's token
@@ -131,7 +131,7 @@ def one_run(
         )
 
         def collect(now: datetime) -> dict[str, Any]:
-            return collect_concurrently(client, tenant=tenant, now=now)
+            return collect_snapshot(client, tenant=tenant, now=now, parallel=True)
 
         with PeakRss() as memory:
             started = time.perf_counter()

@@ -16,9 +16,8 @@ import httpx
 
 from ..cli import EXIT_OK, EXIT_UNKNOWN, write_output
 from ..config import Settings
-from ..credentials import exchange_scope, token_provider
 from ..errors import ConfigError
-from ..exchange import ExchangeClient, collect_snapshot
+from ..exchange import client_from_settings, collect_snapshot
 
 
 def register(sub: Any) -> None:
@@ -40,10 +39,9 @@ def run(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to collect a snapshot")
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
-        tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
-        client = ExchangeClient(
-            base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
+        client = client_from_settings(settings, http)
+        document = collect_snapshot(
+            client, tenant=settings.exo_tenant, now=datetime.now(UTC), parallel=True
         )
-        document = collect_snapshot(client, tenant=settings.exo_tenant, now=datetime.now(UTC))
     write_output(json.dumps(document, ensure_ascii=False, indent=1) + "\n", args.out)
     return EXIT_UNKNOWN if document["errors"] else EXIT_OK
