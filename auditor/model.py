@@ -63,7 +63,8 @@ class Mailbox:
     unknown, which is not the same as null.
 
     `match_keys` holds every identity the allowlist may name, lower-cased, computed once when
-    the snapshot is read so that evaluation stays a set look-up per mailbox.
+    the snapshot is read so that evaluation stays a set look-up per mailbox; `key` is the
+    mailbox's stable identifier (see below).
     """
 
     guid: str | None
@@ -79,22 +80,9 @@ class Mailbox:
     setting: bool | None
     setting_present: bool
     match_keys: tuple[str, ...]
-
-    @property
-    def key(self) -> str:
-        """The most stable identifier available: Guid, then directory id, then address."""
-        for value in (
-            self.guid,
-            self.external_directory_object_id,
-            self.primary_smtp_address,
-            self.user_principal_name,
-            self.identity,
-            self.name,
-            self.alias,
-        ):
-            if value:
-                return value.lower()
-        raise ValueError("mailbox without any identifier")
+    # The most stable identifier, lower-cased: Guid, then directory id, then address, UPN,
+    # identity, name, alias. Computed once when the snapshot is read.
+    key: str
 
     @property
     def display(self) -> str:

@@ -10,6 +10,7 @@ CAS record, or `null` while the organisation value was not collected is `unknown
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 from collections.abc import Iterable
@@ -234,6 +235,26 @@ def evaluate(
     expiring_days: int = DEFAULT_EXPIRING_DAYS,
 ) -> Evaluation:
     """All findings of DESIGN §4 for one snapshot, allowlist and day."""
+    # A tenant whose organisation allows SMTP AUTH yields a finding per mailbox: hundreds of
+    # thousands of small acyclic tuples, over which the cyclic garbage collector would walk
+    # the whole snapshot again and again (about 40% of the time). Reference counting frees
+    # them; the collector is restored as it was.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(snapshot, allowlist, today, evaluated_at, expiring_days)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _evaluate(
+    snapshot: Snapshot,
+    allowlist: Allowlist,
+    today: date,
+    evaluated_at: datetime,
+    expiring_days: int,
+) -> Evaluation:
     org = snapshot.org_disabled
     findings: list[Finding] = [_org_finding(org)]
     for error in snapshot.errors:

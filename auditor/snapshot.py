@@ -304,21 +304,32 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
     identity = _share(pick("identity"), name, alias)
     sam = _share(pick("sam"), name, alias)
     rtd = pick("rtd")
-    primary = _lower(psmtp) if psmtp is not None else None
-    keys: list[str] = [primary] if primary is not None else []
-    for value in (guid, edoid, upn, alias, name, identity, sam):
-        if value is not None:
-            keys.append(_lower(value))
-    if not keys:
+    lowered = {
+        field: _lower(value)
+        for field, value in (
+            ("guid", guid),
+            ("edoid", edoid),
+            ("psmtp", psmtp),
+            ("upn", upn),
+            ("identity", identity),
+            ("name", name),
+            ("alias", alias),
+            ("sam", sam),
+        )
+        if value is not None
+    }
+    if not lowered:
         raise InputError(where, "mailbox record has no identifier (Guid, address, name...)")
+    primary = lowered.get("psmtp")
+    keys = list(lowered.values())
     smtp: list[str] = []
     for record in first:
         for address in _addresses(record, where):
             prefix, _, rest = address.partition(":")
             if rest and prefix.lower() == "smtp":
-                lowered = _share(_lower(rest), primary) or rest
-                smtp.append(lowered)
-                keys.append(lowered)
+                smtp_key = _share(_lower(rest), primary) or rest
+                smtp.append(smtp_key)
+                keys.append(smtp_key)
         if smtp:
             break
     return Mailbox(
@@ -335,6 +346,7 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
         setting=setting,
         setting_present=present,
         match_keys=tuple(dict.fromkeys(keys)),
+        key=next(iter(lowered.values())),
     )
 
 
