@@ -33,22 +33,12 @@ from .model import Allowlist, Effective, Status
 from .policy import effective_state, evaluate
 from .proposals import ProposalStore, Record, Result, State, TargetRecord
 from .remediation import Role, org_blockers
-from .snapshot import build_snapshot
+from .snapshot import RawRecord, build_snapshot, mailbox_from_records
 
 __all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state"]
 
 log = logging.getLogger(__name__)
 SETTING = "SmtpClientAuthenticationDisabled"
-_IDENTITY_FIELDS = (
-    "guid",
-    "primarysmtpaddress",
-    "name",
-    "identity",
-    "alias",
-    "userprincipalname",
-    "externaldirectoryobjectid",
-    "samaccountname",
-)
 
 
 class Exchange(Protocol):
@@ -80,16 +70,13 @@ def _show(value: bool | None) -> str:
 
 
 def _keys(record: Mapping[str, Any], target: TargetRecord) -> set[str]:
-    keys: set[str] = set()
-    for key, value in record.items():
-        lower = key.lower()
-        if lower in _IDENTITY_FIELDS and isinstance(value, str) and value:
-            keys.add(value.strip().lower())
-        elif lower == "emailaddresses" and isinstance(value, list):
-            for address in value:
-                prefix, _, rest = str(address).partition(":")
-                if rest and prefix.lower() == "smtp":
-                    keys.add(rest.strip().lower())
+    """Every identity the allowlist may use for this mailbox: those of the fresh read (the
+    same rules as the audit's) plus the planned UPN and address (a CAS read has no UPN)."""
+    try:
+        mailbox = mailbox_from_records(RawRecord(record), None, f"re-read of {target.target.key}")
+        keys = set(mailbox.match_keys)
+    except InputError:  # a read without any identifier: only what the plan knew
+        keys = set()
     for value in (target.target.guid, target.target.upn, target.target.address):
         if value:
             keys.add(value.strip().lower())
