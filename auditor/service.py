@@ -1,10 +1,10 @@
 """The imperative shell of the nightly audit: collect -> evaluate -> record -> summary.
 
 `run_audit` takes its dependencies (the history store, a `collect(now)` function returning a
-`smtp-auth-snapshot/1` document, a clock) so tests run it against Azurite and the Exchange
-emulator; `audit_from_settings` builds them from the settings, lazily, for the timer and the
-`audit` command. Each step is a small function so alerts and remediation proposals can be
-inserted between `_record` and the summary.
+`smtp-auth-snapshot/1` document or its evidence bytes, a clock) so tests run it against
+Azurite and the Exchange emulator; `audit_from_settings` builds them from the settings,
+lazily, for the timer and the `audit` command. Each step is a small function so alerts and
+remediation proposals can be inserted between `_record` and the summary.
 
 Failure semantics:
 - A bad allowlist or setting raises InputError/ConfigError before anything is recorded.
@@ -33,12 +33,12 @@ from .alerts import failed_run_evaluation
 from .allowlist import parse_allowlist
 from .config import Settings
 from .errors import AuditorError, CollectionFailed, ConfigError, InputError
-from .exchange import client_from_settings, collect_snapshot
+from .evidence import encode_document, read_evidence
+from .exchange import client_from_settings, collect_evidence
 from .history import FindingEvent, MailboxChange
 from .model import Allowlist, CollectionError, Evaluation, PreviousRun, Snapshot
 from .notify import RunAlerter
 from .policy import evaluate
-from .snapshot import build_snapshot
 from .store import AuditStore, OrgChange, RecordResult, RunHandle, from_setting
 
 __all__ = [
@@ -53,7 +53,9 @@ __all__ = [
 
 log = logging.getLogger("auditor.service")
 
-Collector = Callable[[datetime], dict[str, Any]]
+# `collect(now)`: the snapshot document, or the evidence bytes of one (`exchange.collect_evidence`,
+# which never holds the listings as dictionaries).
+Collector = Callable[[datetime], dict[str, Any] | bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,18 +139,19 @@ def load_allowlist(path: Path | None) -> LoadedAllowlist:
 # -- the steps -------------------------------------------------------------------------------
 
 
-def _collect(collect: Collector, now: datetime) -> tuple[dict[str, Any], bytes]:
-    """The raw document, and the evidence serialised once (stored exactly as judged)."""
-    document = collect(now)
-    evidence = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return document, evidence
+def _collect(collect: Collector, now: datetime) -> bytes:
+    """The evidence: the collected document serialised once; it is stored and judged as is."""
+    collected = collect(now)
+    if isinstance(collected, bytes):
+        return collected
+    return encode_document(collected)  # spends the document: each listing freed once encoded
 
 
 def _evaluate(
-    document: dict[str, Any], allowlist: LoadedAllowlist, now: datetime, expiring_days: int
+    evidence: bytes, allowlist: LoadedAllowlist, now: datetime, expiring_days: int
 ) -> tuple[Snapshot, Evaluation]:
-    snapshot = build_snapshot(document, source="Exchange collection")
-    document.clear()  # the raw records are in the evidence bytes now; free them early
+    # Built from the very bytes that are stored, streamed: no raw records held besides them.
+    snapshot = read_evidence(evidence, source="Exchange collection")
     evaluation = evaluate(
         snapshot,
         allowlist.allowlist,
@@ -246,19 +249,20 @@ def run_audit(
     handle = store.begin_run(tenant=tenant, now=now)
     previous = _previous_run(store) if alerter is not None else None
     durations: dict[str, float] = {}
-    # Hundreds of thousands of small acyclic objects: the cyclic collector would walk them
-    # again and again (seconds per run); reference counting frees them anyway.
     gc_enabled = gc.isenabled()
-    gc.disable()
     try:
         mark = time.perf_counter()
         try:
-            document, evidence = _collect(collect, now)
+            # The cyclic collector stays on while reading: every page's HTTP response is
+            # cyclic garbage holding its body, and the evidence collector holds no records.
+            evidence = _collect(collect, now)
             durations["collect"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            snapshot, evaluation = _evaluate(document, allowlist, now, expiring_days)
-            del document
-            gc.collect()  # once: the cyclic garbage of the HTTP reads (responses, pools)
+            gc.collect()  # what is left of the reads, before the snapshot is built
+            # From here hundreds of thousands of small acyclic objects: the cyclic collector
+            # would walk them again and again (seconds); reference counting frees them.
+            gc.disable()
+            snapshot, evaluation = _evaluate(evidence, allowlist, now, expiring_days)
             durations["evaluate"] = time.perf_counter() - mark
         except (AuditorError, OSError, ValueError) as exc:
             durations["total"] = time.perf_counter() - started
@@ -391,8 +395,8 @@ def exchange_collector(settings: Settings) -> Iterator[Collector]:
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
         client = client_from_settings(settings, http)
 
-        def collect(now: datetime) -> dict[str, Any]:
-            return collect_snapshot(client, tenant=tenant, now=now, parallel=True)
+        def collect(now: datetime) -> bytes:
+            return collect_evidence(client, tenant=tenant, now=now, parallel=True)
 
         yield collect
 
