@@ -84,10 +84,13 @@ def run_key(run_id: str) -> str:
 # -- mailboxes -------------------------------------------------------------------------------
 
 
+_SETTING_CODES = {True: "true", False: "false", None: "null"}
+
+
 def setting_code(mailbox: Mailbox) -> str:
     if not mailbox.setting_present:
         return "missing"
-    return {True: "true", False: "false", None: "null"}[mailbox.setting]
+    return _SETTING_CODES[mailbox.setting]
 
 
 def setting_value(code: str) -> tuple[bool | None, bool]:
@@ -164,11 +167,18 @@ def mailbox_changes(
     run_id: str,
     *,
     complete: bool,
+    baseline: bool | None = None,
 ) -> tuple[dict[str, MailboxState], list[MailboxChange]]:
-    """(records to write, changes to log). Nothing at all when the CAS listing is missing."""
+    """(records to write, changes to log). Nothing at all when the CAS listing is missing.
+
+    `baseline` (default: `previous` is empty) says no mailbox was recorded before, so none is
+    logged as added; give it when `previous` and `snapshot` are one bucket of the whole.
+    """
     if snapshot.mailboxes is None:
         return {}, []
-    baseline = not previous
+    if baseline is None:
+        baseline = not previous
+    directory = snapshot.directory_collected
     writes: dict[str, MailboxState] = {}
     changes: list[MailboxChange] = []
     seen: set[str] = set()
@@ -177,17 +187,26 @@ def mailbox_changes(
         seen.add(key)
         old = previous.get(key)
         upn, rtype = mailbox.user_principal_name, mailbox.recipient_type_details
-        if not snapshot.directory_collected and old is not None:
+        if not directory and old is not None:
             upn, rtype = old.upn, old.rtype  # not read this time: keep what we knew
-        new = MailboxState(
-            key, setting_code(mailbox), mailbox.primary_smtp_address, upn, rtype, run_id, run_id
-        )
+        setting, address = setting_code(mailbox), mailbox.primary_smtp_address
+        if (
+            old is not None
+            and not old.removed
+            and old.setting == setting
+            and old.address == address
+            and old.upn == upn
+            and old.rtype == rtype
+        ):
+            continue  # unchanged (the common case): nothing to write, nothing to log
+        new = MailboxState(key, setting, address, upn, rtype, run_id, run_id)
         if old is None:
             writes[key] = new
             if not baseline:
                 changes.append(MailboxChange(key, "added", run_id, None, new.facts(), _TRACKED))
             continue
-        fields = tuple(f for f in _TRACKED if old.facts()[f] != new.facts()[f])
+        before, after = old.facts(), new.facts()
+        fields = tuple(f for f in _TRACKED if before[f] != after[f])
         if old.removed:
             new = replace(new, first_seen=old.first_seen)
             writes[key] = new

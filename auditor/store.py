@@ -35,7 +35,7 @@ import secrets
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -56,9 +56,18 @@ from .history import (
     run_key,
     run_time,
 )
-from .model import CollectionError, Evaluation, PreviousRun, PriorFinding, Snapshot, Status
+from .model import (
+    CollectionError,
+    Evaluation,
+    Finding,
+    Mailbox,
+    PreviousRun,
+    PriorFinding,
+    Snapshot,
+    Status,
+)
 from .store_limits import MAX_VALUE_BYTES, check_key
-from .store_tables import Conflict, NotFound, OpCounter, Table, etag_condition
+from .store_tables import Conflict, NotFound, OpCounter, Operation, Table, etag_condition
 
 __all__ = [
     "AuditStore",
@@ -146,6 +155,35 @@ def _pack(data: bytes) -> dict[str, Any]:
 
 def _unpack(entity: Mapping[str, Any]) -> bytes:
     return b"".join(bytes(entity[f"d{i}"] or b"") for i in range(int(entity["parts"])))
+
+
+def _records(content: bytes) -> int:
+    """How many records a stored bucket holds."""
+    return len(json.loads(zlib.decompress(content))) if content else 0
+
+
+def _packed_operation(
+    kind: str,
+    bucket: str,
+    merged: dict[str, Any],
+    writes: Mapping[str, MailboxState | FindingState],
+    etag: str | None,
+) -> Operation:
+    """The bucket rewritten with `writes` merged into its stored records (`merged`, changed
+    in place), guarded by the ETag it had when read: a bucket another writer changed
+    meanwhile fails the batch (412); a new bucket is created (409 if one appeared)."""
+    for key, record in writes.items():
+        merged[key] = record.pack()
+    body = json.dumps(merged, separators=(",", ":")).encode("utf-8")
+    entity = {
+        "PartitionKey": kind,
+        "RowKey": bucket,
+        "n": len(merged),
+        **_pack(zlib.compress(body, 6)),
+    }
+    if etag is None:
+        return ("create", entity, {})
+    return ("update", entity, {"mode": UpdateMode.REPLACE, **etag_condition(etag)})
 
 
 def _time(value: Any) -> datetime | None:
@@ -285,28 +323,16 @@ class AuditStore:
 
         last_complete = self._last_complete_run()
         org_change = self._org_change(handle.run_id, snapshot.org_disabled)
-        previous_mailboxes, mailbox_etags = self._load_packed("mailbox", MailboxState.unpack)
-        baseline = not previous_mailboxes
-        mailbox_writes, changes = mailbox_changes(
-            previous_mailboxes, snapshot, handle.run_id, complete=complete
+        mailbox_ops, changes, baseline = self._diff_mailboxes(handle.run_id, snapshot, complete)
+        finding_ops, events, new_findings = self._diff_findings(
+            handle.run_id, evaluation, complete, last_complete
         )
-        del previous_mailboxes
-        previous_findings, finding_etags = self._load_packed("finding", FindingState.unpack)
-        finding_writes, events = finding_changes(
-            previous_findings,
-            evaluation.findings,
-            handle.run_id,
-            complete=complete,
-            last_complete_run=last_complete,
-        )
-        new_findings = tuple(fid for fid in finding_writes if fid not in previous_findings)
-        del previous_findings
 
         evidence_bytes = upload.result()  # evidence first: it must exist before the changes
         self._check_lock(handle)
         self._write_history(rkey, changes, events, org_change)
-        self._write_packed("mailbox", mailbox_writes, mailbox_etags)
-        self._write_packed("finding", finding_writes, finding_etags)
+        self.state.submit(mailbox_ops)
+        self.state.submit(finding_ops)
         if org_change is not None:
             self.state.replace(
                 {
@@ -470,42 +496,87 @@ class AuditStore:
                 records[key] = unpack(key, data)
         return records, buckets
 
-    def _write_packed(
-        self, kind: str, writes: Mapping[str, Any], loaded: Mapping[str, tuple[str, bytes]]
-    ) -> None:
-        """Rewrite only the buckets that hold a changed record, each guarded by the ETag it
-        had when loaded: a bucket another writer changed meanwhile fails the batch (412)."""
-        if not writes:
-            return
-        by_bucket: dict[str, dict[str, Any]] = {}
-        for key, record in writes.items():
-            by_bucket.setdefault(bucket_of(key), {})[key] = record
-        etags = {bucket: etag for bucket, (etag, _) in loaded.items()}
-        operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        for bucket, changed in sorted(by_bucket.items()):
-            merged: dict[str, Any] = (
-                json.loads(zlib.decompress(loaded[bucket][1])) if bucket in loaded else {}
+    # The previous state is compared one bucket at a time: a bucket's records are unpacked,
+    # diffed against the mailboxes (findings) that hash to it, and dropped; what is kept is the
+    # changes and the rewritten buckets, compressed. Never the whole previous state at once.
+
+    def _stored_buckets(self, kind: str) -> dict[str, tuple[str, bytes]]:
+        """bucket -> (ETag, compressed content) of one kind of packed state."""
+        return {
+            str(entity["RowKey"]): (str(entity["_etag"]), _unpack(entity))
+            for entity in self.state.partition(kind)
+        }
+
+    def _diff_mailboxes(
+        self, run_id: str, snapshot: Snapshot, complete: bool
+    ) -> tuple[list[Operation], list[MailboxChange], bool]:
+        """(state writes, changes in the order `history.mailbox_changes` gives them for the
+        whole snapshot, baseline)."""
+        stored = self._stored_buckets("mailbox")
+        baseline = not any(_records(content) for _, content in stored.values())
+        if snapshot.mailboxes is None:
+            return [], [], baseline
+        grouped: dict[str, list[tuple[int, Mailbox]]] = {}
+        for index, mailbox in enumerate(snapshot.mailboxes):
+            grouped.setdefault(bucket_of(mailbox.key), []).append((index, mailbox))
+        operations: list[Operation] = []
+        ordered: list[tuple[tuple[int, int], MailboxChange]] = []
+        for bucket in sorted(grouped.keys() | stored.keys()):
+            etag, content = stored.pop(bucket, (None, b""))
+            raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
+            previous = {key: MailboxState.unpack(key, data) for key, data in raw.items()}
+            members = grouped.pop(bucket, [])
+            part = replace(snapshot, mailboxes=tuple(mailbox for _, mailbox in members))
+            writes, changes = mailbox_changes(
+                previous, part, run_id, complete=complete, baseline=baseline
             )
-            for key, record in changed.items():
-                merged[key] = record.pack()
-            body = json.dumps(merged, separators=(",", ":")).encode("utf-8")
-            entity = {
-                "PartitionKey": kind,
-                "RowKey": bucket,
-                "n": len(merged),
-                **_pack(zlib.compress(body, 6)),
-            }
-            if bucket in etags:
-                operations.append(
-                    (
-                        "update",
-                        entity,
-                        {"mode": UpdateMode.REPLACE, **etag_condition(etags[bucket])},
-                    )
-                )
-            else:
-                operations.append(("create", entity, {}))
-        self.state.submit(operations)
+            position = {mailbox.key: index for index, mailbox in members}
+            for change in changes:  # removals come after the snapshot's own, in state order
+                order = (1, len(ordered)) if change.kind == "removed" else (0, position[change.key])
+                ordered.append((order, change))
+            if writes:
+                operations.append(_packed_operation("mailbox", bucket, raw, writes, etag))
+        ordered.sort(key=lambda item: item[0])
+        return operations, [change for _, change in ordered], baseline
+
+    def _diff_findings(
+        self,
+        run_id: str,
+        evaluation: Evaluation,
+        complete: bool,
+        last_complete: str | None,
+    ) -> tuple[list[Operation], list[FindingEvent], tuple[str, ...]]:
+        """(state writes, events and new finding ids in the order `history.finding_changes`
+        gives them for all findings at once)."""
+        stored = self._stored_buckets("finding")
+        grouped: dict[str, list[tuple[int, Finding]]] = {}
+        for index, finding in enumerate(evaluation.findings):
+            grouped.setdefault(bucket_of(finding.id), []).append((index, finding))
+        operations: list[Operation] = []
+        ordered: list[tuple[tuple[int, int], FindingEvent]] = []
+        new: list[tuple[int, str]] = []
+        for bucket in sorted(grouped.keys() | stored.keys()):
+            etag, content = stored.pop(bucket, (None, b""))
+            raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
+            previous = {fid: FindingState.unpack(fid, data) for fid, data in raw.items()}
+            members = grouped.pop(bucket, [])
+            writes, events = finding_changes(
+                previous,
+                (finding for _, finding in members),
+                run_id,
+                complete=complete,
+                last_complete_run=last_complete,
+            )
+            position = {finding.id: index for index, finding in members}
+            for event in events:  # resolutions come after the others, in state order
+                order = (1, len(ordered)) if event.kind == "resolved" else (0, position[event.id])
+                ordered.append((order, event))
+            new.extend((position[fid], fid) for fid in writes if fid not in previous)
+            if writes:
+                operations.append(_packed_operation("finding", bucket, raw, writes, etag))
+        ordered.sort(key=lambda item: item[0])
+        new.sort()
+        return operations, [event for _, event in ordered], tuple(fid for _, fid in new)
 
     def _write_history(
         self,
