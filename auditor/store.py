@@ -157,8 +157,10 @@ def _unpack(entity: Mapping[str, Any]) -> bytes:
     return b"".join(bytes(entity[f"d{i}"] or b"") for i in range(int(entity["parts"])))
 
 
-def _records(content: bytes) -> int:
-    """How many records a stored bucket holds."""
+def _records(entity: Mapping[str, Any], content: bytes) -> int:
+    """How many records a stored bucket holds (its `n`, else counted)."""
+    if entity.get("n") is not None:
+        return int(entity["n"])
     return len(json.loads(zlib.decompress(content))) if content else 0
 
 
@@ -500,20 +502,23 @@ class AuditStore:
     # diffed against the mailboxes (findings) that hash to it, and dropped; what is kept is the
     # changes and the rewritten buckets, compressed. Never the whole previous state at once.
 
-    def _stored_buckets(self, kind: str) -> dict[str, tuple[str, bytes]]:
-        """bucket -> (ETag, compressed content) of one kind of packed state."""
-        return {
-            str(entity["RowKey"]): (str(entity["_etag"]), _unpack(entity))
-            for entity in self.state.partition(kind)
-        }
+    def _stored_buckets(self, kind: str) -> tuple[dict[str, tuple[str, bytes]], int]:
+        """(bucket -> (ETag, compressed content), records) of one kind of packed state."""
+        buckets: dict[str, tuple[str, bytes]] = {}
+        records = 0
+        for entity in self.state.partition(kind):
+            content = _unpack(entity)
+            buckets[str(entity["RowKey"])] = (str(entity["_etag"]), content)
+            records += _records(entity, content)
+        return buckets, records
 
     def _diff_mailboxes(
         self, run_id: str, snapshot: Snapshot, complete: bool
     ) -> tuple[list[Operation], list[MailboxChange], bool]:
         """(state writes, changes in the order `history.mailbox_changes` gives them for the
         whole snapshot, baseline)."""
-        stored = self._stored_buckets("mailbox")
-        baseline = not any(_records(content) for _, content in stored.values())
+        stored, records = self._stored_buckets("mailbox")
+        baseline = not records
         if snapshot.mailboxes is None:
             return [], [], baseline
         grouped: dict[str, list[tuple[int, Mailbox]]] = {}
@@ -548,7 +553,7 @@ class AuditStore:
     ) -> tuple[list[Operation], list[FindingEvent], tuple[str, ...]]:
         """(state writes, events and new finding ids in the order `history.finding_changes`
         gives them for all findings at once)."""
-        stored = self._stored_buckets("finding")
+        stored, _ = self._stored_buckets("finding")
         grouped: dict[str, list[tuple[int, Finding]]] = {}
         for index, finding in enumerate(evaluation.findings):
             grouped.setdefault(bucket_of(finding.id), []).append((index, finding))
