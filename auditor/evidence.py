@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .model import Snapshot
-from .snapshot import _read as _read_stream  # the streaming reader read_snapshot uses
+from .snapshot import read_stream
 
 __all__ = ["ListingEncoder", "encode_document", "read_evidence"]
 
@@ -97,6 +97,6 @@ def read_evidence(raw: bytes, *, source: str) -> Snapshot:
     text decoded). Raises InputError naming `source` and the record at fault."""
     handle = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
     try:
-        return _read_stream(handle, source)
+        return read_stream(handle, source)
     finally:
         handle.detach()

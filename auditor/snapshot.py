@@ -21,7 +21,14 @@ from .errors import InputError
 from .jsonstream import StreamError, read_object
 from .model import CollectionError, Mailbox, Snapshot
 
-__all__ = ["SCHEMA", "read_snapshot", "parse_snapshot", "build_snapshot", "mailbox_from_records"]
+__all__ = [
+    "SCHEMA",
+    "read_snapshot",
+    "read_stream",
+    "parse_snapshot",
+    "build_snapshot",
+    "mailbox_from_records",
+]
 
 SCHEMA = "smtp-auth-snapshot/1"
 SETTING = "SmtpClientAuthenticationDisabled"
@@ -92,7 +99,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
             head = probe.read(4)
         encoding = _encoding(head)
         with Path(path).open(encoding=encoding, newline="") as handle:
-            return _read(handle, name)
+            return read_stream(handle, name)
     except OSError as exc:
         raise InputError(name, f"cannot read snapshot: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -106,7 +113,7 @@ def parse_snapshot(raw: bytes, *, source: str = "<snapshot>") -> Snapshot:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise InputError(source, f"not valid {encoding} text (byte {exc.start})") from exc
-    return _read(io.StringIO(text), source)
+    return read_stream(io.StringIO(text), source)
 
 
 def _encoding(head: bytes) -> str:
@@ -116,7 +123,8 @@ def _encoding(head: bytes) -> str:
 _STREAMED = ("cas_mailboxes", "mailboxes")
 
 
-def _read(handle: TextIO, source: str) -> Snapshot:
+def read_stream(handle: TextIO, source: str) -> Snapshot:
+    """Read a snapshot document from a text stream, one mailbox record at a time."""
     joiner = _Joiner(source)
     try:
         document = read_object(handle, streamed=_STREAMED, on_item=joiner.add)
