@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
@@ -307,6 +308,7 @@ def _evaluate(
     state_of: dict[int, tuple[Effective, str | None]] = {}
     n_explicit = n_inherited = n_disabled = n_unknown = 0
     append = findings.append
+    new_finding = tuple.__new__
     for mailbox in snapshot.mailboxes:
         if not mailbox.setting_present:
             state, via = unknown, None
@@ -336,20 +338,24 @@ def _evaluate(
             else:
                 status = unknown_status
                 reason = missing_reason if not mailbox.setting_present else inherit_unknown
+            # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level wrapper.
             append(
-                Finding(
-                    prefix + key if _SAFE_KEY(key) else finding_id(MAILBOX, key),
-                    MAILBOX,
-                    status,
-                    severity,
-                    mailbox.display,
-                    reason,
-                    mailbox,
-                    state,
-                    via,
-                    None,
-                    org,
-                    notes(mailbox.recipient_type_details or ""),
+                new_finding(
+                    Finding,
+                    (
+                        prefix + key if _SAFE_KEY(key) else finding_id(MAILBOX, key),
+                        MAILBOX,
+                        status,
+                        severity,
+                        mailbox.display,
+                        reason,
+                        mailbox,
+                        state,
+                        via,
+                        None,
+                        org,
+                        notes(mailbox.recipient_type_details or ""),
+                    ),
                 )
             )
     counts.update(
@@ -443,10 +449,9 @@ def _finish(
     findings: list[Finding],
     counts: dict[str, int],
 ) -> Evaluation:
+    tally = Counter(finding.status for finding in findings)
     for status in Status:
-        counts[status.value] = 0
-    for finding in findings:
-        counts[finding.status.value] += 1
+        counts[status.value] = tally[status]
     return Evaluation(
         tenant=snapshot.tenant,
         evaluated_at=evaluated_at,
