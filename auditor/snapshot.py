@@ -47,7 +47,6 @@ _FIELDS = {
     "emailaddresses": "addresses",
     "smtpclientauthenticationdisabled": "setting",
 }
-_UNSET: Any = object()
 
 
 class RawRecord:
@@ -56,36 +55,21 @@ class RawRecord:
     Annotation keys (`Guid@odata.type`) are ignored; property names match in any case.
     """
 
-    __slots__ = tuple(sorted(set(_FIELDS.values())))
-
-    guid: Any
-    edoid: Any
-    psmtp: Any
-    upn: Any
-    alias: Any
-    name: Any
-    identity: Any
-    sam: Any
-    rtd: Any
-    addresses: Any
-    setting: Any
+    __slots__ = ("ids", "values")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
-        for slot in self.__slots__:
-            object.__setattr__(self, slot, _UNSET)
-        for key, value in data.items():
-            if "@" in key:  # annotation such as Guid@odata.type: not data
-                continue
-            field = _FIELDS.get(key.lower())
-            if field is not None:
-                object.__setattr__(self, field, value)
+        get = _FIELDS.get
+        # An annotation such as `Guid@odata.type` never matches a field name: dropped here.
+        self.values: dict[str, Any] = {
+            field: value for key, value in data.items() if (field := get(key.lower())) is not None
+        }
+        self.ids: tuple[str | None, str | None] | None = None  # (guid, directory id), lowered
 
     def get(self, slot: str) -> Any:
-        value = getattr(self, slot)
-        return None if value is _UNSET else value
+        return self.values.get(slot)
 
     def has(self, slot: str) -> bool:
-        return getattr(self, slot) is not _UNSET
+        return slot in self.values
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
@@ -244,14 +228,17 @@ def _errors(value: Any, source: str) -> tuple[CollectionError, ...]:
     return tuple(out)
 
 
+_NOT_TEXT = frozenset({"setting", "addresses"})
+
+
 def _text(record: RawRecord, slot: str, where: str) -> str | None:
-    value = record.get(slot)
+    value = record.values.get(slot)
     if value is None:
         return None
-    if isinstance(value, str):
+    if type(value) is str:
         value = value.strip()
         return value or None
-    if isinstance(value, RawRecord):  # e.g. an Identity serialised as an object: not usable
+    if isinstance(value, (Mapping, RawRecord)):  # e.g. an Identity serialised as an object
         return None
     raise InputError(where, f"{slot} must be a string, got {type(value).__name__}")
 
@@ -288,13 +275,17 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
     not identities the allowlist matches.
     """
     first = [r for r in (cas, directory) if r is not None]
-
-    def pick(slot: str) -> str | None:
-        for record in first:
-            value = _text(record, slot, where)
-            if value is not None:
-                return value
-        return None
+    # The text properties of both records, the CAS record's winning (it is applied last).
+    text: dict[str, str] = {}
+    for record in reversed(first):
+        for slot, value in record.values.items():
+            if type(value) is str:
+                value = value.strip()
+                if value:
+                    text[slot] = value
+            elif slot not in _NOT_TEXT:
+                _text(record, slot, where)  # None, an object (ignored), or an error
+    pick = text.get
 
     setting: bool | None = None
     present = cas is not None and cas.has("setting")
@@ -380,9 +371,11 @@ class _Joiner:
         }
 
     def _ids(self, record: RawRecord, where: str) -> tuple[str | None, str | None]:
-        guid = _text(record, "guid", where)
-        edoid = _text(record, "edoid", where)
-        return (_lower(guid) if guid else None, _lower(edoid) if edoid else None)
+        if record.ids is None:
+            guid = _text(record, "guid", where)
+            edoid = _text(record, "edoid", where)
+            record.ids = (_lower(guid) if guid else None, _lower(edoid) if edoid else None)
+        return record.ids
 
     def _take(self, side: str, guid: str | None, edoid: str | None) -> int | None:
         found = self.index[f"{side}_guid"].pop(guid, None) if guid else None
