@@ -156,3 +156,14 @@ def test_utf16_snapshot(tmp_path: Path) -> None:
     path.write_text(json.dumps(document(cas_records=[cas(1, None)])), encoding="utf-16")
     snap = read_snapshot(path)
     assert snap.mailboxes is not None and snap.mailboxes[0].setting_present
+
+
+def test_identity_serialised_as_an_object_is_ignored_not_fatal() -> None:
+    # Some PowerShell exports write Identity as an object (ADObjectId); it is not an identity
+    # the allowlist can name, but the mailbox must still be read.
+    record = cas(1, False, Identity={"Name": "user1", "DistinguishedName": "CN=user1"})
+    snap = parse(document(cas_records=[record]))
+    assert snap.mailboxes is not None
+    mailbox = snap.mailboxes[0]
+    assert mailbox.identity is None and mailbox.name == "user1"
+    assert (mailbox.setting, mailbox.setting_present) == (False, True)
