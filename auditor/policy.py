@@ -288,8 +288,9 @@ def _evaluate(
         findings.extend(_expiry_findings(entries, today, expiring_days))
         return _finish(snapshot, allowlist, evaluated_at, findings, counts)
 
-    matches = match(allowlist, snapshot.mailboxes)
-    listed_ids = matches.entries_of.keys()
+    # Only mailboxes some entry names (a set look-up per mailbox) go to allowlist.match.
+    allow_keys = frozenset(entry.key for entry in allowlist.entries)
+    named: list[Mailbox] = []
     # Effective state of an inheriting mailbox, computed once.
     inherit_state, inherit_via = effective_state(None, True, org)
     enabled, disabled, unknown = Effective.ENABLED, Effective.DISABLED, Effective.UNKNOWN
@@ -327,7 +328,8 @@ def _evaluate(
                 n_inherited += 1
         else:
             n_unknown += 1
-        if id(mailbox) in listed_ids:
+        if not allow_keys.isdisjoint(mailbox.match_keys):
+            named.append(mailbox)
             state_of[id(mailbox)] = (state, via)
             if state is not disabled:
                 listed.append((mailbox, state, via))
@@ -366,6 +368,7 @@ def _evaluate(
         mailboxes_disabled=n_disabled,
         mailboxes_unknown=n_unknown,
     )
+    matches = match(allowlist, named)
     ambiguous = matches.ambiguous()
     for mailbox, state, via in listed:
         mine = matches.entries_of[id(mailbox)]
