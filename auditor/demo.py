@@ -392,8 +392,8 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
         write_alert_files(alerts, graph)
         print(f"Reports written to {out}/: findings.html, findings.json, findings.csv, runs.txt,")
         print(
-            f"history.html, allowlist.csv; the alerts the two runs sent ({len(teams.requests)} "
-            f"Teams, {len(graph.requests)} email) in {alerts}/."
+            f"history.html, allowlist.csv; in {alerts}/ the alerts of the two runs and the "
+            f"remediation's outcome ({len(teams.requests)} Teams, {len(graph.requests)} email)."
         )
         if not serve:
             print(
