@@ -24,6 +24,7 @@ from .model import Allowlist, AllowlistEntry, Mailbox, normalise_identity
 
 __all__ = [
     "read_allowlist",
+    "read_allowlist_with_bytes",
     "parse_allowlist",
     "CSV_COLUMNS",
     "Matches",
@@ -36,12 +37,17 @@ _WILDCARDS = set("*?[]")
 
 
 def read_allowlist(path: str | Path) -> Allowlist:
+    return read_allowlist_with_bytes(path)[0]
+
+
+def read_allowlist_with_bytes(path: str | Path) -> tuple[Allowlist, bytes]:
+    """The parsed allowlist and the file's bytes (an audit stores them with its run)."""
     name = str(path)
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(name, f"cannot read allowlist: {exc.strerror or exc}") from exc
-    return parse_allowlist(raw, source=name, csv_format=name.lower().endswith(".csv"))
+    return parse_allowlist(raw, source=name, csv_format=name.lower().endswith(".csv")), raw
 
 
 def _decode(raw: bytes, source: str) -> str:

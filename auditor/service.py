@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .alerts import failed_run_evaluation
-from .allowlist import parse_allowlist
+from .allowlist import read_allowlist_with_bytes
 from .config import Settings
 from .errors import AuditorError, CollectionFailed, ConfigError, InputError
 from .evidence import encode_document, read_evidence
@@ -127,13 +127,8 @@ def load_allowlist(path: Path | None) -> LoadedAllowlist:
     """The allowlist file as parsed and as raw bytes (kept with the run for `show`/`replay`)."""
     if path is None:
         return LoadedAllowlist(Allowlist(), b"", "")
-    name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(name, f"cannot read allowlist: {exc.strerror or exc}") from exc
-    allowlist = parse_allowlist(raw, source=name, csv_format=name.lower().endswith(".csv"))
-    return LoadedAllowlist(allowlist, raw, name)
+    allowlist, raw = read_allowlist_with_bytes(path)
+    return LoadedAllowlist(allowlist, raw, str(path))
 
 
 # -- the steps -------------------------------------------------------------------------------
