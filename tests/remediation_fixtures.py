@@ -32,24 +32,33 @@ def box(name: str, setting: Any, *, guid: str | None = None) -> dict[str, Any]:
 
 
 def make_evaluation(
-    org: bool | None, boxes: list[dict[str, Any]], allow: str = ""
+    org: bool | None,
+    boxes: list[dict[str, Any]],
+    allow: str = "",
+    *,
+    errors: list[dict[str, str]] | None = None,
+    csv: bool = False,
 ) -> Evaluation:
+    """Judge CAS records `boxes` (each with a Get-Mailbox partner carrying its UPN)."""
     snapshot = build_snapshot(
         {
             "schema": "smtp-auth-snapshot/1",
             "tenant": "contoso.onmicrosoft.com",
             "collected_at": "2026-11-27T02:00:00Z",
-            "transport_config": None
-            if org is None
-            else {"SmtpClientAuthenticationDisabled": org},
+            "transport_config": None if org is None else {"SmtpClientAuthenticationDisabled": org},
             "cas_mailboxes": boxes,
             "mailboxes": [
-                {"Guid": b["Guid"], "UserPrincipalName": b["PrimarySmtpAddress"]} for b in boxes
+                {
+                    "Guid": b["Guid"],
+                    "UserPrincipalName": b["PrimarySmtpAddress"],
+                    "RecipientTypeDetails": "UserMailbox",
+                }
+                for b in boxes
             ],
-            "errors": [],
+            "errors": errors or [],
         }
     )
-    allowlist = parse_allowlist(allow.encode(), source="allow")
+    allowlist = parse_allowlist(allow.encode(), source="allow", csv_format=csv)
     return evaluate(snapshot, allowlist, TODAY, evaluated_at=NOW)
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from remediation_fixtures import NOW, make_evaluation
 
-from auditor.allowlist import parse_allowlist
-from auditor.model import Evaluation
-from auditor.policy import evaluate
 from auditor.remediation import (
     ORG_TARGET,
     Kind,
@@ -20,10 +17,8 @@ from auditor.remediation import (
     plan_grants,
     plan_hash,
 )
-from auditor.snapshot import build_snapshot
 
-NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
-TODAY = date(2026, 11, 27)
+evaluation = make_evaluation
 
 
 def box(name: str, setting: Any, *, present: bool = True) -> dict[str, Any]:
@@ -35,38 +30,6 @@ def box(name: str, setting: Any, *, present: bool = True) -> dict[str, Any]:
     if present:
         record["SmtpClientAuthenticationDisabled"] = setting
     return record
-
-
-def evaluation(
-    org: bool | None,
-    boxes: list[dict[str, Any]],
-    allow: str = "",
-    *,
-    errors: list[dict[str, str]] | None = None,
-    csv: bool = False,
-) -> Evaluation:
-    snapshot = build_snapshot(
-        {
-            "schema": "smtp-auth-snapshot/1",
-            "tenant": "contoso.onmicrosoft.com",
-            "collected_at": "2026-11-27T02:00:00Z",
-            "transport_config": None
-            if org is None
-            else {"SmtpClientAuthenticationDisabled": org},
-            "cas_mailboxes": boxes,
-            "mailboxes": [
-                {
-                    "Guid": b["Guid"],
-                    "UserPrincipalName": b["PrimarySmtpAddress"],
-                    "RecipientTypeDetails": "UserMailbox",
-                }
-                for b in boxes
-            ],
-            "errors": errors or [],
-        }
-    )
-    allowlist = parse_allowlist(allow.encode(), source="allow", csv_format=csv)
-    return evaluate(snapshot, allowlist, TODAY, evaluated_at=NOW)
 
 
 def by_scope(proposals: list[Proposal]) -> dict[str, Proposal]:
