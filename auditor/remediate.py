@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from .allowlist import match
 from .errors import AuditorError, InputError
 from .model import Allowlist, Effective, Status
 from .policy import effective_state, evaluate
@@ -83,10 +84,13 @@ def _keys(record: Mapping[str, Any], target: TargetRecord) -> set[str]:
     return keys
 
 
-def _allowlisted(allowlist: Allowlist, keys: set[str], today: Any) -> str | None:
-    """Where the current allowlist entry naming this mailbox is, or None."""
+def _allowlisted(
+    allowlist: Allowlist, keys: set[str], today: Any, ambiguous: frozenset[str] = frozenset()
+) -> str | None:
+    """Where the current allowlist entry naming this mailbox is, or None. Entries in
+    `ambiguous` (naming several mailboxes) do not count, as in the audit."""
     for entry in allowlist.entries:
-        if entry.key in keys and entry.is_current(today):
+        if entry.key in keys and entry.is_current(today) and entry.key not in ambiguous:
             return entry.where
     return None
 
@@ -105,10 +109,13 @@ def _decide_mailbox(
     org: bool | None,
     allowlist: Allowlist,
     today: Any,
+    ambiguous: frozenset[str] = frozenset(),
 ) -> _Decision:
     t = target.target
     setting = _setting(live, t.display)
-    where = _allowlisted(allowlist, _keys(live, target), today)
+    where = _allowlisted(
+        allowlist, _keys(live, target), today, ambiguous if t.role is Role.GRANT else frozenset()
+    )
     state, _via = effective_state(setting, True, org)
     if t.role is Role.REVOKE:
         if where:
@@ -141,7 +148,12 @@ def _decide_mailbox(
         return _Decision("apply", f"null -> false (allowlisted at {where})", setting, False)
     if t.role is Role.GRANT:
         if not where:
-            return _Decision("skip", "no longer allowlisted (or the entry expired)", setting)
+            return _Decision(
+                "skip",
+                "no longer allowlisted (the entry was removed or expired, or it now names "
+                "several mailboxes)",
+                setting,
+            )
         if setting is False:
             return _Decision("skip", "already explicitly enabled (false)", setting)
         return _Decision(
@@ -175,6 +187,7 @@ class _Run:
         self.record = record
         self.results: dict[str, Result] = {t.target.key: t.result for t in record.targets}
         self.org: bool | None = None
+        self.ambiguous: frozenset[str] = frozenset()  # entry keys naming several mailboxes
 
     def put(
         self, target: TargetRecord, result: Result, detail: str, before: str = "", after: str = ""
@@ -195,7 +208,9 @@ class _Run:
         guid = t.guid or t.key
         try:
             live = self.exchange.get_cas_mailbox(guid)
-            decision = _decide_mailbox(target, live, self.org, self.allowlist, self.now().date())
+            decision = _decide_mailbox(
+                target, live, self.org, self.allowlist, self.now().date(), self.ambiguous
+            )
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"could not re-read before the change: {exc}")
             return
@@ -353,6 +368,15 @@ def execute(
             now,
             announce,
         )
+    if any(t.target.role is Role.GRANT for t in pending):
+        # Enabling is only for an entry that names exactly one mailbox: one read of every
+        # mailbox tells whether an entry has come to name several since the plan.
+        try:
+            run.ambiguous = _ambiguous_entries(exchange, allowlist, record.tenant)
+        except (AuditorError, InputError) as exc:
+            return _abort(
+                store, record, pending, f"the mailboxes could not be re-read: {exc}", now, announce
+            )
     pins = [t for t in record.targets if t.selected and t.target.role is Role.PIN]
     for target in pending:
         role = target.target.role
@@ -372,6 +396,22 @@ def execute(
     finished = store.finish(proposal_id, state, summary, now=now())
     _announce(announce, finished)
     return finished
+
+
+def _ambiguous_entries(exchange: Exchange, allowlist: Allowlist, tenant: str) -> frozenset[str]:
+    snapshot = build_snapshot(
+        {
+            "schema": "smtp-auth-snapshot/1",
+            "tenant": tenant,
+            "collected_at": "1970-01-01T00:00:00Z",
+            "transport_config": None,
+            "cas_mailboxes": exchange.get_cas_mailboxes(),
+            "mailboxes": exchange.get_mailboxes(),
+            "errors": [],
+        },
+        source="re-check",
+    )
+    return frozenset(match(allowlist, snapshot.mailboxes or ()).ambiguous())
 
 
 def _abort(

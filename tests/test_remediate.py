@@ -210,3 +210,19 @@ def test_preview_changes_nothing(azurite: str) -> None:
         assert [line["action"] for line in shown.lines] == ["apply"]
         assert not [r for r in env.emulator.requests if r.cmdlet.startswith("Set-")]
         assert env.store.get(proposal.id).state is State.PROPOSED
+
+
+def test_grant_skipped_when_its_entry_now_names_several_mailboxes(azurite: str) -> None:
+    boxes = {"scanner": True, "other": True}
+    with remediation_env(azurite, True, boxes, "scanner\n") as env:
+        proposal = env.proposals(grants=True)["allowlist"]
+        approve(env, proposal)
+        # Since the plan, a second mailbox has come to answer to the name "scanner": the
+        # entry is ambiguous, so it enables nobody (as the audit would judge it).
+        other = next(r for r in env.emulator.state.cas.values() if r["Name"] == "other")
+        other["Name"] = "scanner"
+        record = run(env, proposal)
+        got = results(record)
+        assert got["scanner"][0] == "skipped"
+        assert "names several mailboxes" in got["scanner"][1]
+        assert env.setting("scanner") is True
