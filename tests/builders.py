@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
+
 from auditor.allowlist import parse_allowlist
+from auditor.credentials import StaticToken
+from auditor.emulator import Emulator
+from auditor.exchange import ExchangeClient, collect_snapshot
 from auditor.model import Allowlist, Snapshot
+from auditor.service import Collector
 from auditor.snapshot import parse_snapshot
 
 MISSING: Any = object()
@@ -81,3 +91,35 @@ def allowlist(text: str, *, csv_format: bool = False) -> Allowlist:
     return parse_allowlist(
         text.encode(), source="allow.csv" if csv_format else "allow.txt", csv_format=csv_format
     )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m auditor ARGS` in a subprocess with a clean environment (no settings leak in)."""
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def emulator_collector(emu: Emulator, http: httpx.Client, token: str) -> Collector:
+    """A `collect(now)` that reads the emulated tenant over real HTTP, as the audit does."""
+    client = ExchangeClient(
+        base_url=emu.base_url,
+        tenant=emu.domain,
+        tokens=StaticToken(token),
+        http=http,
+        sleep=lambda _: None,
+    )
+
+    def collect(now: datetime) -> dict[str, Any]:
+        return collect_snapshot(client, tenant=emu.domain, now=now)
+
+    return collect

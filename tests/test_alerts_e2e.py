@@ -11,14 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from builders import emulator_collector
 from conftest import EMULATOR_TOKEN
 from receivers import ReceiverPool, Reply
 from store_helpers import new_store
 
 from auditor.config import Settings
-from auditor.credentials import StaticToken
 from auditor.emulator import Emulator
-from auditor.exchange import ExchangeClient, collect_snapshot
 from auditor.notify import run_alerter
 from auditor.service import AuditIncomplete, Collector, run_audit
 from auditor.tenantgen import generate_tenant
@@ -40,18 +39,7 @@ def http() -> Iterator[httpx.Client]:
 
 
 def collector(emu: Emulator, http: httpx.Client) -> Collector:
-    client = ExchangeClient(
-        base_url=emu.base_url,
-        tenant=emu.domain,
-        tokens=StaticToken(EMULATOR_TOKEN),
-        http=http,
-        sleep=lambda _: None,
-    )
-
-    def collect(now: datetime) -> dict[str, Any]:
-        return collect_snapshot(client, tenant=emu.domain, now=now)
-
-    return collect
+    return emulator_collector(emu, http, EMULATOR_TOKEN)
 
 
 def cards(teams: Any) -> list[dict[str, Any]]:

@@ -5,28 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from builders import cas, document, mbx
+from builders import cas, cli, document, mbx
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = str(ROOT / "examples" / "snapshot.json")
 ALLOWLIST = str(ROOT / "examples" / "allowlist.csv")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin"},
-    )
 
 
 def listing(*args: str) -> dict[str, object]:

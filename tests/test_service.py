@@ -13,12 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from azure.functions.timer import TimerRequest
+from builders import emulator_collector
 from conftest import EMULATOR_TOKEN
 from store_helpers import new_store
 
-from auditor.credentials import StaticToken
 from auditor.errors import CollectionFailed, InputError
-from auditor.exchange import ExchangeClient, collect_snapshot
 from auditor.service import AuditIncomplete, Collector, run_audit
 from auditor.store import AuditStore, RunInProgress
 
@@ -33,18 +32,7 @@ def clock() -> datetime:
 @pytest.fixture
 def collect(exchange_emulator: Any) -> Iterator[Collector]:
     with httpx.Client(timeout=30) as http:
-        client = ExchangeClient(
-            base_url=exchange_emulator.base_url,
-            tenant=exchange_emulator.domain,
-            tokens=StaticToken(EMULATOR_TOKEN),
-            http=http,
-            sleep=lambda _: None,
-        )
-
-        def run(now: datetime) -> dict[str, Any]:
-            return collect_snapshot(client, tenant=exchange_emulator.domain, now=now)
-
-        yield run
+        yield emulator_collector(exchange_emulator, http, EMULATOR_TOKEN)
 
 
 def audit(store: AuditStore, collect: Collector, emu: Any, allowlist: Path | None = None) -> Any:
