@@ -212,9 +212,12 @@ def test_expired_token_is_refreshed_exactly_once(
     emu = exchange_emulator
     emu.tokens = {"fresh"}
     tokens = Rotating("stale", "fresh")
-    assert make_client(emu, http, tokens=tokens).get_transport_config()[
-        "SmtpClientAuthenticationDisabled"
-    ] is False
+    assert (
+        make_client(emu, http, tokens=tokens).get_transport_config()[
+            "SmtpClientAuthenticationDisabled"
+        ]
+        is False
+    )
     assert tokens.forced == 1
     assert [r.status for r in emu.requests] == [401, 200]
 

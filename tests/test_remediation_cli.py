@@ -59,14 +59,22 @@ def test_plan_approve_and_status_from_the_command_line(azurite: str, tmp_path: P
         assert plan_hash is not None and "erp@contoso.com" in shown.stdout
         assert "printer@contoso.com" not in shown.stdout  # allowlisted: never lowered
 
-        wrong = run(env, "approve", proposal_id, "--as", issuer.token(roles=[]),
-                    "--plan-hash", plan_hash.group(1))
+        wrong = run(
+            env,
+            "approve",
+            proposal_id,
+            "--as",
+            issuer.token(roles=[]),
+            "--plan-hash",
+            plan_hash.group(1),
+        )
         assert wrong.returncode == 2, wrong.stdout + wrong.stderr
         assert "approver role" in wrong.stdout
         assert emu_env.setting("erp") is False
 
-        done = run(env, "approve", proposal_id, "--as", str(token_file),
-                   "--plan-hash", plan_hash.group(1))
+        done = run(
+            env, "approve", proposal_id, "--as", str(token_file), "--plan-hash", plan_hash.group(1)
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "applied" in done.stdout and "Ada Approver" in done.stdout
         assert emu_env.setting("erp") is None  # organisation blocks: back to null
@@ -75,6 +83,7 @@ def test_plan_approve_and_status_from_the_command_line(azurite: str, tmp_path: P
         assert status.returncode == 0
         assert "approved" in status.stdout and "target applied" in status.stdout
 
-        again = run(env, "approve", proposal_id, "--as", str(token_file),
-                    "--plan-hash", plan_hash.group(1))
+        again = run(
+            env, "approve", proposal_id, "--as", str(token_file), "--plan-hash", plan_hash.group(1)
+        )
         assert again.returncode == 2 and "already_used" in again.stdout

@@ -45,9 +45,7 @@ def test_get_page_shows_the_plan_and_changes_nothing(
     with approval_app(azurite, app_functions, True, {"a": False, "b": True}) as app:
         proposal = app.env.proposals()["mailboxes"]
         for _ in range(3):  # link scanners and previews open it repeatedly
-            response, queued = app.call(
-                "remediation_page", proposal.id, token=app.issuer.token()
-            )
+            response, queued = app.call("remediation_page", proposal.id, token=app.issuer.token())
             assert response.status_code == 200
             assert queued is None
         page = response.get_body().decode()
@@ -92,9 +90,7 @@ def test_bad_tokens_are_refused_everywhere(
         assert app.env.setting("a") is False
 
 
-def test_function_key_alone_is_not_an_identity(
-    azurite: str, app_functions: dict[str, Any]
-) -> None:
+def test_function_key_alone_is_not_an_identity(azurite: str, app_functions: dict[str, Any]) -> None:
     with approval_app(azurite, app_functions, True, {"a": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
         response, _ = app.call(
@@ -108,9 +104,7 @@ def test_function_key_alone_is_not_an_identity(
         assert "WWW-Authenticate" in response.headers
 
 
-def test_approve_inline_then_replay_is_refused(
-    azurite: str, app_functions: dict[str, Any]
-) -> None:
+def test_approve_inline_then_replay_is_refused(azurite: str, app_functions: dict[str, Any]) -> None:
     with approval_app(azurite, app_functions, True, {"a": False, "b": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
         token = app.issuer.token()
