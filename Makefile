@@ -23,7 +23,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $@
 
 demo: setup
-	$(PY) -m auditor.demo
+	$(PY) -m devkit.demo
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -17,8 +17,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness probe: the app indexed and its settings parse. Reveals no setting values."""
     from auditor import __version__
-    from auditor.config import Settings
-    from auditor.errors import ConfigError
+    from auditor.app.settings import Settings
+    from auditor.core.errors import ConfigError
 
     try:
         Settings.from_env()
@@ -46,8 +46,8 @@ def nightly_audit(timer: func.TimerRequest) -> None:
     """
     import logging
 
-    from auditor.config import Settings
-    from auditor.service import audit_from_settings
+    from auditor.app.audit import audit_from_settings
+    from auditor.app.settings import Settings
 
     if timer.past_due:
         logging.getLogger("auditor.timer").warning(
@@ -103,9 +103,9 @@ def queue_slot() -> _Collected:
 def _remediation(
     req: func.HttpRequest, handler: str, msg: func.Out[str] | None = None
 ) -> func.HttpResponse:
-    from auditor.errors import ConfigError
-    from auditor.remediation_http import WebRequest
-    from auditor.remediation_runtime import service
+    from auditor.app.wiring import service
+    from auditor.core.errors import ConfigError
+    from auditor.web.api import WebRequest
 
     try:
         svc = service()
@@ -135,17 +135,13 @@ def remediation_page(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("remediation_status")
-@app.route(
-    route="remediations/{id}/status", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@app.route(route="remediations/{id}/status", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def remediation_status(req: func.HttpRequest) -> func.HttpResponse:
     return _remediation(req, "status")
 
 
 @app.function_name("remediation_approve")
-@app.route(
-    route="remediations/{id}/approve", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@app.route(route="remediations/{id}/approve", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @app.queue_output(arg_name="msg", queue_name=REMEDIATION_QUEUE, connection="AzureWebJobsStorage")
 def remediation_approve(req: func.HttpRequest, msg: func.Out[str]) -> func.HttpResponse:
     """Approve the plan hash shown; small plans run inline, larger ones are queued (202)."""
@@ -153,9 +149,7 @@ def remediation_approve(req: func.HttpRequest, msg: func.Out[str]) -> func.HttpR
 
 
 @app.function_name("remediation_reject")
-@app.route(
-    route="remediations/{id}/reject", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@app.route(route="remediations/{id}/reject", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def remediation_reject(req: func.HttpRequest) -> func.HttpResponse:
     return _remediation(req, "reject")
 
@@ -168,7 +162,7 @@ def remediation_execute(message: func.QueueMessage) -> None:
     """Execute an approved proposal. Idempotent: a redelivered message changes nothing twice."""
     import logging
 
-    from auditor.remediation_runtime import service
+    from auditor.app.wiring import service
 
     record = service().run_queued(message.get_body().decode("utf-8"))
     logging.getLogger("auditor.remediation").info(

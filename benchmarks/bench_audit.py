@@ -29,11 +29,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auditor.credentials import StaticToken  # noqa: E402
-from auditor.devservices import azurite  # noqa: E402
-from auditor.exchange import ExchangeClient, collect_evidence  # noqa: E402
-from auditor.service import RunSummary, run_audit  # noqa: E402
-from auditor.store import from_setting  # noqa: E402
+from auditor.app.audit import RunSummary, run_audit  # noqa: E402
+from auditor.exchange.client import ExchangeClient, collect_evidence  # noqa: E402
+from auditor.identity.tokens import StaticToken  # noqa: E402
+from auditor.storage.audit_store import from_setting  # noqa: E402
+from devkit.devservices import azurite  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the local emulator's token
 
@@ -83,7 +83,7 @@ def start_emulator(mailboxes: int, latency: float) -> tuple[subprocess.Popen[str
         [
             sys.executable,
             "-m",
-            "auditor.emulator",
+            "devkit.emulator",
             "--generate",
             str(mailboxes),
             "--latency",

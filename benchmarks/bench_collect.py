@@ -27,8 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auditor.credentials import StaticToken  # noqa: E402
-from auditor.exchange import ExchangeClient, collect_snapshot  # noqa: E402
+from auditor.exchange.client import ExchangeClient, collect_snapshot  # noqa: E402
+from auditor.identity.tokens import StaticToken  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the local emulator's token
 
@@ -73,7 +73,7 @@ def start_emulator(mailboxes: int, latency: float) -> tuple[subprocess.Popen[str
         [
             sys.executable,
             "-m",
-            "auditor.emulator",
+            "devkit.emulator",
             "--generate",
             str(mailboxes),
             "--latency",

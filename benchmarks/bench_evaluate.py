@@ -30,7 +30,7 @@ def peak_mib() -> float:
 
 
 def generate(count: int, folder: Path, org_disabled: bool) -> None:
-    from auditor.tenantgen import generate_tenant
+    from devkit.tenantgen import generate_tenant
 
     tenant = generate_tenant(count, seed=7, org_disabled=org_disabled)
     cas = list(tenant.cas.values())
@@ -58,9 +58,9 @@ def generate(count: int, folder: Path, org_disabled: bool) -> None:
 
 
 def measure(folder: Path) -> None:
-    from auditor.allowlist import read_allowlist
-    from auditor.policy import evaluate
-    from auditor.snapshot import read_snapshot
+    from auditor.core.allowlist import read_allowlist
+    from auditor.core.policy import evaluate
+    from auditor.core.snapshot import read_snapshot
 
     size = (folder / "snapshot.json").stat().st_size
     start = time.perf_counter()

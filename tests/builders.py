@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 
-from auditor.allowlist import parse_allowlist
-from auditor.credentials import StaticToken
-from auditor.emulator import Emulator
-from auditor.exchange import ExchangeClient, collect_snapshot
-from auditor.model import Allowlist, Snapshot
-from auditor.service import Collector
-from auditor.snapshot import parse_snapshot
+from auditor.app.audit import Collector
+from auditor.core.allowlist import parse_allowlist
+from auditor.core.model import Allowlist, Snapshot
+from auditor.core.snapshot import parse_snapshot
+from auditor.exchange.client import ExchangeClient, collect_snapshot
+from auditor.identity.tokens import StaticToken
+from devkit.emulator import Emulator
 
 MISSING: Any = object()
 

@@ -1,6 +1,6 @@
 """Shared fixtures: real local services on loopback, started once per test session.
 
-Azurite (the pinned npm package, installed by `make test`; started by auditor.devservices, as the
+Azurite (the pinned npm package, installed by `make test`; started by devkit.devservices, as the
 demo does) runs in memory on a free port with
 telemetry off; tests reach it over real HTTP with the explicit devstoreaccount1 connection string.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from auditor.devservices import AZURITE
-from auditor.devservices import azurite as start_azurite
+from devkit.devservices import AZURITE
+from devkit.devservices import azurite as start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,11 +44,11 @@ EMULATOR_TOKEN = "emulator-test-token"
 
 @pytest.fixture
 def exchange_emulator() -> Iterator[Any]:
-    """A running Exchange admin endpoint emulator (auditor.emulator) on a free loopback port,
+    """A running Exchange admin endpoint emulator (devkit.emulator) on a free loopback port,
     serving a generated 250-mailbox tenant; accepts the bearer token `EMULATOR_TOKEN`.
     Change `emu.state`, `emu.faults`, `emu.tokens` or `emu.latency` as a test needs."""
-    from auditor.emulator import Emulator
-    from auditor.tenantgen import generate_tenant
+    from devkit.emulator import Emulator
+    from devkit.tenantgen import generate_tenant
 
     with Emulator(generate_tenant(250, seed=7), token=EMULATOR_TOKEN) as emu:
         yield emu

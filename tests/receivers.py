@@ -1,6 +1,6 @@
 """Local HTTP receivers for alert tests: real servers on 127.0.0.1 that record what is posted.
 
-`ReceiverPool` starts `auditor.receiver.Receiver`s on demand and stops them all at the end; the
+`ReceiverPool` starts `devkit.receiver.Receiver`s on demand and stops them all at the end; the
 `receivers` fixture in conftest.py hands one to a test:
 
     def test_x(receivers):
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.receiver import Receiver, Recorded, Reply
+from devkit.receiver import Receiver, Recorded, Reply
 
 __all__ = ["Receiver", "ReceiverPool", "Recorded", "Reply"]
 

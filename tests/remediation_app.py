@@ -13,10 +13,10 @@ import httpx
 from approver_tokens import AUDIENCE, ROLE, TENANT, Issuer, jwks_server
 from remediation_env import Env, remediation_env
 
-from auditor import remediation_runtime
-from auditor.approval_auth import ApproverAuth, JwksCache
-from auditor.proposals import Record
-from auditor.remediation_http import RemediationHttp
+from auditor.app import wiring as remediation_runtime
+from auditor.core.proposals import Record
+from auditor.identity.approver import ApproverAuth, JwksCache
+from auditor.web.api import RemediationHttp
 
 FORM_SECRET = "form-secret-for-tests-0123456789abcdef"
 

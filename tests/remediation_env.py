@@ -12,16 +12,17 @@ from typing import Any
 import httpx
 from remediation_fixtures import NOW, new_store
 
-from auditor.allowlist import parse_allowlist
-from auditor.credentials import StaticToken
-from auditor.emulator import Emulator
-from auditor.exchange import ExchangeClient
-from auditor.model import Allowlist
-from auditor.policy import evaluate
-from auditor.proposals import ProposalStore
-from auditor.remediation import Proposal, plan
-from auditor.snapshot import build_snapshot
-from auditor.tenantgen import Tenant
+from auditor.core.allowlist import parse_allowlist
+from auditor.core.model import Allowlist
+from auditor.core.policy import evaluate
+from auditor.core.proposals import Proposal
+from auditor.core.snapshot import build_snapshot
+from auditor.exchange.client import ExchangeClient
+from auditor.identity.tokens import StaticToken
+from auditor.remediation.plan import plan
+from auditor.storage.proposal_store import ProposalStore
+from devkit.emulator import Emulator
+from devkit.tenantgen import Tenant
 
 TOKEN = "remediation-test-token"
 DOMAIN = "contoso.onmicrosoft.com"

@@ -8,12 +8,12 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
-from auditor.allowlist import parse_allowlist
-from auditor.approval_auth import Principal
-from auditor.model import Evaluation
-from auditor.policy import evaluate
-from auditor.proposals import ProposalStore
-from auditor.snapshot import build_snapshot
+from auditor.core.allowlist import parse_allowlist
+from auditor.core.model import Evaluation
+from auditor.core.policy import evaluate
+from auditor.core.proposals import Principal
+from auditor.core.snapshot import build_snapshot
+from auditor.storage.proposal_store import ProposalStore
 
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 27)

@@ -9,11 +9,12 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
-from auditor.allowlist import parse_allowlist
-from auditor.model import Allowlist
-from auditor.policy import evaluate
-from auditor.snapshot import parse_snapshot
-from auditor.store import AuditStore, RecordResult
+from auditor.core.allowlist import parse_allowlist
+from auditor.core.model import Allowlist
+from auditor.core.policy import evaluate
+from auditor.core.records import RecordResult
+from auditor.core.snapshot import parse_snapshot
+from auditor.storage.audit_store import AuditStore
 
 _PREFIXES = itertools.count(1)
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from typing import Any
 
 from builders import MISSING, NOT_COLLECTED, allowlist, cas, mbx, snapshot
 
-from auditor.alerts import Alert, AlertItem, decide, headline
-from auditor.model import (
+from auditor.alerts.decide import Alert, AlertItem, decide, headline
+from auditor.core.model import (
     Allowlist,
     CollectionError,
     Evaluation,
@@ -18,7 +18,7 @@ from auditor.model import (
     Severity,
     Status,
 )
-from auditor.policy import evaluate
+from auditor.core.policy import evaluate
 
 DAY1 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
@@ -320,7 +320,7 @@ def test_links_and_run_facts_are_carried() -> None:
 
 
 def test_a_failed_collection_is_told_with_everything_unknown() -> None:
-    from auditor.alerts import failed_run_evaluation
+    from auditor.alerts.decide import failed_run_evaluation
 
     day1 = run(DAY1, cas_records=BASE, mailboxes=BOXES[:3])
     error = CollectionError("collection", "PermissionDenied: not allowed to call Get-Mailbox")

@@ -16,11 +16,11 @@ from conftest import EMULATOR_TOKEN
 from receivers import ReceiverPool, Reply
 from store_helpers import new_store
 
-from auditor.config import Settings
-from auditor.emulator import Emulator
-from auditor.notify import run_alerter
-from auditor.service import AuditIncomplete, Collector, run_audit
-from auditor.tenantgen import generate_tenant
+from auditor.alerts.deliver import run_alerter
+from auditor.app.audit import AuditIncomplete, Collector, run_audit
+from auditor.app.settings import Settings
+from devkit.emulator import Emulator
+from devkit.tenantgen import generate_tenant
 
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
@@ -113,8 +113,8 @@ def test_audit_runs_alert_exactly_once_per_change(
     assert graph.requests[1].json()["message"]["subject"] == "[SMTP AUTH] contoso: 1 new violation"
 
     # The Function is retried for night 3: the ledger in Table Storage stops a second send.
-    from auditor.alerts import decide
-    from auditor.notify import deliver
+    from auditor.alerts.decide import decide
+    from auditor.alerts.deliver import deliver
 
     assert third.evaluation is not None
     again = decide(
@@ -147,7 +147,7 @@ def test_audit_runs_alert_exactly_once_per_change(
 def test_a_failed_collection_alerts_and_still_raises(
     azurite: str, receivers: ReceiverPool, http: httpx.Client
 ) -> None:
-    from auditor.errors import CollectionFailed
+    from auditor.core.errors import CollectionFailed
 
     teams = receivers.start("teams", default=Reply(202))
     settings = Settings.from_env({"ALERT_TEAMS_WEBHOOK_URL": f"{teams.url}/w?sig=abcdefgh12"})
@@ -196,7 +196,7 @@ def test_alert_links_to_the_runs_remediation_proposal(
 ) -> None:
     from azure.data.tables import TableServiceClient
 
-    from auditor.remediation_runtime import proposer_from_settings
+    from auditor.app.wiring import proposer_from_settings
 
     teams = receivers.start("teams", default=Reply(202))
     graph = receivers.start("graph", default=Reply(202))

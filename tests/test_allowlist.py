@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor.allowlist import parse_allowlist, read_allowlist
-from auditor.errors import InputError
+from auditor.core.allowlist import parse_allowlist, read_allowlist
+from auditor.core.errors import InputError
 
 
 def identities(raw: bytes, csv_format: bool = False) -> list[str]:

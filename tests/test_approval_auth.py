@@ -20,7 +20,7 @@ from approver_tokens import (
     new_key,
 )
 
-from auditor.approval_auth import (
+from auditor.identity.approver import (
     ApproverAuth,
     AuthError,
     JwksCache,

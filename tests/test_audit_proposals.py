@@ -13,12 +13,13 @@ from remediation_env import DOMAIN, remediation_env
 from remediation_fixtures import APPROVER
 from store_helpers import new_store
 
-from auditor.config import Settings
-from auditor.exchange import collect_snapshot
-from auditor.proposals import ProposalStore, State
-from auditor.remediate import execute
-from auditor.remediation_runtime import proposer_from_settings
-from auditor.service import run_audit
+from auditor.app.audit import run_audit
+from auditor.app.settings import Settings
+from auditor.app.wiring import proposer_from_settings
+from auditor.core.proposals import State
+from auditor.exchange.client import collect_snapshot
+from auditor.remediation.execute import execute
+from auditor.storage.proposal_store import ProposalStore
 
 
 def test_audit_stores_proposals_and_the_next_audit_verifies_the_fix(

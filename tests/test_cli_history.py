@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from conftest import EMULATOR_TOKEN
 
-from auditor.cli import main
-from auditor.report import FORMATS
+from auditor.cli.main import main
+from auditor.reports.findings import FORMATS
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from auditor.emulator import Emulator
+from devkit.emulator import Emulator
 from tests.conftest import EMULATOR_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent

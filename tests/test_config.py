@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.config import SETTINGS, Settings
-from auditor.errors import ConfigError
+from auditor.app.settings import SETTINGS, Settings
+from auditor.core.errors import ConfigError
 
 
 def test_defaults() -> None:

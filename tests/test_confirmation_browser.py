@@ -1,7 +1,7 @@
 """The confirmation page in a real headless browser (Debian's chromium, installed by `make test`):
 open the GET page, approve through its form, see the status change.
 
-The page is served by `python -m auditor.devserver`'s server, which hands each request to
+The page is served by `python -m devkit.devserver`'s server, which hands each request to
 function_app's functions unchanged; the approver's bearer token stands in for the sign-in a
 deployment puts in front of the page.
 """
@@ -21,8 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from auditor.devserver import DevServer
-from auditor.proposals import State
+from auditor.core.proposals import State
+from devkit.devserver import DevServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

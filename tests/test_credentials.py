@@ -19,8 +19,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from auditor.config import SETTINGS, Settings
-from auditor.credentials import (
+from auditor.app.settings import SETTINGS, Settings
+from auditor.core.errors import CollectionFailed, ConfigError
+from auditor.identity.tokens import (
     AzureIdentityTokens,
     CachedTokens,
     MsalAppTokens,
@@ -28,7 +29,6 @@ from auditor.credentials import (
     exchange_scope,
     token_provider,
 )
-from auditor.errors import CollectionFailed, ConfigError
 
 TENANT = "fabrikam.onmicrosoft.com"
 SECRET = "s3cret-value-never-logged"

@@ -30,7 +30,7 @@ def _children(pid: int) -> set[int]:
 def test_demo_runs_two_audits_and_writes_reports(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "auditor.demo", "--out", str(out), "--mailboxes", "400"],
+        [sys.executable, "-m", "devkit.demo", "--out", str(out), "--mailboxes", "400"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -69,7 +69,7 @@ def test_demo_runs_two_audits_and_writes_reports(tmp_path: Path) -> None:
     )
 
     again = subprocess.run(  # re-runnable: fresh services, the folder is replaced
-        [sys.executable, "-m", "auditor.demo", "--out", str(out), "--mailboxes", "100"],
+        [sys.executable, "-m", "devkit.demo", "--out", str(out), "--mailboxes", "100"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -85,7 +85,7 @@ def test_demo_stops_its_services_on_ctrl_c(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "auditor.demo",
+            "devkit.demo",
             "--out",
             str(tmp_path / "d"),
             "--mailboxes",

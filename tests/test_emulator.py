@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from auditor.emulator import MORE_RESULTS, Emulator, load_tenant
-from auditor.tenantgen import generate_tenant
+from devkit.emulator import MORE_RESULTS, Emulator, load_tenant
+from devkit.tenantgen import generate_tenant
 from tests.conftest import EMULATOR_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def test_command_line_serves_a_generated_tenant() -> None:
         [
             sys.executable,
             "-m",
-            "auditor.emulator",
+            "devkit.emulator",
             "--generate",
             "5",
             "--token",

@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from auditor.credentials import StaticToken
-from auditor.emulator import Emulator
-from auditor.errors import InputError
-from auditor.evidence import ListingEncoder, encode_document, read_evidence
-from auditor.exchange import ExchangeClient, collect_evidence, collect_snapshot
-from auditor.snapshot import parse_snapshot
+from auditor.core.errors import InputError
+from auditor.core.evidence import ListingEncoder, encode_document, read_evidence
+from auditor.core.snapshot import parse_snapshot
+from auditor.exchange.client import ExchangeClient, collect_evidence, collect_snapshot
+from auditor.identity.tokens import StaticToken
+from devkit.emulator import Emulator
 from tests.conftest import EMULATOR_TOKEN
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)

@@ -10,13 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
-from auditor.credentials import CachedTokens, StaticToken
-from auditor.emulator import Emulator
-from auditor.errors import CollectionFailed, PermissionDenied
-from auditor.exchange import CAS_PROPERTIES, MAILBOX_PROPERTIES, ExchangeClient, collect_snapshot
-from auditor.model import Allowlist, Status
-from auditor.policy import evaluate
-from auditor.snapshot import build_snapshot
+from auditor.core.errors import CollectionFailed, PermissionDenied
+from auditor.core.model import Allowlist, Status
+from auditor.core.policy import evaluate
+from auditor.core.snapshot import build_snapshot
+from auditor.exchange.client import (
+    CAS_PROPERTIES,
+    MAILBOX_PROPERTIES,
+    ExchangeClient,
+    collect_snapshot,
+)
+from auditor.identity.tokens import CachedTokens, StaticToken
+from devkit.emulator import Emulator
 from tests.conftest import EMULATOR_TOKEN
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)

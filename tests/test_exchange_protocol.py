@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from auditor.credentials import StaticToken
-from auditor.errors import CollectionFailed
-from auditor.exchange import ExchangeClient
+from auditor.core.errors import CollectionFailed
+from auditor.exchange.client import ExchangeClient
+from auditor.identity.tokens import StaticToken
 
 BASE = "https://outlook.office365.com"
 ENDPOINT = f"{BASE}/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
@@ -146,7 +146,7 @@ def test_error_detail_comes_from_details_even_as_a_json_string() -> None:
 
 
 def test_forbidden_rbac_is_a_permission_error_naming_the_role() -> None:
-    from auditor.errors import PermissionDenied
+    from auditor.core.errors import PermissionDenied
 
     body = {"error": {"code": "Forbidden", "message": "User is not allowed to call Set-CASMailbox"}}
     client, seen = client_for(lambda r: httpx.Response(403, json=body))

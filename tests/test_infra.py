@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pycep import BicepParser
 
-from auditor.config import SETTINGS
+from auditor.app.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"

@@ -15,10 +15,8 @@ import pytest
 from builders import cas, mbx, snapshot
 from receivers import ReceiverPool, Reply
 
-from auditor.alerts import Alert, AlertItem, decide
-from auditor.config import Settings
-from auditor.model import Allowlist, CollectionError, Severity, Status
-from auditor.notify import (
+from auditor.alerts.decide import Alert, AlertItem, decide
+from auditor.alerts.deliver import (
     ALREADY_SENT,
     EMAIL,
     FAILED,
@@ -30,8 +28,10 @@ from auditor.notify import (
     redact,
     report_url,
 )
-from auditor.policy import evaluate
-from auditor.teams import build_message, message_size
+from auditor.alerts.teams import build_message, message_size
+from auditor.app.settings import Settings
+from auditor.core.model import Allowlist, CollectionError, Severity, Status
+from auditor.core.policy import evaluate
 
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 SIG = "sig=Zm9vYmFyU2VjcmV0U2lnbmF0dXJl"
@@ -258,7 +258,7 @@ def test_graph_sendmail_request(receivers: ReceiverPool, http: httpx.Client) -> 
 
 
 def test_email_values_are_escaped() -> None:
-    from auditor.mail import build_email
+    from auditor.alerts.mail import build_email
 
     item = AlertItem(
         finding_id="x",
@@ -536,15 +536,15 @@ def test_report_url_setting() -> None:
 def test_digest_setting_parses() -> None:
     assert Settings.from_env({"ALERT_DIGEST": "true"}).alert_digest is True
     assert Settings.from_env({}).alert_digest is False
-    from auditor.errors import ConfigError
+    from auditor.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ALERT_DIGEST"):
         Settings.from_env({"ALERT_DIGEST": "sometimes"})
 
 
 def test_notify_run_uses_the_alert_settings(receivers: ReceiverPool, http: httpx.Client) -> None:
-    from auditor.model import PreviousRun, PriorFinding
-    from auditor.notify import notify_run
+    from auditor.alerts.deliver import notify_run
+    from auditor.core.model import PreviousRun, PriorFinding
 
     teams = receivers.start("teams", default=Reply(202))
     records = [cas(1, False), cas(2, True)]

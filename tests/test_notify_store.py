@@ -10,7 +10,7 @@ from receivers import ReceiverPool, Reply
 from store_helpers import new_store
 from test_notify import make_alert, settings_for, webhook
 
-from auditor.notify import ALREADY_SENT, EMAIL, FAILED, SENT, TEAMS, AlertLedger, deliver
+from auditor.alerts.deliver import ALREADY_SENT, EMAIL, FAILED, SENT, TEAMS, AlertLedger, deliver
 
 
 def test_store_ledger_prevents_a_second_send(azurite: str, receivers: ReceiverPool) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from builders import MISSING, NOT_COLLECTED, allowlist, cas, mbx, snapshot
 
-from auditor.model import Allowlist, Effective, Evaluation, Finding, Status
-from auditor.policy import effective_state, evaluate, finding_id
+from auditor.core.model import Allowlist, Effective, Evaluation, Finding, Status
+from auditor.core.policy import effective_state, evaluate, finding_id
 
 TODAY = date(2026, 11, 27)
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)

@@ -8,9 +8,9 @@ from builders import MISSING, NOT_COLLECTED, allowlist, cas, document, mbx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.model import Effective, Status
-from auditor.policy import effective_state, evaluate
-from auditor.snapshot import build_snapshot
+from auditor.core.model import Effective, Status
+from auditor.core.policy import effective_state, evaluate
+from auditor.core.snapshot import build_snapshot
 
 TODAY = date(2026, 11, 27)
 SETTINGS = st.sampled_from([True, False, None, MISSING])

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from remediation_fixtures import APPROVER, NOW, OTHER, box, make_evaluation, new_store
 
-from auditor.proposals import ProposalStore, Refused, Result, State
-from auditor.remediation import Proposal, plan
+from auditor.core.proposals import Proposal, Result, State
+from auditor.remediation.plan import plan
+from auditor.storage.proposal_store import ProposalStore, Refused
 
 
 def org_proposal() -> Proposal:

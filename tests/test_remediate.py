@@ -7,11 +7,10 @@ from datetime import timedelta
 from remediation_env import Env, remediation_env
 from remediation_fixtures import APPROVER, NOW
 
-from auditor.errors import InputError
-from auditor.model import Allowlist
-from auditor.proposals import Record, Result, State
-from auditor.remediate import execute, preview
-from auditor.remediation import Proposal
+from auditor.core.errors import InputError
+from auditor.core.model import Allowlist
+from auditor.core.proposals import Proposal, Record, Result, State
+from auditor.remediation.execute import execute, preview
 
 
 def approve(env: Env, proposal: Proposal, subset: list[str] | None = None) -> None:

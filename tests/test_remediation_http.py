@@ -11,7 +11,7 @@ import pytest
 from approver_tokens import OTHER_TENANT, new_key
 from remediation_app import App, approval_app
 
-from auditor.proposals import State
+from auditor.core.proposals import State
 
 
 def body(response: Any) -> Any:

@@ -7,16 +7,8 @@ from typing import Any
 import pytest
 from remediation_fixtures import NOW, make_evaluation
 
-from auditor.remediation import (
-    ORG_TARGET,
-    Kind,
-    Proposal,
-    Role,
-    org_blockers,
-    plan,
-    plan_grants,
-    plan_hash,
-)
+from auditor.core.proposals import ORG_TARGET, Kind, Proposal, Role, plan_hash
+from auditor.remediation.plan import org_blockers, plan, plan_grants
 
 evaluation = make_evaluation
 

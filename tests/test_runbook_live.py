@@ -15,13 +15,14 @@ import pytest
 from conftest import EMULATOR_TOKEN
 from remediation_fixtures import APPROVER
 
-from auditor.allowlist import read_allowlist
-from auditor.cli import main
-from auditor.credentials import StaticToken
-from auditor.exchange import ExchangeClient
-from auditor.proposals import ProposalStore, State
-from auditor.remediate import execute
-from auditor.remediation_runtime import table_service
+from auditor.app.wiring import table_service
+from auditor.cli.main import main
+from auditor.core.allowlist import read_allowlist
+from auditor.core.proposals import State
+from auditor.exchange.client import ExchangeClient
+from auditor.identity.tokens import StaticToken
+from auditor.remediation.execute import execute
+from auditor.storage.proposal_store import ProposalStore
 
 
 @pytest.fixture

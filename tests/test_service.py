@@ -17,9 +17,9 @@ from builders import emulator_collector
 from conftest import EMULATOR_TOKEN
 from store_helpers import new_store
 
-from auditor.errors import CollectionFailed, InputError
-from auditor.service import AuditIncomplete, Collector, run_audit
-from auditor.store import AuditStore, RunInProgress
+from auditor.app.audit import AuditIncomplete, Collector, run_audit
+from auditor.core.errors import CollectionFailed, InputError
+from auditor.storage.audit_store import AuditStore, RunInProgress
 
 _CLOCK = itertools.count()
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)

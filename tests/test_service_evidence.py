@@ -14,11 +14,11 @@ import pytest
 from conftest import EMULATOR_TOKEN
 from store_helpers import new_store
 
-from auditor.credentials import StaticToken
-from auditor.exchange import ExchangeClient, collect_evidence, collect_snapshot
-from auditor.policy import evaluate
-from auditor.service import load_allowlist, run_audit
-from auditor.snapshot import parse_snapshot
+from auditor.app.audit import load_allowlist, run_audit
+from auditor.core.policy import evaluate
+from auditor.core.snapshot import parse_snapshot
+from auditor.exchange.client import ExchangeClient, collect_evidence, collect_snapshot
+from auditor.identity.tokens import StaticToken
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from builders import MISSING, cas, document, mbx
 
-from auditor.errors import InputError
-from auditor.snapshot import build_snapshot, parse_snapshot, read_snapshot
+from auditor.core.errors import InputError
+from auditor.core.snapshot import build_snapshot, parse_snapshot, read_snapshot
 
 
 def parse(doc: Any, prefix: bytes = b"") -> Any:

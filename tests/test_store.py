@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from store_helpers import T0, doc, guid, new_store, record
 
-from auditor.errors import StoreError
-from auditor.store import RunInProgress
-from auditor.store_limits import check_key, encode_entity, split_batches
+from auditor.core.errors import StoreError
+from auditor.storage.audit_store import RunInProgress
+from auditor.storage.limits import check_key, encode_entity, split_batches
 
 DAY = timedelta(days=1)
 
@@ -151,7 +151,7 @@ def test_racing_runs_exactly_one_wins(azurite: str) -> None:
     # Both writers share one set of tables: same prefix, separate clients.
     from azure.data.tables import TableServiceClient
 
-    from auditor.store import AuditStore
+    from auditor.storage.audit_store import AuditStore
 
     table_prefix = prefix_store.runs_table.name[: -len("runs")]
     writers = [
@@ -186,9 +186,9 @@ def test_stale_lock_of_a_crashed_run_expires(azurite: str) -> None:
     later = store.begin_run(tenant="t", now=T0 + timedelta(minutes=31))
     assert later.run_id != crashed.run_id
     # The crashed run, if it came back to life, may not write over the new run.
-    from auditor.model import Allowlist
-    from auditor.policy import evaluate
-    from auditor.snapshot import build_snapshot
+    from auditor.core.model import Allowlist
+    from auditor.core.policy import evaluate
+    from auditor.core.snapshot import build_snapshot
 
     snapshot = build_snapshot(doc({1: None}))
     evaluation = evaluate(snapshot, Allowlist(), T0.date(), evaluated_at=T0)
@@ -235,7 +235,7 @@ def test_large_evidence_spans_several_entities(azurite: str) -> None:
     rows = list(store.evidence.partition("0000000000001-abc"))
     assert len(rows) == 4
     store.runs_table.insert({"PartitionKey": "run", "RowKey": "x", "run_id": "x"})
-    from auditor.history import run_key
+    from auditor.core.history import run_key
 
     run_id = "20261101T020000000Z-abc"
     store._write_blobs(run_key(run_id), {"snapshot": data})

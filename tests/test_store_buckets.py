@@ -10,11 +10,11 @@ from typing import Any
 
 from store_helpers import T0, doc, new_store, record
 
-from auditor.history import finding_changes, mailbox_changes
-from auditor.model import Allowlist
-from auditor.policy import evaluate
-from auditor.snapshot import parse_snapshot
-from auditor.store import AuditStore
+from auditor.core.history import finding_changes, mailbox_changes
+from auditor.core.model import Allowlist
+from auditor.core.policy import evaluate
+from auditor.core.snapshot import parse_snapshot
+from auditor.storage.audit_store import AuditStore
 
 DAY = timedelta(days=1)
 COUNT = 500  # mailboxes in most of the 256 buckets, several in many

@@ -1,0 +1,429 @@
+"""PURE: decide whether a run deserves an alert, and what it says.
+
+No network, no clock, no environment: the current evaluation, the previous run and the run's own
+facts are arguments, so every rule is tested with plain data (DESIGN §3). The channels (Teams,
+email) only render and deliver the `Alert` decided here (`auditor.notify`).
+
+What triggers an alert (issue 5):
+
+- `new`: a `fail` finding that the previous run did not record as `fail` (so the same violation
+  is not re-sent every night). A violation absent from an *incomplete* previous run counts as new:
+  that run proved nothing about it, and re-telling is safer than staying silent.
+- `resolved`: a finding the previous run recorded as `fail` that is no longer `fail` (absent,
+  passing or exempt). Only when the current run is complete: a partial read resolves nothing.
+  A finding that became `unknown` is not resolved; it is listed as unknown.
+- `unknown` / `incomplete`: any `unknown` finding, any collection error, or an incomplete run.
+  Always, on every run it persists: a broken audit is never silent.
+- `expiring`: an allowlist exception expiring within `expiring_days`. It triggers when it enters
+  the window and again 7, 1 and 0 days before it expires; while inside the window it is listed in
+  every alert that is sent anyway.
+- `org-change`: the organisation switch flipped either way (both runs read it).
+- `baseline`: the first-ever run (no previous run) sends one summary, never one alert per mailbox.
+- `digest`: with `digest=True`, a run where nothing changed still sends a short summary, so
+  silence can be told apart from a dead auditor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+from auditor.core.controls import control
+from auditor.core.model import (
+    Allowlist,
+    CollectionError,
+    Evaluation,
+    Finding,
+    PreviousRun,
+    PriorFinding,
+    Severity,
+    Snapshot,
+    Status,
+)
+
+__all__ = [
+    "Alert",
+    "AlertItem",
+    "OrgFlip",
+    "decide",
+    "headline",
+    "org_text",
+    "item_detail",
+    "failed_run_evaluation",
+    "REMINDER_DAYS",
+]
+
+ORG = "SMTPAUTH-ORG"
+EXPIRING = "SMTPAUTH-EXCEPTION-EXPIRING"
+COLLECTION = "SMTPAUTH-COLLECTION"
+# Days before expiry on which an exception already inside the window triggers a reminder.
+REMINDER_DAYS = (7, 1, 0)
+
+AlertKind = Literal["baseline", "change", "digest"]
+
+_SEVERITY_ORDER = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2, Severity.INFO: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertItem:
+    """One line of an alert: a mailbox (or the organisation, or an allowlist entry).
+
+    `mailbox_type` is Exchange's `RecipientTypeDetails` when known; `via` is "explicit" or
+    "inherited" for an enabled mailbox; `since` is when the finding was first seen, if known.
+    """
+
+    finding_id: str
+    control: str
+    status: Status
+    severity: Severity
+    subject: str
+    reason: str
+    mailbox_type: str | None = None
+    via: str | None = None
+    since: datetime | None = None
+    expires: date | None = None
+    days_left: int | None = None
+    owner: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """What the subject is, for a column "type": the mailbox type or the control."""
+        if self.mailbox_type:
+            return self.mailbox_type
+        if self.control == ORG:
+            return "Organisation"
+        if self.control == EXPIRING:
+            return "Allowlist exception"
+        if self.control == COLLECTION:
+            return "Collection"
+        return "Mailbox" if self.control == "SMTPAUTH-MAILBOX" else self.control
+
+
+@dataclass(frozen=True, slots=True)
+class OrgFlip:
+    """The organisation switch flipped. Values are `SmtpClientAuthenticationDisabled`."""
+
+    before: bool
+    after: bool
+
+    @property
+    def now_allows(self) -> bool:
+        return self.after is False
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """Everything a channel needs to tell one run's news; render-ready, channel-neutral."""
+
+    kind: AlertKind
+    tenant: str
+    run_id: str
+    evaluated_at: datetime
+    org_disabled: bool | None
+    complete: bool
+    severity: Severity
+    triggers: tuple[str, ...]
+    counts: Mapping[str, int]
+    new: tuple[AlertItem, ...] = ()
+    resolved: tuple[AlertItem, ...] = ()
+    unknown: tuple[AlertItem, ...] = ()
+    expiring: tuple[AlertItem, ...] = ()
+    errors: tuple[CollectionError, ...] = ()
+    org_change: OrgFlip | None = None
+    previous_run_id: str | None = None
+    report_url: str | None = None
+    remediation_url: str | None = None
+    open_violations: int = 0
+
+    @property
+    def headline(self) -> str:
+        return headline(self)
+
+
+def org_text(org_disabled: bool | None) -> str:
+    """The organisation switch in words (the property says *Disabled*: true = blocked)."""
+    return {
+        True: "SMTP AUTH blocked (SmtpClientAuthenticationDisabled = true)",
+        False: "SMTP AUTH allowed (SmtpClientAuthenticationDisabled = false)",
+        None: "unknown (not read)",
+    }[org_disabled]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def headline(alert: Alert) -> str:
+    """One line that sorts and filters well, e.g. "3 new violations, 1 resolved"."""
+    if alert.kind == "baseline":
+        parts = [f"baseline, {_plural(alert.open_violations, 'violation')}"]
+    elif alert.kind == "digest":
+        parts = [f"no change, {_plural(alert.open_violations, 'open violation')}"]
+    else:
+        parts = []
+        if alert.org_change is not None:
+            parts.append(
+                "organisation now ALLOWS SMTP AUTH"
+                if alert.org_change.now_allows
+                else "organisation now blocks SMTP AUTH"
+            )
+        if alert.new:
+            parts.append(f"{len(alert.new)} new violation{'' if len(alert.new) == 1 else 's'}")
+        if alert.resolved:
+            parts.append(f"{len(alert.resolved)} resolved")
+        if alert.expiring and "expiring" in alert.triggers:
+            parts.append(f"{_plural(len(alert.expiring), 'exception')} expiring")
+    if not alert.complete or alert.errors:
+        parts.append("audit incomplete")
+    if alert.unknown:
+        parts.append(f"{len(alert.unknown)} unknown")
+    return ", ".join(parts) if parts else "no change"
+
+
+def _today(moment: datetime) -> date:
+    if moment.tzinfo is None:
+        return moment.date()
+    return moment.astimezone(UTC).date()
+
+
+def _item(finding: Finding, since: datetime | None, today: date) -> AlertItem:
+    mailbox = finding.mailbox
+    entry = finding.entry
+    expires = entry.expires if entry is not None else None
+    return AlertItem(
+        finding_id=finding.id,
+        control=finding.control,
+        status=finding.status,
+        severity=finding.severity,
+        subject=finding.subject,
+        reason=finding.reason,
+        mailbox_type=mailbox.recipient_type_details if mailbox is not None else None,
+        via=finding.via,
+        since=since,
+        expires=expires,
+        days_left=(expires - today).days if expires is not None else None,
+        owner=entry.owner if entry is not None else None,
+    )
+
+
+def _prior_item(prior: PriorFinding, current: Finding | None, today: date) -> AlertItem:
+    """A resolved finding: what the previous run recorded, plus today's state if still present."""
+    severity = current.severity if current is not None else control(prior.control).severity
+    if current is None:
+        reason = "No longer reported by a complete run."
+    else:
+        reason = f"Now {current.status.value}: {current.reason}"
+    mailbox_type = None
+    if current is not None and current.mailbox is not None:
+        mailbox_type = current.mailbox.recipient_type_details
+    return AlertItem(
+        finding_id=prior.id,
+        control=prior.control,
+        status=current.status if current is not None else Status.PASS,
+        severity=severity,
+        subject=prior.subject,
+        reason=reason,
+        mailbox_type=mailbox_type,
+    )
+
+
+def _order(items: Iterable[AlertItem]) -> tuple[AlertItem, ...]:
+    """Most severe first; the organisation before mailboxes; then by subject."""
+    return tuple(
+        sorted(
+            items,
+            key=lambda i: (_SEVERITY_ORDER[i.severity], i.control != ORG, i.subject.lower()),
+        )
+    )
+
+
+def _errors(errors: Iterable[CollectionError | str]) -> tuple[CollectionError, ...]:
+    out: list[CollectionError] = []
+    for error in errors:
+        if isinstance(error, CollectionError):
+            out.append(error)
+        else:
+            out.append(CollectionError(source="collection", message=str(error)))
+    return tuple(out)
+
+
+def decide(
+    current: Evaluation,
+    previous: PreviousRun | None,
+    *,
+    run_id: str,
+    complete: bool,
+    errors: Iterable[CollectionError | str],
+    expiring_days: int,
+    digest: bool = False,
+    report_url: str | None = None,
+    remediation_url: str | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+) -> Alert | None:
+    """The alert this run deserves, or None when there is nothing to tell.
+
+    `complete` is False when the collection failed or was cut short; `errors` are the run's
+    collection errors. `first_seen` (finding id -> first time seen, from history) fills the
+    "since" of each item when known; a new violation is otherwise first seen in this run.
+    """
+    today = _today(current.evaluated_at)
+    seen = first_seen or {}
+    run_errors = _errors(errors)
+    prior = previous.findings if previous is not None else {}
+    by_id = {f.id: f for f in current.findings}
+
+    new: list[AlertItem] = []
+    unknown: list[AlertItem] = []
+    expiring: list[AlertItem] = []
+    expiring_trigger = False
+    error_sources = {e.source for e in run_errors}
+    for finding in current.findings:
+        before = prior.get(finding.id)
+        if finding.status is Status.FAIL:
+            if previous is None or before is None or before.status is not Status.FAIL:
+                new.append(_item(finding, seen.get(finding.id, current.evaluated_at), today))
+        elif finding.status is Status.UNKNOWN:
+            if finding.control == COLLECTION and finding.subject in error_sources:
+                continue  # the same failure is listed once, under the run's errors
+            since = seen.get(finding.id)
+            if since is None and (before is None or before.status is not Status.UNKNOWN):
+                since = current.evaluated_at
+            unknown.append(_item(finding, since, today))
+        elif finding.control == EXPIRING and finding.entry is not None:
+            expires = finding.entry.expires
+            if expires is None or not 0 <= (expires - today).days <= expiring_days:
+                continue  # already expired: the mailbox's own finding says so
+            item = _item(finding, seen.get(finding.id), today)
+            expiring.append(item)
+            entered = before is None or before.control != EXPIRING
+            if entered or item.days_left in REMINDER_DAYS:
+                expiring_trigger = True
+
+    resolved: list[AlertItem] = []
+    if complete and previous is not None:
+        for finding_id, before in prior.items():
+            if before.status is not Status.FAIL:
+                continue
+            now = by_id.get(finding_id)
+            if now is not None and now.status in (Status.FAIL, Status.UNKNOWN):
+                continue
+            resolved.append(_prior_item(before, now, today))
+
+    org_change: OrgFlip | None = None
+    if (
+        previous is not None
+        and previous.org_disabled is not None
+        and current.org_disabled is not None
+        and previous.org_disabled != current.org_disabled
+    ):
+        org_change = OrgFlip(before=previous.org_disabled, after=current.org_disabled)
+
+    open_violations = sum(1 for f in current.findings if f.status is Status.FAIL)
+    broken = not complete or bool(run_errors) or bool(unknown)
+    triggers: list[str] = []
+    if previous is None:
+        triggers.append("baseline")
+    else:
+        if new:
+            triggers.append("new")
+        if resolved:
+            triggers.append("resolved")
+        if org_change is not None:
+            triggers.append("org-change")
+        if expiring_trigger:
+            triggers.append("expiring")
+    if not complete or run_errors:
+        triggers.append("incomplete")
+    if unknown:
+        triggers.append("unknown")
+
+    kind: AlertKind
+    if previous is None:
+        kind = "baseline"
+    elif triggers:
+        kind = "change"
+    elif digest:
+        kind = "digest"
+        triggers.append("digest")
+    else:
+        return None
+
+    # New violations (on a baseline: any violation), a broken audit, or the organisation opening
+    # SMTP AUTH to every inheriting mailbox are high; reminders medium; good news low.
+    if broken or new or (org_change is not None and org_change.now_allows):
+        severity = Severity.HIGH
+    elif expiring_trigger:
+        severity = Severity.MEDIUM
+    elif resolved or org_change is not None:
+        severity = Severity.LOW
+    else:
+        severity = Severity.INFO
+
+    counts = dict(current.counts)
+    counts.update(
+        new=len(new), resolved=len(resolved), unknown_items=len(unknown), expiring=len(expiring)
+    )
+    return Alert(
+        kind=kind,
+        tenant=current.tenant,
+        run_id=run_id,
+        evaluated_at=current.evaluated_at,
+        org_disabled=current.org_disabled,
+        complete=complete,
+        severity=severity,
+        triggers=tuple(triggers),
+        counts=counts,
+        new=_order(new),
+        resolved=_order(resolved),
+        unknown=_order(unknown),
+        expiring=tuple(sorted(expiring, key=lambda i: (i.days_left or 0, i.subject.lower()))),
+        errors=run_errors,
+        org_change=org_change,
+        previous_run_id=previous.run_id if previous is not None else None,
+        report_url=report_url,
+        remediation_url=remediation_url,
+        open_violations=open_violations,
+    )
+
+
+def item_detail(item: AlertItem, *, section: str) -> str:
+    """The words after the subject on one alert line, e.g. "SharedMailbox · inherited · since
+    2026-11-26". `section` is "new", "resolved", "unknown" or "expiring"."""
+    parts = [item.kind]
+    if section == "expiring":
+        if item.expires is not None:
+            left = item.days_left if item.days_left is not None else 0
+            parts.append(f"expires {item.expires.isoformat()} (in {_plural(left, 'day')})")
+        if item.owner:
+            parts.append(f"owner {item.owner}")
+        return " · ".join(parts)
+    if item.via:
+        parts.append(f"enabled {item.via}")
+    if item.since is not None:
+        parts.append(f"since {_today(item.since).isoformat()}")
+    if section in ("unknown", "resolved"):
+        parts.append(item.reason)
+    return " · ".join(parts)
+
+
+def failed_run_evaluation(
+    tenant: str, evaluated_at: datetime, errors: Iterable[CollectionError | str]
+) -> Evaluation:
+    """The evaluation of a run whose collection failed outright: nothing was read, so the
+    organisation and every mailbox are `unknown` (never a pass, never an empty list). Lets a
+    failed run be told through `decide` like any other, with `complete=False`."""
+    from auditor.core.policy import (
+        evaluate,  # pure; imported here to keep this module's surface small
+    )
+
+    snapshot = Snapshot(
+        tenant=tenant,
+        collected_at=evaluated_at,
+        org_disabled=None,
+        mailboxes=None,
+        directory_collected=False,
+        errors=_errors(errors),
+    )
+    return evaluate(snapshot, Allowlist(), _today(evaluated_at), evaluated_at=evaluated_at)

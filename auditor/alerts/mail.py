@@ -1,0 +1,219 @@
+"""PURE: an `Alert` as an email (subject, Outlook-safe HTML, plain text) and a Graph sendMail body.
+
+The HTML renders in Outlook's Word engine: tables for layout, inline styles only, no scripts, no
+external images, every value escaped. Graph's JSON `sendMail` carries one body, so the plain-text
+rendering travels as a small `text/plain` attachment (`smtp-auth-alert-<run>.txt`): readable in
+any client, by mail filters and by people who read mail as plain text.
+
+Subjects sort and filter well: `[SMTP AUTH] contoso: 3 new violations`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.alerts.decide import Alert, AlertItem, headline, item_detail, org_text
+from auditor.alerts.teams import safe_url
+from auditor.core.model import Severity
+
+__all__ = ["Email", "build_email", "sendmail_body", "subject", "tenant_label", "EMAIL_ITEMS"]
+
+# Items listed per section in an email; the rest is counted and left to the report.
+EMAIL_ITEMS = 200
+
+_SECTIONS = (
+    ("new", "New violations"),
+    ("unknown", "Unknown evidence (could not be read)"),
+    ("expiring", "Exceptions expiring soon"),
+    ("resolved", "Resolved since the last run"),
+)
+_COLOUR = {
+    Severity.HIGH: "#a4262c",
+    Severity.MEDIUM: "#8a6d00",
+    Severity.LOW: "#107c10",
+    Severity.INFO: "#323130",
+}
+_FONT = "font-family:Segoe UI,Arial,sans-serif;"
+_CELL = f"{_FONT}font-size:13px;padding:4px 8px;border-bottom:1px solid #e1dfdd;vertical-align:top;"
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    subject: str
+    html: str
+    text: str
+    attachment_name: str
+
+
+def tenant_label(tenant: str) -> str:
+    """`contoso.onmicrosoft.com` -> `contoso`; a GUID or other domain stays as it is."""
+    suffix = ".onmicrosoft.com"
+    return tenant[: -len(suffix)] if tenant.lower().endswith(suffix) else tenant
+
+
+def subject(alert: Alert) -> str:
+    return f"[SMTP AUTH] {tenant_label(alert.tenant)}: {headline(alert)}"
+
+
+def _section_title(alert: Alert, key: str, title: str) -> str:
+    return "Violations" if key == "new" and alert.kind == "baseline" else title
+
+
+def _facts(alert: Alert) -> list[tuple[str, str]]:
+    c = alert.counts
+    org = org_text(alert.org_disabled)
+    if alert.org_change is not None:
+        org += f" (changed; was {org_text(alert.org_change.before)})"
+    return [
+        ("Tenant", alert.tenant),
+        ("Run", alert.run_id),
+        ("Run time (UTC)", alert.evaluated_at.strftime("%Y-%m-%d %H:%M")),
+        ("Organisation", org),
+        ("Collection", "complete" if alert.complete else "INCOMPLETE: evidence unknown"),
+        (
+            "Findings",
+            ", ".join(
+                f"{c.get(k, 0)} {k}" for k in ("fail", "unknown", "warning", "exempt", "pass")
+            ),
+        ),
+        (
+            "Mailboxes enabled",
+            f"{c.get('mailboxes_enabled', 0)} of {c.get('mailboxes', 0)} "
+            f"({c.get('mailboxes_enabled_explicit', 0)} explicit, "
+            f"{c.get('mailboxes_enabled_inherited', 0)} inherited)",
+        ),
+    ]
+
+
+def _html_section(title: str, items: Sequence[AlertItem], key: str) -> str:
+    e = html.escape
+    rows = []
+    for item in items[:EMAIL_ITEMS]:
+        rows.append(
+            f'<tr><td style="{_CELL}font-weight:bold">{e(item.subject)}</td>'
+            f'<td style="{_CELL}">{e(item_detail(item, section=key))}</td></tr>'
+        )
+    more = len(items) - min(len(items), EMAIL_ITEMS)
+    if more:
+        rows.append(
+            f'<tr><td colspan="2" style="{_CELL}color:#605e5c">… and {more} more, see the full '
+            "report</td></tr>"
+        )
+    return (
+        f'<h3 style="{_FONT}font-size:15px;margin:18px 0 6px 0">{e(title)} ({len(items)})</h3>'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
+        'style="border-collapse:collapse">' + "".join(rows) + "</table>"
+    )
+
+
+def _html(alert: Alert) -> str:
+    e = html.escape
+    colour = _COLOUR[alert.severity]
+    facts = "".join(
+        f'<tr><td style="{_CELL}font-weight:bold;width:160px">{e(k)}</td>'
+        f'<td style="{_CELL}">{e(v)}</td></tr>'
+        for k, v in _facts(alert)
+    )
+    sections = "".join(
+        _html_section(_section_title(alert, key, title), getattr(alert, key), key)
+        for key, title in _SECTIONS
+        if getattr(alert, key)
+    )
+    if alert.errors:
+        rows = "".join(
+            f'<tr><td style="{_CELL}font-weight:bold">{e(err.source)}</td>'
+            f'<td style="{_CELL}">{e(err.message)}</td></tr>'
+            for err in alert.errors[:EMAIL_ITEMS]
+        )
+        sections += (
+            f'<h3 style="{_FONT}font-size:15px;margin:18px 0 6px 0;color:#a4262c">Collection '
+            f'errors ({len(alert.errors)})</h3><table role="presentation" width="100%" '
+            f'cellpadding="0" cellspacing="0" border="0" style="border-collapse:collapse">{rows}'
+            "</table>"
+        )
+    links = []
+    for label, url in (
+        ("Open the report", safe_url(alert.report_url)),
+        ("Review the proposed fix", safe_url(alert.remediation_url)),
+    ):
+        if url:
+            links.append(
+                f'<a href="{e(url, quote=True)}" style="{_FONT}font-size:14px;color:#ffffff;'
+                f"background-color:#0f6cbd;padding:8px 14px;text-decoration:none;"
+                f'display:inline-block;margin-right:8px">{e(label)}</a>'
+            )
+    buttons = f'<p style="margin:18px 0">{"".join(links)}</p>' if links else ""
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{e(subject(alert))}</title></head>"
+        '<body style="margin:0;padding:0;background-color:#ffffff">'
+        '<table role="presentation" width="640" cellpadding="0" cellspacing="0" border="0" '
+        'style="border-collapse:collapse;max-width:640px"><tr><td style="padding:16px">'
+        f'<div style="{_FONT}font-size:20px;font-weight:bold;color:{colour}">SMTP AUTH audit: '
+        f"{e(alert.tenant)}</div>"
+        f'<div style="{_FONT}font-size:15px;margin:4px 0 12px 0">{e(headline(alert))}</div>'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
+        f'style="border-collapse:collapse">{facts}</table>'
+        f"{sections}{buttons}"
+        f'<p style="{_FONT}font-size:12px;color:#605e5c">Sent by the SMTP AUTH auditor. Links '
+        "open pages only; nothing changes until a person confirms it there.</p>"
+        "</td></tr></table></body></html>"
+    )
+
+
+def _text(alert: Alert) -> str:
+    lines = [f"SMTP AUTH audit: {alert.tenant}", headline(alert), ""]
+    lines += [f"{k}: {v}" for k, v in _facts(alert)]
+    for key, title in _SECTIONS:
+        items: Sequence[AlertItem] = getattr(alert, key)
+        if not items:
+            continue
+        lines += ["", f"{_section_title(alert, key, title)} ({len(items)})"]
+        lines += [f"- {i.subject} · {item_detail(i, section=key)}" for i in items[:EMAIL_ITEMS]]
+        if len(items) > EMAIL_ITEMS:
+            lines.append(f"... and {len(items) - EMAIL_ITEMS} more, see the full report")
+    if alert.errors:
+        lines += ["", f"Collection errors ({len(alert.errors)})"]
+        lines += [f"- {err.source}: {err.message}" for err in alert.errors[:EMAIL_ITEMS]]
+    for label, url in (
+        ("Report", safe_url(alert.report_url)),
+        ("Proposed fix", safe_url(alert.remediation_url)),
+    ):
+        if url:
+            lines += ["", f"{label}: {url}"]
+    return "\n".join(lines) + "\n"
+
+
+def build_email(alert: Alert) -> Email:
+    safe_run = re.sub(r"[^A-Za-z0-9._-]", "_", alert.run_id)[:80] or "run"
+    return Email(
+        subject=subject(alert),
+        html=_html(alert),
+        text=_text(alert),
+        attachment_name=f"smtp-auth-alert-{safe_run}.txt",
+    )
+
+
+def sendmail_body(email: Email, recipients: Sequence[str]) -> dict[str, Any]:
+    """The JSON body of Graph `POST /v1.0/users/{sender}/sendMail` (REFERENCE §4)."""
+    return {
+        "message": {
+            "subject": email.subject,
+            "body": {"contentType": "HTML", "content": email.html},
+            "toRecipients": [{"emailAddress": {"address": a}} for a in recipients],
+            "attachments": [
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": email.attachment_name,
+                    "contentType": "text/plain; charset=utf-8",
+                    "contentBytes": base64.b64encode(email.text.encode("utf-8")).decode("ascii"),
+                }
+            ],
+        },
+        "saveToSentItems": False,
+    }

@@ -1,0 +1,245 @@
+"""PURE: an `Alert` as a Teams Workflows webhook message (Adaptive Card 1.5), size-bounded.
+
+The message is the `attachments` envelope that the Workflows trigger "When a Teams webhook request
+is received" expects (REFERENCE §4). Teams renders Adaptive Cards up to 1.5 and drops messages
+over about 28 KB, and from a webhook only `Action.OpenUrl` works, so:
+
+- buttons are `Action.OpenUrl` only (the run's report; the remediation confirmation page when
+  one is proposed). Links are opened by scanners and previews: they only ever lead to pages
+  where a person confirms with a POST.
+- values that come from Exchange or the allowlist (addresses, names, reasons) go into
+  `RichTextBlock`/`TextRun`, which is not processed as Markdown, so `john_doe_x@contoso.com`
+  is not shown in italics;
+- each list shows its top items and a clear "… and N more" line; the number of items is cut
+  until the serialized message (UTF-8 bytes) fits `max_bytes`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from auditor.alerts.decide import Alert, AlertItem, headline, item_detail, org_text
+from auditor.core.model import Severity
+
+__all__ = ["CARD_VERSION", "MAX_BYTES", "build_message", "message_size", "serialize", "safe_url"]
+
+CARD_VERSION = "1.5"
+# Teams refuses messages over about 28 KB; stay clearly below it.
+MAX_BYTES = 27_000
+# Items per list tried in turn until the message fits.
+_LIMITS = (25, 15, 10, 5, 3, 1, 0)
+_TEXT_MAX = 200
+
+_SECTIONS = (
+    ("new", "New violations", "attention"),
+    ("unknown", "Unknown evidence (could not be read)", "warning"),
+    ("expiring", "Exceptions expiring soon", "warning"),
+    ("resolved", "Resolved since the last run", "good"),
+)
+_STYLE = {
+    Severity.HIGH: "attention",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "good",
+    Severity.INFO: "default",
+}
+_TITLE = {"baseline": "First audit", "change": "What changed", "digest": "Daily digest"}
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is an absolute http(s) URL, else None (never a `javascript:` link)."""
+    if url is None:
+        return None
+    text = url.strip()
+    if text.lower().startswith(("https://", "http://")) and " " not in text:
+        return text
+    return None
+
+
+def _cut(text: str, limit: int = _TEXT_MAX) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _run(text: str, **style: Any) -> dict[str, Any]:
+    return {"type": "TextRun", "text": _cut(text), **style}
+
+
+def _line(*inlines: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "RichTextBlock", "inlines": list(inlines), **extra}
+
+
+def _fact(label: str, value: str) -> dict[str, Any]:
+    return _line(_run(f"{label}: ", weight="Bolder"), _run(value), spacing="None")
+
+
+def _counts(alert: Alert) -> str:
+    c = alert.counts
+    parts = [f"{c.get(k, 0)} {k}" for k in ("fail", "unknown", "warning", "exempt", "pass")]
+    return " · ".join(parts)
+
+
+def _header(alert: Alert) -> list[dict[str, Any]]:
+    org = org_text(alert.org_disabled)
+    if alert.org_change is not None:
+        org += f" (changed; was {org_text(alert.org_change.before)})"
+    c = alert.counts
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "Container",
+            "style": _STYLE[alert.severity],
+            "bleed": True,
+            "items": [
+                _line(
+                    _run(f"SMTP AUTH audit: {alert.tenant}", size="Large", weight="Bolder"),
+                ),
+                _line(_run(f"{_TITLE[alert.kind]}: {headline(alert)}", weight="Bolder")),
+            ],
+        },
+        _fact("Tenant", alert.tenant),
+        _fact("Run", alert.run_id),
+        _fact("Run time (UTC)", alert.evaluated_at.strftime("%Y-%m-%d %H:%M")),
+        _fact("Organisation", org),
+        _fact("Collection", "complete" if alert.complete else "INCOMPLETE: evidence unknown"),
+        _fact("Findings", _counts(alert)),
+        _fact(
+            "Mailboxes enabled",
+            f"{c.get('mailboxes_enabled', 0)} of {c.get('mailboxes', 0)} "
+            f"({c.get('mailboxes_enabled_explicit', 0)} explicit, "
+            f"{c.get('mailboxes_enabled_inherited', 0)} inherited)",
+        ),
+    ]
+    return blocks
+
+
+def _section(
+    title: str, colour: str, items: Sequence[AlertItem], key: str, limit: int
+) -> list[dict[str, Any]]:
+    if not items:
+        return []
+    out: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": f"{title} ({len(items)})",
+            "weight": "Bolder",
+            "color": colour,
+            "separator": True,
+            "wrap": True,
+        }
+    ]
+    for item in items[:limit]:
+        out.append(
+            _line(
+                _run(item.subject, weight="Bolder"),
+                _run(" · " + item_detail(item, section=key)),
+                spacing="None",
+            )
+        )
+    hidden = len(items) - min(limit, len(items))
+    if hidden:
+        out.append(
+            {
+                "type": "TextBlock",
+                "text": f"… and {hidden} more, see the full report",
+                "isSubtle": True,
+                "wrap": True,
+                "spacing": "None",
+            }
+        )
+    return out
+
+
+def _errors(alert: Alert, limit: int) -> list[dict[str, Any]]:
+    if not alert.errors:
+        return []
+    out: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": f"Collection errors ({len(alert.errors)})",
+            "weight": "Bolder",
+            "color": "attention",
+            "separator": True,
+            "wrap": True,
+        }
+    ]
+    shown = alert.errors[: max(limit, 1)]
+    for error in shown:
+        out.append(
+            _line(_run(error.source, weight="Bolder"), _run(": " + error.message), spacing="None")
+        )
+    if len(alert.errors) > len(shown):
+        out.append(
+            {
+                "type": "TextBlock",
+                "text": f"… and {len(alert.errors) - len(shown)} more, see the full report",
+                "isSubtle": True,
+                "wrap": True,
+                "spacing": "None",
+            }
+        )
+    return out
+
+
+def _actions(alert: Alert) -> list[dict[str, Any]]:
+    actions: list[dict[str, Any]] = []
+    report = safe_url(alert.report_url)
+    if report:
+        actions.append({"type": "Action.OpenUrl", "title": "Open the report", "url": report})
+    remediation = safe_url(alert.remediation_url)
+    if remediation:
+        actions.append(
+            {"type": "Action.OpenUrl", "title": "Review the proposed fix", "url": remediation}
+        )
+    return actions
+
+
+def _message(alert: Alert, limit: int) -> dict[str, Any]:
+    body = _header(alert)
+    for key, title, colour in _SECTIONS:
+        items: Sequence[AlertItem] = getattr(alert, key)
+        if key == "new" and alert.kind == "baseline":
+            title = "Violations"
+        body.extend(_section(title, colour, items, key, limit))
+    body.extend(_errors(alert, limit))
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": CARD_VERSION,
+        "fallbackText": _cut(f"SMTP AUTH audit {alert.tenant}: {headline(alert)}"),
+        "msteams": {"width": "Full"},
+        "body": body,
+        "actions": _actions(alert),
+    }
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
+
+
+def message_size(message: dict[str, Any]) -> int:
+    """Bytes on the wire: the UTF-8 JSON exactly as `notify` posts it."""
+    return len(serialize(message))
+
+
+def serialize(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def build_message(alert: Alert, *, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
+    """The webhook message for `alert`, with as many items per list as fit in `max_bytes`.
+
+    Raises ValueError if even the summary alone does not fit (it cannot with the default
+    bound: every text is cut to a few hundred characters).
+    """
+    for limit in _LIMITS:
+        message = _message(alert, limit)
+        if message_size(message) <= max_bytes:
+            return message
+    raise ValueError(f"the alert summary alone exceeds {max_bytes} bytes")

@@ -1,0 +1,423 @@
+"""The imperative shell of the nightly audit: collect -> evaluate -> record -> summary.
+
+`run_audit` takes its dependencies (the history store, a `collect(now)` function returning a
+`smtp-auth-snapshot/1` document or its evidence bytes, a clock) so tests run it against
+Azurite and the Exchange emulator; `audit_from_settings` builds them from the settings,
+lazily, for the timer and the `audit` command. Each step is a small function so alerts and
+remediation proposals can be inserted between `_record` and the summary.
+
+Failure semantics:
+- A bad allowlist or setting raises InputError/ConfigError before anything is recorded.
+- Another run holding the lock: RunInProgress (a StoreError), nothing recorded.
+- A collection that failed outright is recorded as a `failed` run with its error, then
+  `CollectionFailed` is raised so the Functions host marks the invocation failed.
+- A partial collection is recorded as an `incomplete` run (it resolves nothing and removes
+  nothing, see history.py), then `AuditIncomplete` (a CollectionFailed carrying the summary)
+  is raised for the same reason.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from auditor.alerts.decide import failed_run_evaluation
+from auditor.alerts.deliver import RunAlerter
+from auditor.app.settings import Settings
+from auditor.core.allowlist import read_allowlist_with_bytes
+from auditor.core.errors import AuditorError, CollectionFailed, ConfigError, InputError
+from auditor.core.evidence import encode_document, read_evidence
+from auditor.core.history import FindingEvent, MailboxChange
+from auditor.core.model import Allowlist, CollectionError, Evaluation, PreviousRun, Snapshot
+from auditor.core.policy import evaluate
+from auditor.core.records import OrgChange, RecordResult
+from auditor.exchange.client import client_from_settings, collect_evidence
+from auditor.storage.audit_store import AuditStore, RunHandle, from_setting
+
+__all__ = [
+    "RunSummary",
+    "AuditIncomplete",
+    "Collector",
+    "run_audit",
+    "audit_from_settings",
+    "store_from_settings",
+    "load_allowlist",
+]
+
+log = logging.getLogger("auditor.service")
+
+# `collect(now)`: the snapshot document, or the evidence bytes of one (`exchange.collect_evidence`,
+# which never holds the listings as dictionaries).
+Collector = Callable[[datetime], dict[str, Any] | bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedAllowlist:
+    allowlist: Allowlist
+    raw: bytes
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What one audit did. `log_fields()` is what may be logged: ids, counts, durations."""
+
+    run_id: str
+    tenant: str
+    status: str
+    complete: bool
+    counts: dict[str, int]
+    changes: dict[str, int]
+    durations: dict[str, float]
+    errors: tuple[CollectionError, ...]
+    exit_code: int
+    evaluation: Evaluation | None = None
+    mailbox_changes: tuple[MailboxChange, ...] = ()
+    finding_events: tuple[FindingEvent, ...] = ()
+    new_findings: tuple[str, ...] = ()
+    org_change: OrgChange | None = None
+    baseline: bool = False
+    table_ops: dict[str, int] = field(default_factory=dict)
+    alerts: dict[str, str] = field(default_factory=dict)  # channel -> delivery status
+    proposals: tuple[str, ...] = ()  # remediation proposal ids stored with this run
+
+    def log_fields(self) -> dict[str, Any]:
+        """Safe to log: no mailbox names, no addresses, no tokens."""
+        counts = self.counts
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "complete": self.complete,
+            "exit_code": self.exit_code,
+            "mailboxes": counts.get("mailboxes", 0),
+            "fail": counts.get("fail", 0),
+            "unknown": counts.get("unknown", 0),
+            "exempt": counts.get("exempt", 0),
+            "warning": counts.get("warning", 0),
+            **{f"changes_{k}": v for k, v in self.changes.items()},
+            "errors": [e.source for e in self.errors],
+            **{f"seconds_{k}": round(v, 3) for k, v in self.durations.items()},
+            **{f"table_{k}": v for k, v in self.table_ops.items()},
+            **{f"alert_{k}": v for k, v in self.alerts.items()},
+        }
+
+    def log_line(self) -> str:
+        return "audit " + " ".join(
+            f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in self.log_fields().items()
+        )
+
+
+class AuditIncomplete(CollectionFailed):
+    """The collection was partial: the run is recorded as incomplete; `summary` says what."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        self.summary = summary
+        sources = ", ".join(e.source for e in summary.errors) or "evidence missing"
+        super().__init__(f"audit {summary.run_id} is incomplete: could not read {sources}")
+
+
+def load_allowlist(path: Path | None) -> LoadedAllowlist:
+    """The allowlist file as parsed and as raw bytes (kept with the run for `show`/`replay`)."""
+    if path is None:
+        return LoadedAllowlist(Allowlist(), b"", "")
+    allowlist, raw = read_allowlist_with_bytes(path)
+    return LoadedAllowlist(allowlist, raw, str(path))
+
+
+# -- the steps -------------------------------------------------------------------------------
+
+
+def _collect(collect: Collector, now: datetime) -> bytes:
+    """The evidence: the collected document serialised once; it is stored and judged as is."""
+    collected = collect(now)
+    if isinstance(collected, bytes):
+        return collected
+    return encode_document(collected)  # spends the document: each listing freed once encoded
+
+
+def _evaluate(
+    evidence: bytes, allowlist: LoadedAllowlist, now: datetime, expiring_days: int
+) -> tuple[Snapshot, Evaluation]:
+    # Built from the very bytes that are stored, streamed: no raw records held besides them.
+    snapshot = read_evidence(evidence, source="Exchange collection")
+    evaluation = evaluate(
+        snapshot,
+        allowlist.allowlist,
+        now.date(),
+        evaluated_at=now,
+        expiring_days=expiring_days,
+    )
+    return snapshot, evaluation
+
+
+def _record(
+    store: AuditStore,
+    handle: RunHandle,
+    snapshot: Snapshot,
+    evaluation: Evaluation,
+    evidence: bytes,
+    allowlist: LoadedAllowlist,
+    today: date,
+    expiring_days: int,
+    durations: dict[str, float],
+) -> RecordResult:
+    return store.record_run(
+        handle,
+        snapshot=snapshot,
+        evaluation=evaluation,
+        evidence=evidence,
+        allowlist=allowlist.raw,
+        allowlist_source=allowlist.source,
+        today=today,
+        expiring_days=expiring_days,
+        durations=durations,
+    )
+
+
+def _summary(result: RecordResult, evaluation: Evaluation, ops: dict[str, int]) -> RunSummary:
+    run = result.run
+    return RunSummary(
+        run_id=run.run_id,
+        tenant=run.tenant,
+        status=run.status,
+        complete=run.complete,
+        counts=dict(run.counts),
+        changes=dict(run.changes),
+        durations=dict(run.durations),
+        errors=run.errors,
+        exit_code=evaluation.exit_code(),
+        evaluation=evaluation,
+        mailbox_changes=result.mailbox_changes,
+        finding_events=result.finding_events,
+        new_findings=result.new_findings,
+        org_change=result.org_change,
+        baseline=result.baseline,
+        table_ops=ops,
+    )
+
+
+def _fail(
+    store: AuditStore, handle: RunHandle, exc: Exception, durations: dict[str, float]
+) -> CollectionFailed:
+    source = "collection"
+    if isinstance(exc, InputError):
+        source = "snapshot"
+    message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditorError) else str(exc)
+    errors = (CollectionError(source=source, message=message),)
+    run = store.fail_run(handle, errors=errors, durations=durations)
+    log.error(
+        "audit run_id=%s status=failed error_source=%s seconds_total=%.3f",
+        run.run_id,
+        source,
+        durations.get("total", 0.0),
+    )
+    return CollectionFailed(f"audit {run.run_id} failed: {message}")
+
+
+def run_audit(
+    *,
+    store: AuditStore,
+    collect: Collector,
+    tenant: str,
+    allowlist_path: Path | None = None,
+    expiring_days: int = 14,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    alerter: RunAlerter | None = None,
+    proposer: Proposer | None = None,
+) -> RunSummary:
+    """One audit. Returns the summary of a complete run; raises for anything less (see module).
+
+    With `alerter` (see `notify.run_alerter`) the run's alert is decided against the previous
+    run and delivered after recording, also for failed and incomplete runs; a delivery failure
+    never fails the audit."""
+    allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
+    started = time.perf_counter()
+    ops_before = store.counter.snapshot()
+    now = clock()
+    handle = store.begin_run(tenant=tenant, now=now)
+    previous = _previous_run(store) if alerter is not None else None
+    durations: dict[str, float] = {}
+    gc_enabled = gc.isenabled()
+    try:
+        mark = time.perf_counter()
+        try:
+            # The cyclic collector stays on while reading: every page's HTTP response is
+            # cyclic garbage holding its body, and the evidence collector holds no records.
+            evidence = _collect(collect, now)
+            durations["collect"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            gc.collect()  # what is left of the reads, before the snapshot is built
+            # From here hundreds of thousands of small acyclic objects: the cyclic collector
+            # would walk them again and again (seconds); reference counting frees them.
+            gc.disable()
+            snapshot, evaluation = _evaluate(evidence, allowlist, now, expiring_days)
+            durations["evaluate"] = time.perf_counter() - mark
+        except (AuditorError, OSError, ValueError) as exc:
+            durations["total"] = time.perf_counter() - started
+            failure = _fail(store, handle, exc, durations)
+            if alerter is not None:
+                _alert_failed(alerter, store, previous, handle, tenant, now)
+            raise failure from exc
+        mark = time.perf_counter()
+        result = _record(
+            store,
+            handle,
+            snapshot,
+            evaluation,
+            evidence,
+            allowlist,
+            now.date(),
+            expiring_days,
+            durations,
+        )
+        del evidence, snapshot
+        durations["record"] = time.perf_counter() - mark
+        durations["total"] = time.perf_counter() - started
+        after = store.counter.snapshot()
+        ops = {k: after[k] - ops_before[k] for k in after}
+        summary = _summary(result, evaluation, ops)
+        summary.durations.update(durations)
+    finally:
+        if gc_enabled:
+            gc.enable()
+        store.release(handle)
+    if proposer is not None and summary.complete and summary.evaluation is not None:
+        summary = _propose(proposer, summary, summary.evaluation, now)
+    if alerter is not None and summary.evaluation is not None:
+        summary = _alert(alerter, summary, summary.evaluation, previous)
+    log.info(summary.log_line())
+    if not summary.complete:
+        raise AuditIncomplete(summary)
+    return summary
+
+
+# -- remediation proposals (remediation.py plans, proposals.py stores; never fail the audit) ---
+
+# (evaluation, run id, now) -> ids of the proposals stored for the run.
+Proposer = Callable[[Evaluation, str, datetime], list[str]]
+
+
+def _propose(
+    proposer: Proposer, summary: RunSummary, evaluation: Evaluation, now: datetime
+) -> RunSummary:
+    try:
+        ids = proposer(evaluation, summary.run_id, now)
+    except AuditorError as exc:
+        log.error("run %s: remediation proposals not stored: %s", summary.run_id, exc)
+        return summary
+    return replace(summary, proposals=tuple(ids))
+
+
+# -- alerts (notify.py decides and delivers; nothing here may fail the audit) ------------------
+
+
+def _previous_run(store: AuditStore) -> PreviousRun | None:
+    try:
+        return store.previous_run()
+    except AuditorError as exc:
+        # Without it every open violation is told again as a baseline: loud, never silent.
+        log.warning("alerts: previous run unreadable, alerting as a first run: %s", exc)
+        return None
+
+
+def _alert(
+    alerter: RunAlerter,
+    summary: RunSummary,
+    evaluation: Evaluation,
+    previous: PreviousRun | None,
+) -> RunSummary:
+    try:
+        report = alerter(
+            evaluation,
+            previous,
+            summary.run_id,
+            summary.complete,
+            summary.errors,
+            summary.proposals,
+        )
+    except Exception:  # alerting must never fail an audit that is already recorded
+        log.exception("alerts: run_id=%s delivery crashed", summary.run_id)
+        return replace(summary, alerts={"error": "crashed"})
+    if report is None:
+        return replace(summary, alerts={"decision": "nothing to tell"})
+    return replace(summary, alerts={r.channel: r.status for r in report.results})
+
+
+def _alert_failed(
+    alerter: RunAlerter,
+    store: AuditStore,
+    previous: PreviousRun | None,
+    handle: RunHandle,
+    tenant: str,
+    now: datetime,
+) -> None:
+    """Tell a run whose collection failed outright: everything unknown, with its errors."""
+    try:
+        errors = store.run(handle.run_id).errors
+    except AuditorError:
+        errors = (CollectionError("collection", "the audit failed; see the run's log"),)
+    try:
+        evaluation = failed_run_evaluation(tenant, now, errors)
+        alerter(evaluation, previous, handle.run_id, False, errors, ())
+    except Exception:  # the failure itself is what gets raised, not an alerting problem
+        log.exception("alerts: run_id=%s delivery of the failure alert crashed", handle.run_id)
+
+
+# -- building the dependencies from the settings ---------------------------------------------
+
+
+def store_from_settings(settings: Settings) -> AuditStore:
+    if not settings.storage:
+        raise ConfigError("AUDITOR_STORAGE", "is required to record audits (Table Storage)")
+    return from_setting(settings.storage, prefix=settings.table_prefix)
+
+
+@contextmanager
+def exchange_collector(settings: Settings) -> Iterator[Collector]:
+    """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit."""
+    import httpx
+
+    if not settings.exo_tenant:
+        raise ConfigError("EXO_TENANT", "is required to audit a tenant")
+    tenant = settings.exo_tenant
+    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
+        client = client_from_settings(settings, http)
+
+        def collect(now: datetime) -> bytes:
+            return collect_evidence(client, tenant=tenant, now=now, parallel=True)
+
+        yield collect
+
+
+def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) -> RunSummary:
+    """What the timer and `python -m auditor audit` run."""
+    # The SDKs log every HTTP request at INFO: hundreds of lines per run, with URLs. Keep
+    # the audit's own lines (run id, counts, durations) readable.
+    for name in ("azure", "httpx", "msal"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if not settings.exo_tenant:
+        raise ConfigError("EXO_TENANT", "is required to audit a tenant")
+    store = store or store_from_settings(settings)
+    import httpx
+
+    from auditor.alerts.deliver import run_alerter
+    from auditor.app.wiring import proposer_from_settings
+
+    with exchange_collector(settings) as collect, httpx.Client(timeout=30.0) as alert_http:
+        return run_audit(
+            store=store,
+            collect=collect,
+            tenant=settings.exo_tenant,
+            allowlist_path=settings.allowlist,
+            expiring_days=settings.expiring_days,
+            alerter=run_alerter(settings, http=alert_http, ledger=store),
+            proposer=proposer_from_settings(settings),
+        )

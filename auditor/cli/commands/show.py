@@ -1,0 +1,33 @@
+"""`show RUN`: the findings of a recorded run (its evidence judged with its own allowlist).
+
+RUN is a run id from `runs`, or `latest`. Exit code: that run's verdict (0/1/3).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from auditor.app.audit import store_from_settings
+from auditor.app.queries import run_evaluation
+from auditor.app.settings import Settings
+from auditor.cli.main import add_output_options, write_output
+from auditor.reports.findings import render
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "show",
+        help="the findings of a recorded run (AUDITOR_STORAGE)",
+        description="Print the findings of a recorded run. RUN: a run id, or `latest`.",
+    )
+    parser.add_argument("run_id", metavar="RUN", help="run id (see `runs`) or `latest`")
+    add_output_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = store_from_settings(Settings.from_env())
+    _, evaluation = run_evaluation(store, args.run_id)
+    write_output(render(evaluation, args.format), args.out)
+    return evaluation.exit_code()

@@ -1,0 +1,466 @@
+"""PURE: judge a snapshot against an allowlist on a given day.
+
+No network, no clock, no environment: `today` and `evaluated_at` are arguments, so a stored
+snapshot can be re-evaluated (replayed) and every rule is tested with plain data.
+
+Effective state (DESIGN §2): the mailbox value wins; `null` follows the organisation; `true`
+means *disabled* (the property is named ...Disabled); a missing property, a mailbox without a
+CAS record, or `null` while the organisation value was not collected is `unknown`.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+from auditor.core.allowlist import match
+from auditor.core.controls import control
+from auditor.core.model import (
+    Allowlist,
+    AllowlistEntry,
+    Effective,
+    Evaluation,
+    Finding,
+    Mailbox,
+    Snapshot,
+    Status,
+)
+
+__all__ = ["evaluate", "effective_state", "finding_id", "DEFAULT_EXPIRING_DAYS"]
+
+DEFAULT_EXPIRING_DAYS = 14
+MAILBOX_COUNTS = (
+    "mailboxes",
+    "mailboxes_enabled",
+    "mailboxes_enabled_explicit",
+    "mailboxes_enabled_inherited",
+    "mailboxes_disabled",
+    "mailboxes_unknown",
+)
+EXPLICIT = "explicit"
+INHERITED = "inherited"
+
+ORG = "SMTPAUTH-ORG"
+MAILBOX = "SMTPAUTH-MAILBOX"
+UNMATCHED = "SMTPAUTH-ALLOWLIST-UNMATCHED"
+AMBIGUOUS = "SMTPAUTH-ALLOWLIST-AMBIGUOUS"
+INHERITED_CONTROL = "SMTPAUTH-ALLOWLIST-INHERITED"
+UNUSED = "SMTPAUTH-ALLOWLIST-UNUSED"
+EXPIRING = "SMTPAUTH-EXCEPTION-EXPIRING"
+COLLECTION = "SMTPAUTH-COLLECTION"
+
+_TYPE_NOTES = {
+    "SharedMailbox": (
+        "shared mailbox: nobody signs in to it, so SMTP AUTH here means a shared password"
+    ),
+    "RoomMailbox": "room mailbox: resource mailboxes rarely need SMTP AUTH",
+    "EquipmentMailbox": "equipment mailbox: resource mailboxes rarely need SMTP AUTH",
+}
+
+
+def effective_state(
+    setting: bool | None, setting_present: bool, org_disabled: bool | None
+) -> tuple[Effective, str | None]:
+    """(effective state, "explicit"/"inherited" for enabled) of one mailbox."""
+    if not setting_present:
+        return Effective.UNKNOWN, None
+    if setting is False:
+        return Effective.ENABLED, EXPLICIT
+    if setting is True:
+        return Effective.DISABLED, None
+    if org_disabled is False:
+        return Effective.ENABLED, INHERITED
+    if org_disabled is True:
+        return Effective.DISABLED, None
+    return Effective.UNKNOWN, None
+
+
+_SAFE_KEY = re.compile(r"[0-9a-z@._+-]{1,200}").fullmatch
+
+
+def finding_id(control_id: str, subject_key: str) -> str:
+    """Stable across runs for the same control and subject; safe as a Table Storage key.
+
+    Readable (`SMTPAUTH-MAILBOX:<guid>`) when the subject key is made of safe characters,
+    otherwise a digest marked with `~` so it can never equal a readable key.
+    """
+    if _SAFE_KEY(subject_key):
+        return f"{control_id}:{subject_key}"
+    digest = hashlib.sha256(subject_key.encode("utf-8")).hexdigest()[:24]
+    return f"{control_id}:~{digest}"
+
+
+def _org_finding(org_disabled: bool | None) -> Finding:
+    meta = control(ORG)
+    if org_disabled is True:
+        status, reason = Status.PASS, "The organisation disables SMTP AUTH by default."
+    elif org_disabled is False:
+        status, reason = (
+            Status.FAIL,
+            "The organisation allows SMTP AUTH, so every mailbox that inherits (null) may use it.",
+        )
+    else:
+        status, reason = (
+            Status.UNKNOWN,
+            "The organisation setting (Get-TransportConfig) was not collected.",
+        )
+    return Finding(
+        id=finding_id(ORG, "organisation"),
+        control=ORG,
+        status=status,
+        severity=meta.severity,
+        subject="organisation",
+        reason=reason,
+        org_disabled=org_disabled,
+    )
+
+
+def _how(via: str | None, org_disabled: bool | None) -> str:
+    if via == EXPLICIT:
+        return "SMTP AUTH is explicitly enabled on the mailbox (false)"
+    org = "allows" if org_disabled is False else "blocks"
+    return f"SMTP AUTH is enabled by inheritance (null) because the organisation {org} it"
+
+
+def _mailbox_finding(
+    mailbox: Mailbox,
+    effective: Effective,
+    via: str | None,
+    entries: list[AllowlistEntry],
+    ambiguous: dict[str, int],
+    org_disabled: bool | None,
+    today: date,
+) -> Finding:
+    meta = control(MAILBOX)
+    valid = [e for e in entries if e.key not in ambiguous]
+    current = [e for e in valid if e.is_current(today)]
+    entry: AllowlistEntry | None = None
+    if effective is Effective.UNKNOWN:
+        status = Status.UNKNOWN
+        if not mailbox.setting_present:
+            reason = "No SmtpClientAuthenticationDisabled value was read for this mailbox."
+        else:
+            reason = "The mailbox inherits (null) and the organisation setting was not collected."
+        if current:
+            entry = current[0]
+            reason += f" It is allowlisted ({entry.where})."
+    elif current:
+        entry = current[0]
+        status = Status.EXEMPT
+        owner = f", owner {entry.owner}" if entry.owner else ""
+        reason = f"{_how(via, org_disabled)}; allowlisted at {entry.where}{owner}."
+    else:
+        status = Status.FAIL
+        if valid:
+            entry = max(valid, key=lambda e: e.expires or date.max)
+            reason = (
+                f"{_how(via, org_disabled)}; its allowlist exception ({entry.where}) "
+                f"expired on {entry.expires}."
+            )
+        elif entries:
+            entry = entries[0]
+            reason = (
+                f"{_how(via, org_disabled)}; allowlist entry {entry.identity!r} ({entry.where}) "
+                f"matches {ambiguous[entry.key]} mailboxes and so exempts none."
+            )
+        else:
+            reason = f"{_how(via, org_disabled)} and the mailbox is not allowlisted."
+    return Finding(
+        id=finding_id(MAILBOX, mailbox.key),
+        control=MAILBOX,
+        status=status,
+        severity=meta.severity,
+        subject=mailbox.display,
+        reason=reason,
+        mailbox=mailbox,
+        effective=effective,
+        via=via,
+        entry=entry,
+        org_disabled=org_disabled,
+        note=_TYPE_NOTES.get(mailbox.recipient_type_details or ""),
+    )
+
+
+def _entry_finding(
+    control_id: str,
+    status: Status,
+    entry: AllowlistEntry,
+    reason: str,
+    mailbox: Mailbox | None = None,
+    effective: Effective | None = None,
+    via: str | None = None,
+) -> Finding:
+    return Finding(
+        id=finding_id(control_id, entry.key),
+        control=control_id,
+        status=status,
+        severity=control(control_id).severity,
+        subject=entry.identity,
+        reason=reason,
+        mailbox=mailbox,
+        effective=effective,
+        via=via,
+        entry=entry,
+    )
+
+
+def _expiry_findings(
+    entries: Iterable[AllowlistEntry], today: date, expiring_days: int
+) -> list[Finding]:
+    out: list[Finding] = []
+    horizon = today + timedelta(days=expiring_days)
+    for entry in entries:
+        if entry.expires is None:
+            continue
+        if entry.expires < today:
+            reason = f"The exception expired on {entry.expires}; renew it or remove the entry."
+        elif entry.expires <= horizon:
+            days = (entry.expires - today).days
+            reason = f"The exception expires on {entry.expires}, in {days} day(s)."
+        else:
+            continue
+        out.append(_entry_finding(EXPIRING, Status.WARNING, entry, reason))
+    return out
+
+
+def evaluate(
+    snapshot: Snapshot,
+    allowlist: Allowlist,
+    today: date,
+    *,
+    evaluated_at: datetime,
+    expiring_days: int = DEFAULT_EXPIRING_DAYS,
+) -> Evaluation:
+    """All findings of DESIGN §4 for one snapshot, allowlist and day."""
+    # A tenant whose organisation allows SMTP AUTH yields a finding per mailbox: hundreds of
+    # thousands of small acyclic tuples, over which the cyclic garbage collector would walk
+    # the whole snapshot again and again (about 40% of the time). Reference counting frees
+    # them; the collector is restored as it was.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(snapshot, allowlist, today, evaluated_at, expiring_days)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _evaluate(
+    snapshot: Snapshot,
+    allowlist: Allowlist,
+    today: date,
+    evaluated_at: datetime,
+    expiring_days: int,
+) -> Evaluation:
+    org = snapshot.org_disabled
+    findings: list[Finding] = [_org_finding(org)]
+    for error in snapshot.errors:
+        findings.append(
+            Finding(
+                id=finding_id(COLLECTION, error.source),
+                control=COLLECTION,
+                status=Status.UNKNOWN,
+                severity=control(COLLECTION).severity,
+                subject=error.source,
+                reason=f"Collection failed: {error.message}",
+            )
+        )
+    counts = dict.fromkeys(MAILBOX_COUNTS, 0)
+    entries = allowlist.entries
+    if snapshot.mailboxes is None:
+        findings.append(
+            Finding(
+                id=finding_id(MAILBOX, "*"),
+                control=MAILBOX,
+                status=Status.UNKNOWN,
+                severity=control(MAILBOX).severity,
+                subject="all mailboxes",
+                reason="The per-mailbox settings (Get-CASMailbox) were not collected; "
+                "no mailbox can be judged.",
+                effective=Effective.UNKNOWN,
+                org_disabled=org,
+            )
+        )
+        findings.extend(_expiry_findings(entries, today, expiring_days))
+        return _finish(snapshot, allowlist, evaluated_at, findings, counts)
+
+    # Only mailboxes some entry names (a set look-up per mailbox) go to allowlist.match.
+    allow_keys = frozenset(entry.key for entry in allowlist.entries)
+    named: list[Mailbox] = []
+    # Effective state of an inheriting mailbox, computed once.
+    inherit_state, inherit_via = effective_state(None, True, org)
+    enabled, disabled, unknown = Effective.ENABLED, Effective.DISABLED, Effective.UNKNOWN
+    # The hot path: a mailbox no allowlist entry names gets its finding at once, built
+    # positionally from precomputed parts; allowlisted ones wait until ambiguity is known.
+    fail, unknown_status, severity = Status.FAIL, Status.UNKNOWN, control(MAILBOX).severity
+    not_listed = {
+        EXPLICIT: f"{_how(EXPLICIT, org)} and the mailbox is not allowlisted.",
+        INHERITED: f"{_how(INHERITED, org)} and the mailbox is not allowlisted.",
+    }
+    missing_reason = "No SmtpClientAuthenticationDisabled value was read for this mailbox."
+    inherit_unknown = "The mailbox inherits (null) and the organisation setting was not collected."
+    prefix = f"{MAILBOX}:"
+    notes = _TYPE_NOTES.get
+    listed: list[tuple[Mailbox, Effective, str | None]] = []
+    state_of: dict[int, tuple[Effective, str | None]] = {}
+    n_explicit = n_inherited = n_disabled = n_unknown = 0
+    append = findings.append
+    new_finding = tuple.__new__
+    for mailbox in snapshot.mailboxes:
+        if not mailbox.setting_present:
+            state, via = unknown, None
+        elif mailbox.setting is None:
+            state, via = inherit_state, inherit_via
+        elif mailbox.setting:
+            state, via = disabled, None
+        else:
+            state, via = enabled, EXPLICIT
+        if state is disabled:
+            n_disabled += 1
+        elif state is enabled:
+            if via == EXPLICIT:
+                n_explicit += 1
+            else:
+                n_inherited += 1
+        else:
+            n_unknown += 1
+        if not allow_keys.isdisjoint(mailbox.match_keys):
+            named.append(mailbox)
+            state_of[id(mailbox)] = (state, via)
+            if state is not disabled:
+                listed.append((mailbox, state, via))
+        elif state is not disabled:
+            key = mailbox.key
+            if state is enabled:
+                status, reason = fail, not_listed[via or EXPLICIT]
+            else:
+                status = unknown_status
+                reason = missing_reason if not mailbox.setting_present else inherit_unknown
+            # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level wrapper.
+            append(
+                new_finding(
+                    Finding,
+                    (
+                        prefix + key if _SAFE_KEY(key) else finding_id(MAILBOX, key),
+                        MAILBOX,
+                        status,
+                        severity,
+                        mailbox.display,
+                        reason,
+                        mailbox,
+                        state,
+                        via,
+                        None,
+                        org,
+                        notes(mailbox.recipient_type_details or ""),
+                    ),
+                )
+            )
+    counts.update(
+        mailboxes=len(snapshot.mailboxes),
+        mailboxes_enabled=n_explicit + n_inherited,
+        mailboxes_enabled_explicit=n_explicit,
+        mailboxes_enabled_inherited=n_inherited,
+        mailboxes_disabled=n_disabled,
+        mailboxes_unknown=n_unknown,
+    )
+    matches = match(allowlist, named)
+    ambiguous = matches.ambiguous()
+    for mailbox, state, via in listed:
+        mine = matches.entries_of[id(mailbox)]
+        findings.append(_mailbox_finding(mailbox, state, via, mine, ambiguous, org, today))
+
+    for entry in entries:
+        boxes = matches.mailboxes_of.get(entry.key, [])
+        if not boxes:
+            if snapshot.directory_collected:
+                findings.append(
+                    _entry_finding(
+                        UNMATCHED,
+                        Status.WARNING,
+                        entry,
+                        f"Allowlist entry {entry.identity!r} ({entry.where}) matches no mailbox.",
+                    )
+                )
+            else:
+                findings.append(
+                    _entry_finding(
+                        UNMATCHED,
+                        Status.UNKNOWN,
+                        entry,
+                        f"Allowlist entry {entry.identity!r} ({entry.where}) matches no mailbox "
+                        "in the CAS listing, and Get-Mailbox data (UPN, proxy addresses) was "
+                        "not collected to check further.",
+                    )
+                )
+            continue
+        if len(boxes) > 1:
+            names = ", ".join(sorted(b.display for b in boxes)[:5])
+            findings.append(
+                _entry_finding(
+                    AMBIGUOUS,
+                    Status.WARNING,
+                    entry,
+                    f"Allowlist entry {entry.identity!r} ({entry.where}) matches {len(boxes)} "
+                    f"mailboxes ({names}) and exempts none of them.",
+                )
+            )
+            continue
+        if not entry.is_current(today):
+            continue
+        mailbox = boxes[0]
+        state, via = state_of[id(mailbox)]
+        if state is enabled and via == INHERITED:
+            findings.append(
+                _entry_finding(
+                    INHERITED_CONTROL,
+                    Status.WARNING,
+                    entry,
+                    f"{mailbox.display} is allowlisted but enabled only because the organisation "
+                    "allows SMTP AUTH; it stops working when the organisation is fixed. "
+                    "Set it to false explicitly.",
+                    mailbox,
+                    state,
+                    via,
+                )
+            )
+        elif state is disabled:
+            findings.append(
+                _entry_finding(
+                    UNUSED,
+                    Status.WARNING,
+                    entry,
+                    f"{mailbox.display} is allowlisted but SMTP AUTH is effectively disabled "
+                    "for it.",
+                    mailbox,
+                    state,
+                    via,
+                )
+            )
+    findings.extend(_expiry_findings(entries, today, expiring_days))
+    return _finish(snapshot, allowlist, evaluated_at, findings, counts)
+
+
+def _finish(
+    snapshot: Snapshot,
+    allowlist: Allowlist,
+    evaluated_at: datetime,
+    findings: list[Finding],
+    counts: dict[str, int],
+) -> Evaluation:
+    tally = Counter(finding.status for finding in findings)
+    for status in Status:
+        counts[status.value] = tally[status]
+    return Evaluation(
+        tenant=snapshot.tenant,
+        evaluated_at=evaluated_at,
+        snapshot_collected_at=snapshot.collected_at,
+        org_disabled=snapshot.org_disabled,
+        findings=tuple(findings),
+        counts=counts,
+        warnings=allowlist.warnings,
+    )

@@ -1,0 +1,274 @@
+"""PURE: what a remediation proposal is — its kinds, targets, lifecycle states and records.
+
+The planner (`auditor.remediation.plan`) makes `Proposal`s, the proposal store
+(`auditor.storage.proposal_store`) keeps them as `Record`s, and the web layer shows them. The
+types live here so that storage and web need not import the planner or each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Kind",
+    "Role",
+    "Target",
+    "Proposal",
+    "plan_hash",
+    "ORG_TARGET",
+    "State",
+    "TERMINAL",
+    "Result",
+    "TargetRecord",
+    "Record",
+    "AuditEvent",
+    "Principal",
+    "selected",
+]
+
+ORG_TARGET = "organisation"
+
+
+class Kind(StrEnum):
+    REVOCATION = "revocation"
+    GRANT = "grant"
+
+
+class Role(StrEnum):
+    """What one target's change does to people."""
+
+    REVOKE = "revoke"  # a mailbox loses SMTP AUTH
+    PIN = "pin"  # an allowlisted mailbox pinned to false: kept working, no effective change
+    ORG = "org"  # the organisation switch set to disabled
+    GRANT = "grant"  # an allowlisted mailbox explicitly enabled
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One change. `key` is unique in its proposal (mailbox GUID, or "organisation").
+
+    `before`/`after` are raw `SmtpClientAuthenticationDisabled` values (True = blocked, None =
+    follow the organisation). `step` orders execution: pins (1) before the organisation (2).
+    `upn` and `address` let the executor re-match the allowlist, since a Get-CASMailbox read
+    carries no UPN.
+    """
+
+    key: str
+    role: Role
+    display: str
+    before: bool | None
+    after: bool | None
+    step: int
+    reason: str
+    guid: str | None = None
+    upn: str | None = None
+    address: str | None = None
+
+    @property
+    def is_org(self) -> bool:
+        return self.key == ORG_TARGET
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "role": self.role.value,
+            "display": self.display,
+            "before": self.before,
+            "after": self.after,
+            "step": self.step,
+            "reason": self.reason,
+            "guid": self.guid,
+            "upn": self.upn,
+            "address": self.address,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Target:
+        return cls(
+            key=str(data["key"]),
+            role=Role(data["role"]),
+            display=str(data["display"]),
+            before=data["before"],
+            after=data["after"],
+            step=int(data["step"]),
+            reason=str(data["reason"]),
+            guid=data.get("guid"),
+            upn=data.get("upn"),
+            address=data.get("address"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A set of changes an approver accepts or rejects as one, identified by its plan hash."""
+
+    id: str
+    kind: Kind
+    scope: str  # "mailboxes", "organisation" or "allowlist"
+    tenant: str
+    run_id: str
+    created_at: datetime
+    expires_at: datetime
+    title: str
+    targets: tuple[Target, ...]
+    plan_hash: str
+
+    @property
+    def loses(self) -> tuple[str, ...]:
+        """Who loses SMTP AUTH when this is applied (the organisation flip included)."""
+        return tuple(t.display for t in self.targets if t.role is Role.REVOKE)
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        """Allowlisted mailboxes pinned to false so they keep working."""
+        return tuple(t.display for t in self.targets if t.role is Role.PIN)
+
+    @property
+    def gains(self) -> tuple[str, ...]:
+        return tuple(t.display for t in self.targets if t.role is Role.GRANT)
+
+
+def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
+    """sha256 of the canonical JSON of the targets, in order: what the approver saw."""
+    canonical = json.dumps(
+        [t.to_dict() for t in targets], sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class State(StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    RUNNING = "running"
+    APPLIED = "applied"
+    PARTIALLY_APPLIED = "partially_applied"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+TERMINAL = frozenset(
+    {State.APPLIED, State.PARTIALLY_APPLIED, State.FAILED, State.REJECTED, State.EXPIRED}
+)
+
+
+class Result(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"  # changed and verified by reading back
+    VERIFIED = "verified"  # not written by us; its expected end state read back (org flip)
+    SKIPPED = "skipped"  # not needed any more, or not safe; `detail` says why
+    FAILED = "failed"
+    NOT_SELECTED = "not_selected"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRecord:
+    row: str
+    target: Target
+    selected: bool
+    result: Result
+    detail: str = ""
+    observed_before: str = ""
+    observed_after: str = ""
+    at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored proposal with its state, approver, targets and the row's ETag."""
+
+    id: str
+    kind: Kind
+    scope: str
+    tenant: str
+    run_id: str
+    created_at: datetime
+    expires_at: datetime
+    title: str
+    plan_hash: str
+    state: State
+    etag: str
+    targets: tuple[TargetRecord, ...] = ()
+    approver_oid: str | None = None
+    approver_name: str | None = None
+    approved_at: datetime | None = None
+    subset: bool = False
+    started_at: datetime | None = None
+    attempts: int = 0
+    finished_at: datetime | None = None
+    outcome: str = ""
+    rejected_by: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The public status document (`smtp-auth-remediation/1`)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat().replace("+00:00", "Z") if value else None
+
+        return {
+            "schema": "smtp-auth-remediation/1",
+            "id": self.id,
+            "kind": self.kind.value,
+            "scope": self.scope,
+            "tenant": self.tenant,
+            "run_id": self.run_id,
+            "title": self.title,
+            "state": self.state.value,
+            "plan_hash": self.plan_hash,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "approved_by": (
+                {"object_id": self.approver_oid, "name": self.approver_name}
+                if self.approver_oid
+                else None
+            ),
+            "approved_at": iso(self.approved_at),
+            "rejected_by": self.rejected_by,
+            "subset": self.subset,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "attempts": self.attempts,
+            "outcome": self.outcome,
+            "targets": [
+                {
+                    **t.target.to_dict(),
+                    "selected": t.selected,
+                    "result": t.result.value,
+                    "detail": t.detail,
+                    "observed_before": t.observed_before or None,
+                    "observed_after": t.observed_after or None,
+                    "at": t.at or None,
+                }
+                for t in self.targets
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    at: str
+    event: str
+    actor: str
+    detail: str
+
+
+def selected(targets: Iterable[TargetRecord]) -> list[TargetRecord]:
+    return [t for t in targets if t.selected]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated approver, as recorded in the audit trail."""
+
+    object_id: str
+    name: str
+    tenant_id: str
+    roles: tuple[str, ...]
+    source: str  # "bearer" or "easyauth"

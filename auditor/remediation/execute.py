@@ -1,0 +1,490 @@
+"""Execute an approved proposal: re-check, apply, verify, record (DESIGN §7, issue 6).
+
+`execute` is single-use and idempotent: `ProposalStore.start` lets one executor move the
+proposal approved → running (ETag), a retried queue message finds it running or finished and
+does nothing, and an execution that was cut off is resumed after its lease, skipping targets
+that already have a result. Each target is re-read before the change, so a change applied just
+before a crash is found "already compliant" on resume, never applied twice.
+
+Per target (in `step` order):
+- revoke (explicit enable): skipped if the mailbox is now allowlisted or already effectively
+  disabled; else set to the planned value, read back, verified.
+- pin (allowlisted, inheriting): skipped if no longer allowlisted, already `false`, or now
+  explicitly disabled (pinning would then enable it: that is a grant); else set `false`, verified.
+- organisation: flipped only when every selected pin succeeded and a fresh read of every
+  mailbox, evaluated against the re-read allowlist, shows no allowlisted mailbox that would
+  still inherit (or whose state is unknown). Then `Set-TransportConfig` true, read back.
+- loses (organisation plan): after the flip, read back: verified when effectively disabled.
+- grant: skipped if no longer allowlisted (current entry) or already `false`; else set `false`.
+
+A read that fails is a failed target, never a pass; nothing is changed on unknown evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from auditor.core.allowlist import match
+from auditor.core.errors import AuditorError, InputError
+from auditor.core.model import Allowlist, Effective, Status
+from auditor.core.policy import effective_state, evaluate
+from auditor.core.proposals import Record, Result, Role, State, TargetRecord
+from auditor.core.snapshot import RawRecord, build_snapshot, mailbox_from_records
+from auditor.remediation.plan import org_blockers
+from auditor.storage.proposal_store import ProposalStore
+
+__all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state"]
+
+log = logging.getLogger(__name__)
+SETTING = "SmtpClientAuthenticationDisabled"
+
+
+class Exchange(Protocol):
+    """What execution needs from the Exchange adapter (`auditor.exchange.ExchangeClient`)."""
+
+    def get_cas_mailbox(self, identity: str) -> dict[str, Any]: ...
+    def set_cas_mailbox(self, guid: str, disabled: bool | None) -> None: ...
+    def get_transport_config(self) -> dict[str, Any]: ...
+    def set_transport_config(self, disabled: bool) -> None: ...
+    def get_cas_mailboxes(self) -> list[dict[str, Any]]: ...
+    def get_mailboxes(self) -> list[dict[str, Any]]: ...
+
+
+class _Unknown(AuditorError):
+    """Evidence that could not be read: the target fails, nothing is changed."""
+
+
+def _setting(record: Mapping[str, Any], what: str) -> bool | None:
+    for key, value in record.items():
+        if key.lower() == SETTING.lower():
+            if value is not None and not isinstance(value, bool):
+                raise _Unknown(f"{what}: {SETTING} is {value!r}, not true/false/null")
+            return value
+    raise _Unknown(f"{what}: the read carries no {SETTING} value")
+
+
+def _show(value: bool | None) -> str:
+    return "null" if value is None else str(value).lower()
+
+
+def _keys(record: Mapping[str, Any], target: TargetRecord) -> set[str]:
+    """Every identity the allowlist may use for this mailbox: those of the fresh read (the
+    same rules as the audit's) plus the planned UPN and address (a CAS read has no UPN)."""
+    try:
+        mailbox = mailbox_from_records(RawRecord(record), None, f"re-read of {target.target.key}")
+        keys = set(mailbox.match_keys)
+    except InputError:  # a read without any identifier: only what the plan knew
+        keys = set()
+    for value in (target.target.guid, target.target.upn, target.target.address):
+        if value:
+            keys.add(value.strip().lower())
+    return keys
+
+
+def _allowlisted(
+    allowlist: Allowlist, keys: set[str], today: Any, ambiguous: frozenset[str] = frozenset()
+) -> str | None:
+    """Where the current allowlist entry naming this mailbox is, or None. Entries in
+    `ambiguous` (naming several mailboxes) do not count, as in the audit."""
+    for entry in allowlist.entries:
+        if entry.key in keys and entry.is_current(today) and entry.key not in ambiguous:
+            return entry.where
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    action: str  # "apply", "skip", "fail"
+    detail: str
+    before: bool | None = None
+    value: bool | None = None  # what to write for "apply"
+
+
+def _decide_mailbox(
+    target: TargetRecord,
+    live: Mapping[str, Any],
+    org: bool | None,
+    allowlist: Allowlist,
+    today: Any,
+    ambiguous: frozenset[str] = frozenset(),
+) -> _Decision:
+    t = target.target
+    setting = _setting(live, t.display)
+    where = _allowlisted(
+        allowlist, _keys(live, target), today, ambiguous if t.role is Role.GRANT else frozenset()
+    )
+    state, _via = effective_state(setting, True, org)
+    if t.role is Role.REVOKE:
+        if where:
+            return _Decision("skip", f"now allowlisted ({where}): not lowered", setting)
+        if state is not Effective.ENABLED:
+            return _Decision(
+                "skip", f"already compliant: setting {_show(setting)}, effectively {state}", setting
+            )
+        if t.after is None and org is not True:
+            return _Decision(
+                "fail",
+                "not changed: the organisation now allows SMTP AUTH, so null would keep it "
+                "enabled; a new audit will propose the right change",
+                setting,
+            )
+        return _Decision("apply", f"{_show(setting)} -> {_show(t.after)}", setting, t.after)
+    if t.role is Role.PIN:
+        if not where:
+            return _Decision(
+                "skip", "no longer allowlisted: not pinned (it follows the organisation)", setting
+            )
+        if setting is False:
+            return _Decision("skip", "already pinned (false)", setting)
+        if setting is True:
+            return _Decision(
+                "skip",
+                "now explicitly disabled (true): pinning would enable it, which is a grant",
+                setting,
+            )
+        return _Decision("apply", f"null -> false (allowlisted at {where})", setting, False)
+    if t.role is Role.GRANT:
+        if not where:
+            return _Decision(
+                "skip",
+                "no longer allowlisted (the entry was removed or expired, or it now names "
+                "several mailboxes)",
+                setting,
+            )
+        if setting is False:
+            return _Decision("skip", "already explicitly enabled (false)", setting)
+        return _Decision(
+            "apply", f"{_show(setting)} -> false (allowlisted at {where})", setting, False
+        )
+    raise ValueError(f"not a mailbox role: {t.role}")
+
+
+def outcome_state(targets: list[TargetRecord]) -> State:
+    chosen = [t for t in targets if t.selected]
+    failed = any(t.result is Result.FAILED for t in chosen)
+    done = any(t.result in (Result.APPLIED, Result.VERIFIED) for t in chosen)
+    if not failed:
+        return State.APPLIED
+    return State.PARTIALLY_APPLIED if done else State.FAILED
+
+
+class _Run:
+    def __init__(
+        self,
+        store: ProposalStore,
+        exchange: Exchange,
+        allowlist: Allowlist,
+        now: Callable[[], datetime],
+        record: Record,
+    ) -> None:
+        self.store = store
+        self.exchange = exchange
+        self.allowlist = allowlist
+        self.now = now
+        self.record = record
+        self.results: dict[str, Result] = {t.target.key: t.result for t in record.targets}
+        self.org: bool | None = None
+        self.ambiguous: frozenset[str] = frozenset()  # entry keys naming several mailboxes
+
+    def put(
+        self, target: TargetRecord, result: Result, detail: str, before: str = "", after: str = ""
+    ) -> None:
+        self.results[target.target.key] = result
+        self.store.record_target(
+            self.record.id,
+            target,
+            result,
+            detail,
+            now=self.now(),
+            observed_before=before,
+            observed_after=after,
+        )
+
+    def mailbox(self, target: TargetRecord) -> None:
+        t = target.target
+        guid = t.guid or t.key
+        try:
+            live = self.exchange.get_cas_mailbox(guid)
+            decision = _decide_mailbox(
+                target, live, self.org, self.allowlist, self.now().date(), self.ambiguous
+            )
+        except AuditorError as exc:
+            self.put(target, Result.FAILED, f"could not re-read before the change: {exc}")
+            return
+        before = _show(decision.before)
+        if decision.action == "skip":
+            self.put(target, Result.SKIPPED, decision.detail, before)
+            return
+        if decision.action == "fail":
+            self.put(target, Result.FAILED, decision.detail, before)
+            return
+        try:
+            self.exchange.set_cas_mailbox(guid, decision.value)
+        except AuditorError as exc:
+            self.put(target, Result.FAILED, f"Set-CASMailbox failed: {exc}", before)
+            return
+        try:
+            after = _setting(self.exchange.get_cas_mailbox(guid), t.display)
+        except AuditorError as exc:
+            self.put(target, Result.FAILED, f"changed, but the read-back failed: {exc}", before)
+            return
+        if after is not decision.value:
+            self.put(
+                target,
+                Result.FAILED,
+                f"verify failed: read back {_show(after)}, expected {_show(decision.value)}",
+                before,
+                _show(after),
+            )
+            return
+        self.put(target, Result.APPLIED, f"{decision.detail}; verified", before, _show(after))
+
+    def org_blockers(self, pins: list[TargetRecord]) -> list[str]:
+        reasons = [
+            f"pin of {p.target.display} failed"
+            for p in pins
+            if self.results.get(p.target.key) is Result.FAILED
+        ]
+        if reasons:
+            return reasons
+        # A fresh, complete read of every mailbox against the re-read allowlist: nobody
+        # allowlisted may still inherit when the organisation is flipped.
+        try:
+            document = {
+                "schema": "smtp-auth-snapshot/1",
+                "tenant": self.record.tenant,
+                "collected_at": self.now().isoformat(),
+                "transport_config": {SETTING: self.org},
+                "cas_mailboxes": self.exchange.get_cas_mailboxes(),
+                "mailboxes": self.exchange.get_mailboxes(),
+                "errors": [],
+            }
+            snapshot = build_snapshot(document, source="re-check")
+        except (AuditorError, InputError) as exc:
+            return [f"could not re-read every mailbox: {exc}"]
+        evaluation = evaluate(snapshot, self.allowlist, self.now().date(), evaluated_at=self.now())
+        reasons = org_blockers(evaluation)
+        for f in evaluation.findings:
+            if f.status is Status.EXEMPT and f.via == "inherited":
+                reasons.append(f"allowlisted {f.subject} still inherits and would lose SMTP AUTH")
+        return reasons
+
+    def organisation(self, target: TargetRecord, pins: list[TargetRecord]) -> None:
+        if self.org is True:
+            self.put(target, Result.SKIPPED, "already compliant: the organisation blocks", "true")
+            return
+        blockers = self.org_blockers(pins)
+        if blockers:
+            shown = "; ".join(blockers[:10])
+            more = f" (+{len(blockers) - 10} more)" if len(blockers) > 10 else ""
+            self.put(
+                target,
+                Result.FAILED,
+                f"organisation not changed: {shown}{more}",
+                _show(self.org),
+            )
+            return
+        try:
+            self.exchange.set_transport_config(True)
+        except AuditorError as exc:
+            self.put(target, Result.FAILED, f"Set-TransportConfig failed: {exc}", _show(self.org))
+            return
+        try:
+            after = _setting(self.exchange.get_transport_config(), "organisation")
+        except AuditorError as exc:
+            self.put(target, Result.FAILED, f"changed, but the read-back failed: {exc}", "false")
+            return
+        if after is not True:
+            self.put(target, Result.FAILED, f"verify failed: read back {_show(after)}", "false")
+            return
+        self.org = True
+        self.put(target, Result.APPLIED, "false -> true; verified", "false", "true")
+
+    def loses(self, target: TargetRecord) -> None:
+        if self.org is not True:
+            self.put(target, Result.SKIPPED, "the organisation was not changed")
+            return
+        try:
+            live = self.exchange.get_cas_mailbox(target.target.guid or target.target.key)
+            setting = _setting(live, target.target.display)
+        except AuditorError as exc:
+            self.put(target, Result.FAILED, f"could not read back: {exc}")
+            return
+        state, _ = effective_state(setting, True, True)
+        if state is Effective.DISABLED:
+            self.put(
+                target, Result.VERIFIED, "effectively disabled by the organisation", "", "null"
+            )
+        else:
+            self.put(
+                target,
+                Result.FAILED,
+                f"still enabled: its setting is now {_show(setting)} (changed since the plan); "
+                "the next audit flags it",
+                "",
+                _show(setting),
+            )
+
+
+def execute(
+    proposal_id: str,
+    *,
+    store: ProposalStore,
+    exchange: Exchange,
+    load_allowlist: Callable[[], Allowlist],
+    now: Callable[[], datetime],
+    announce: Callable[[Record], None] | None = None,
+) -> Record:
+    """Run an approved proposal once; returns its record (unchanged if there was nothing to do).
+
+    `load_allowlist` is called at execution time: a mailbox allowlisted since the plan is not
+    lowered. If it cannot be read, nothing is changed and the proposal fails.
+    """
+    record = store.start(proposal_id, now=now())
+    if record is None:
+        return store.get(proposal_id)
+    pending = sorted(
+        (t for t in record.targets if t.selected and t.result is Result.PENDING),
+        key=lambda t: (t.target.step, t.row),
+    )
+    try:
+        allowlist = load_allowlist()
+    except AuditorError as exc:
+        return _abort(
+            store, record, pending, f"the allowlist could not be re-read: {exc}", now, announce
+        )
+    run = _Run(store, exchange, allowlist, now, record)
+    try:
+        run.org = _setting(exchange.get_transport_config(), "organisation")
+    except AuditorError as exc:
+        return _abort(
+            store,
+            record,
+            pending,
+            f"the organisation setting could not be read: {exc}",
+            now,
+            announce,
+        )
+    if any(t.target.role is Role.GRANT for t in pending):
+        # Enabling is only for an entry that names exactly one mailbox: one read of every
+        # mailbox tells whether an entry has come to name several since the plan.
+        try:
+            run.ambiguous = _ambiguous_entries(exchange, allowlist, record.tenant)
+        except (AuditorError, InputError) as exc:
+            return _abort(
+                store, record, pending, f"the mailboxes could not be re-read: {exc}", now, announce
+            )
+    pins = [t for t in record.targets if t.selected and t.target.role is Role.PIN]
+    for target in pending:
+        role = target.target.role
+        if role is Role.ORG:
+            run.organisation(target, pins)
+        elif role is Role.REVOKE and target.target.step == 3:
+            run.loses(target)
+        else:
+            run.mailbox(target)
+    final = store.get(proposal_id)
+    state = outcome_state(list(final.targets))
+    counts: dict[str, int] = {}
+    for t in final.targets:
+        if t.selected:
+            counts[t.result.value] = counts.get(t.result.value, 0) + 1
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no targets"
+    finished = store.finish(proposal_id, state, summary, now=now())
+    _announce(announce, finished)
+    return finished
+
+
+def _ambiguous_entries(exchange: Exchange, allowlist: Allowlist, tenant: str) -> frozenset[str]:
+    snapshot = build_snapshot(
+        {
+            "schema": "smtp-auth-snapshot/1",
+            "tenant": tenant,
+            "collected_at": "1970-01-01T00:00:00Z",
+            "transport_config": None,
+            "cas_mailboxes": exchange.get_cas_mailboxes(),
+            "mailboxes": exchange.get_mailboxes(),
+            "errors": [],
+        },
+        source="re-check",
+    )
+    return frozenset(match(allowlist, snapshot.mailboxes or ()).ambiguous())
+
+
+def _abort(
+    store: ProposalStore,
+    record: Record,
+    pending: list[TargetRecord],
+    why: str,
+    now: Callable[[], datetime],
+    announce: Callable[[Record], None] | None,
+) -> Record:
+    for target in pending:
+        store.record_target(record.id, target, Result.FAILED, f"not changed: {why}", now=now())
+    final = store.finish(record.id, State.FAILED, why, now=now())
+    _announce(announce, final)
+    return final
+
+
+def _announce(announce: Callable[[Record], None] | None, record: Record) -> None:
+    if announce is None:
+        return
+    try:
+        announce(record)
+    except Exception as exc:  # the change is done and recorded; a lost message must not undo it
+        log.error("remediation %s: announcing the outcome failed: %s", record.id, exc)
+        # ... but it is in the audit trail.
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What an approval would change now (dry run): one line per selected target."""
+
+    lines: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": True, "targets": list(self.lines)}
+
+
+def preview(
+    record: Record,
+    *,
+    exchange: Exchange,
+    allowlist: Allowlist,
+    today: Any,
+    subset: set[str] | None = None,
+) -> Preview:
+    """Re-check each target read-only and say what would happen; changes nothing."""
+    lines: list[dict[str, Any]] = []
+    try:
+        org: bool | None = _setting(exchange.get_transport_config(), "organisation")
+        org_error = ""
+    except AuditorError as exc:
+        org, org_error = None, str(exc)
+    for target in record.targets:
+        t = target.target
+        if subset is not None and t.key not in subset:
+            continue
+        line: dict[str, Any] = {"key": t.key, "display": t.display, "role": t.role.value}
+        if t.role is Role.ORG:
+            if org_error:
+                line.update(action="fail", detail=f"cannot read the organisation: {org_error}")
+            elif org is True:
+                line.update(action="skip", detail="already compliant: the organisation blocks")
+            else:
+                line.update(action="apply", detail="false -> true, after every pin succeeded")
+        elif t.role is Role.REVOKE and t.step == 3:
+            line.update(action="consequence", detail="loses SMTP AUTH with the organisation")
+        else:
+            try:
+                live = exchange.get_cas_mailbox(t.guid or t.key)
+                decision = _decide_mailbox(target, live, org, allowlist, today)
+                line.update(action=decision.action, detail=decision.detail)
+            except AuditorError as exc:
+                line.update(action="fail", detail=f"cannot re-read: {exc}")
+        lines.append(line)
+    return Preview(tuple(lines))
