@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from auditor.app.audit import RunSummary, run_audit  # noqa: E402
 from auditor.exchange.client import ExchangeClient, collect_evidence  # noqa: E402
 from auditor.identity.tokens import StaticToken  # noqa: E402
-from auditor.storage.audit_store import from_setting  # noqa: E402
+from auditor.storage.audit_store import AuditStore  # noqa: E402
+from auditor.storage.connect import connect  # noqa: E402
 from devkit.devservices import azurite  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the local emulator's token
@@ -163,7 +164,7 @@ def main() -> int:
     process, base_url, tenant = start_emulator(args.mailboxes, args.latency)
     try:
         with azurite() as connection:
-            store = from_setting(connection, prefix="bench")
+            store = AuditStore(connect(connection), prefix="bench")
             print(f"mailboxes {args.mailboxes:,}, latency {args.latency * 1000:.0f} ms per page")
             first, wall1, floor1, peak1 = one_run("run 1", store, base_url, tenant, args.latency)
             # The timer runs one audit per invocation: nothing of run 1 (its summary carries

@@ -27,18 +27,18 @@ from pathlib import Path
 
 import httpx
 
-from auditor.alerts.deliver import run_alerter
-from auditor.app import wiring as remediation_runtime
-from auditor.app.audit import RunSummary, exchange_collector, run_audit, store_from_settings
+from auditor.app import wiring
+from auditor.app.alerting import run_alerter
+from auditor.app.audit import RunSummary, run_audit
 from auditor.app.queries import mailbox_timeline
 from auditor.app.settings import Settings
-from auditor.app.wiring import table_service
-from auditor.core.model import Status
+from auditor.core.model import Setting, Status
 from auditor.core.policy import effective_state
 from auditor.core.proposals import TERMINAL, Record
+from auditor.core.routes import remediation_url
 from auditor.reports.findings import render
 from auditor.reports.history import render_history, render_runs
-from auditor.storage.proposal_store import ProposalStore
+from auditor.web import runtime as remediation_runtime
 from devkit.demo_identity import DemoIdentity
 from devkit.devserver import DevServer
 from devkit.devservices import ROOT, azurite, free_port
@@ -131,9 +131,7 @@ def change_tenant(tenant: Tenant, protected: set[str]) -> list[str]:
 
 
 def _effective(setting: object, org: bool | None) -> str:
-    code = str(setting)
-    present = code != "missing"
-    value = {"true": True, "false": False}.get(code)
+    value, present = Setting.from_code(str(setting))
     return effective_state(value, present, org)[0].value
 
 
@@ -221,14 +219,14 @@ def demo_env(
 
 
 def print_proposals(settings: Settings, ids: tuple[str, ...]) -> list[Record]:
-    store = ProposalStore(table_service(settings.storage), prefix=settings.table_prefix)
+    store = wiring.proposal_store(settings)
     records = [store.get(pid) for pid in ids]
     print("\nProposed remediations (nothing changes until a named approver approves):")
     for record in records:
         print(
             f"  {record.id}  {record.kind.value:10} {record.title} ({len(record.targets)} targets)"
         )
-        print(f"      confirm: {settings.remediation_public_url}/api/remediations/{record.id}")
+        print(f"      confirm: {remediation_url(settings.remediation_public_url, record.id)}")
     return records
 
 
@@ -270,7 +268,7 @@ def approve_from_cli(env: dict[str, str], record: Record, token_file: Path) -> N
 
 def wait_until_done(settings: Settings, record: Record, timeout: float = 300.0) -> Record:
     """A queued approval runs in the background (the queue function): wait for its outcome."""
-    store = ProposalStore(table_service(settings.storage), prefix=settings.table_prefix)
+    store = wiring.proposal_store(settings)
     deadline = time.monotonic() + timeout
     current = store.get(record.id)
     while current.state not in TERMINAL:
@@ -346,10 +344,10 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
             f"Azurite, the Exchange emulator ({emu.base_url}), Teams and Graph receivers, a demo "
             f"identity provider and function_app's HTTP functions ({server.url}/api/) are running"
         )
-        store = store_from_settings(settings)
+        store = wiring.store_from_settings(settings)
         alerter = run_alerter(settings, http=http, ledger=store)
-        proposer = remediation_runtime.proposer_from_settings(settings)
-        collect = stack.enter_context(exchange_collector(settings))
+        proposer = wiring.proposer_from_settings(settings)
+        collect = stack.enter_context(wiring.exchange_collector(settings))
 
         def audit() -> RunSummary:
             return run_audit(
@@ -405,7 +403,7 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
             pending = [r for r in records if r.id != (fix.id if fix else None)]
             print("\nServing the confirmation pages until Ctrl+C (signed in as the demo approver):")
             for record in pending:
-                print(f"  {server.url}/api/remediations/{record.id}")
+                print(f"  {remediation_url(server.url, record.id)}")
             assert server.thread is not None
             while server.thread.is_alive():
                 server.thread.join(timeout=1.0)

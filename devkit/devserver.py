@@ -1,8 +1,9 @@
 """`python -m devkit.devserver`: serve function_app's HTTP functions locally, unchanged.
 
 For trying the confirmation page in a browser without Azure Functions Core Tools. Each request
-becomes a real `azure.functions.HttpRequest` (built by `function_app.build_http_request`, so
-this module does not import `azure.functions` itself), is routed by the functions' own route
+becomes a real `azure.functions.HttpRequest` (built by
+`auditor.functions.remediation.build_http_request`, so this module does not import
+`azure.functions` itself), is routed by the functions' own route
 templates under `/api/`, and the function's response is written back. A queue output
 (`remediations`) is delivered to the queue-triggered function in a background thread, as the
 host would. Timer functions are not run.
@@ -28,7 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["DevServer", "Route", "read_token", "main"]
+from auditor.cli.options import read_token
+from auditor.functions import remediation as remediation_functions
+
+__all__ = ["DevServer", "Route", "main"]
 
 log = logging.getLogger("devkit.devserver")
 MAX_BODY = 1024 * 1024
@@ -138,7 +142,7 @@ class DevServer:
 
         def run() -> None:
             try:
-                self.queue_function(self.function_app.build_queue_message(message))
+                self.queue_function(remediation_functions.build_queue_message(message))
             except Exception:  # the host would log and retry; we log
                 log.exception("queue function failed for %r", message)
 
@@ -158,7 +162,7 @@ class DevServer:
                 return 405, {"Allow": ", ".join(sorted(route.methods))}, b"method not allowed"
             if self.inject_token and not any(k.lower() == "authorization" for k in headers):
                 headers = {**headers, "Authorization": f"Bearer {self.inject_token}"}
-            request = self.function_app.build_http_request(
+            request = remediation_functions.build_http_request(
                 method,
                 f"{self.url}{raw_path}",
                 headers=headers,
@@ -167,7 +171,7 @@ class DevServer:
                 params=dict(parse_qsl(parts.query)),
             )
             if route.has_queue_output:
-                slot = self.function_app.queue_slot()
+                slot = remediation_functions.queue_slot()
                 response = route.function(request, slot)
                 if slot.value is not None:
                     self.deliver(slot.value)
@@ -208,25 +212,6 @@ def _handler(dev: DevServer) -> type[BaseHTTPRequestHandler]:
             log.info("%s %s", self.address_string(), format % args)
 
     return Handler
-
-
-def read_token(value: str) -> str:
-    """A token given literally, as `@file`/a path to a file holding it, or `-` for stdin."""
-    if value == "-":
-        return sys.stdin.readline().strip()
-    from auditor.core.errors import InputError
-
-    path = Path(value[1:] if value.startswith("@") else value)
-    try:
-        is_file = value.startswith("@") or path.is_file()
-    except OSError:  # a literal token is usually longer than a file name may be
-        is_file = False
-    if not is_file:
-        return value.strip()
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise InputError(str(path), f"cannot read the token: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:

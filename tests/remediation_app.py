@@ -13,9 +13,10 @@ import httpx
 from approver_tokens import AUDIENCE, ROLE, TENANT, Issuer, jwks_server
 from remediation_env import Env, remediation_env
 
-from auditor.app import wiring as remediation_runtime
 from auditor.core.proposals import Record
+from auditor.functions import remediation as remediation_functions
 from auditor.identity.approver import ApproverAuth, JwksCache
+from auditor.web import runtime as remediation_runtime
 from auditor.web.api import RemediationHttp
 
 FORM_SECRET = "form-secret-for-tests-0123456789abcdef"
@@ -52,9 +53,7 @@ class App:
         )
         function = self.functions[name].get_user_function()
         if name == "remediation_approve":
-            import function_app
-
-            slot = function_app.queue_slot()
+            slot = remediation_functions.queue_slot()
             response = function(request, slot)
             return response, slot.value
         return function(request), None

@@ -16,7 +16,7 @@ from conftest import EMULATOR_TOKEN
 from receivers import ReceiverPool, Reply
 from store_helpers import new_store
 
-from auditor.alerts.deliver import run_alerter
+from auditor.app.alerting import run_alerter
 from auditor.app.audit import AuditIncomplete, Collector, run_audit
 from auditor.app.settings import Settings
 from devkit.emulator import Emulator
@@ -115,13 +115,14 @@ def test_audit_runs_alert_exactly_once_per_change(
     # The Function is retried for night 3: the ledger in Table Storage stops a second send.
     from auditor.alerts.decide import decide
     from auditor.alerts.deliver import deliver
+    from auditor.app.wiring import alert_channels
 
     assert third.evaluation is not None
     again = decide(
         third.evaluation, None, run_id=third.run_id, complete=True, errors=[], expiring_days=14
     )
     assert again is not None
-    report = deliver(again, settings, http=http, ledger=store)
+    report = deliver(again, alert_channels(settings), http=http, ledger=store)
     assert {r.status for r in report.results} == {"already-sent"}
     assert len(teams.requests) == 2 and len(graph.requests) == 2
 

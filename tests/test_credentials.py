@@ -20,13 +20,14 @@ import httpx
 import pytest
 
 from auditor.app.settings import SETTINGS, Settings
+from auditor.app.wiring import credentials
 from auditor.core.errors import CollectionFailed, ConfigError
+from auditor.exchange.client import exchange_scope
 from auditor.identity.tokens import (
     AzureIdentityTokens,
     CachedTokens,
     MsalAppTokens,
     StaticToken,
-    exchange_scope,
     token_provider,
 )
 
@@ -252,7 +253,7 @@ def test_msal_certificate_from_settings(endpoint: TokenEndpoint, tmp_path: Path)
         {"EXO_TENANT": TENANT, "EXO_CLIENT_ID": "app-id", "EXO_CERTIFICATE_PATH": str(path)}
     )
     with loopback_client(endpoint) as http:
-        provider = token_provider(settings, SCOPE, http=http)
+        provider = token_provider(credentials(settings), SCOPE, http=http)
         assert isinstance(provider, MsalAppTokens)
         assert provider.get_token() == "token-1"
     form = endpoint.posts[0]
@@ -277,7 +278,7 @@ def test_a_bad_certificate_file_is_a_configuration_error(tmp_path: Path) -> None
             {"EXO_TENANT": TENANT, "EXO_CLIENT_ID": "a", "EXO_CERTIFICATE_PATH": str(path)}
         )
         with pytest.raises(ConfigError, match=needle):
-            token_provider(settings, SCOPE)
+            token_provider(credentials(settings), SCOPE)
 
 
 @dataclass
@@ -321,16 +322,24 @@ def test_azure_identity_failure_is_a_collection_failure() -> None:
 
 
 def test_token_provider_chooses_from_settings() -> None:
-    static = token_provider(Settings.from_env({"EXO_ACCESS_TOKEN": "x"}), SCOPE)
+    static = token_provider(credentials(Settings.from_env({"EXO_ACCESS_TOKEN": "x"})), SCOPE)
     assert isinstance(static, StaticToken)
-    home = token_provider(Settings.from_env({"AZURE_CLIENT_ID": "mi-client"}), SCOPE)
+    home = token_provider(credentials(Settings.from_env({"AZURE_CLIENT_ID": "mi-client"})), SCOPE)
     assert isinstance(home, AzureIdentityTokens)  # nothing contacted until a token is asked
     with pytest.raises(ConfigError, match="EXO_CERTIFICATE_PATH"):
-        token_provider(Settings.from_env({"EXO_TENANT": TENANT, "EXO_CLIENT_ID": "a"}), SCOPE)
+        token_provider(
+            credentials(Settings.from_env({"EXO_TENANT": TENANT, "EXO_CLIENT_ID": "a"})), SCOPE
+        )
     with pytest.raises(ConfigError, match="EXO_TENANT"):
-        token_provider(Settings.from_env({"EXO_CLIENT_ID": "a", "EXO_CLIENT_SECRET": "b"}), SCOPE)
+        token_provider(
+            credentials(Settings.from_env({"EXO_CLIENT_ID": "a", "EXO_CLIENT_SECRET": "b"})), SCOPE
+        )
     secret = token_provider(
-        Settings.from_env({"EXO_TENANT": TENANT, "EXO_CLIENT_ID": "a", "EXO_CLIENT_SECRET": "b"}),
+        credentials(
+            Settings.from_env(
+                {"EXO_TENANT": TENANT, "EXO_CLIENT_ID": "a", "EXO_CLIENT_SECRET": "b"}
+            )
+        ),
         SCOPE,
     )
     assert isinstance(secret, MsalAppTokens)

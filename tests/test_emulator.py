@@ -1,4 +1,4 @@
-"""The emulator implements REFERENCE §1 on its own terms (raw HTTP, no auditor client)."""
+"""The emulator implements docs/exchange-protocol.md (raw HTTP, no auditor client)."""
 
 from __future__ import annotations
 

@@ -25,13 +25,14 @@ from auditor.alerts.deliver import (
     TEAMS,
     MemoryLedger,
     deliver,
-    redact,
-    report_url,
 )
+from auditor.alerts.post import redact
 from auditor.alerts.teams import build_message, message_size
 from auditor.app.settings import Settings
+from auditor.app.wiring import alert_channels
 from auditor.core.model import Allowlist, CollectionError, Severity, Status
 from auditor.core.policy import evaluate
+from auditor.core.routes import report_url
 
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
 SIG = "sig=Zm9vYmFyU2VjcmV0U2lnbmF0dXJl"
@@ -118,7 +119,10 @@ def test_teams_message_envelope_and_card(receivers: ReceiverPool, http: httpx.Cl
         remediation_url="https://auditor.contoso.example/api/remediations/p1/confirm",
     )
     report = deliver(
-        alert, settings_for(teams=webhook(teams.url)), http=http, ledger=MemoryLedger()
+        alert,
+        alert_channels(settings_for(teams=webhook(teams.url))),
+        http=http,
+        ledger=MemoryLedger(),
     )
     assert report.status(TEAMS) == SENT and report.status(EMAIL) == NOT_CONFIGURED
     assert len(teams.requests) == 1
@@ -196,7 +200,12 @@ def test_teams_message_stays_under_28_kb_with_5000_violations(
     alert = make_alert(5000, complete=False, errors=errors, report_url="https://r.example/1")
     assert len(alert.new) == 5000
     teams = receivers.start("teams", default=Reply(202))
-    deliver(alert, settings_for(teams=webhook(teams.url)), http=http, ledger=MemoryLedger())
+    deliver(
+        alert,
+        alert_channels(settings_for(teams=webhook(teams.url))),
+        http=http,
+        ledger=MemoryLedger(),
+    )
     body = teams.requests[0].body
     assert len(body) < 28_000
     card = json.loads(body)["attachments"][0]["content"]
@@ -225,7 +234,9 @@ def test_size_bound_is_enforced_for_any_bound() -> None:
 def test_graph_sendmail_request(receivers: ReceiverPool, http: httpx.Client) -> None:
     graph = receivers.start("graph", default=Reply(202))
     alert = make_alert(3, report_url="https://reports.contoso.example/runs/1")
-    report = deliver(alert, settings_for(graph=graph.url), http=http, ledger=MemoryLedger())
+    report = deliver(
+        alert, alert_channels(settings_for(graph=graph.url)), http=http, ledger=MemoryLedger()
+    )
     assert report.status(EMAIL) == SENT and report.status(TEAMS) == NOT_CONFIGURED
     assert len(graph.requests) == 1
     posted = graph.requests[0]
@@ -292,7 +303,9 @@ def test_graph_only_202_is_success(
 ) -> None:
     graph = receivers.start("graph", default=Reply(status))
     ledger = MemoryLedger()
-    report = deliver(make_alert(1), settings_for(graph=graph.url), http=http, ledger=ledger)
+    report = deliver(
+        make_alert(1), alert_channels(settings_for(graph=graph.url)), http=http, ledger=ledger
+    )
     assert report.status(EMAIL) == FAILED
     assert f"HTTP {status}" in report.failed[0].detail
     assert len(graph.requests) == 1  # not a transient answer: not retried
@@ -311,7 +324,7 @@ def test_retries_honour_retry_after_then_succeed(
     slept: list[float] = []
     report = deliver(
         make_alert(1),
-        settings_for(graph=graph.url),
+        alert_channels(settings_for(graph=graph.url)),
         http=http,
         ledger=MemoryLedger(),
         sleep=slept.append,
@@ -330,7 +343,7 @@ def test_retries_are_bounded_and_long_retry_after_is_capped(
     slept: list[float] = []
     report = deliver(
         make_alert(1),
-        settings_for(graph=graph.url),
+        alert_channels(settings_for(graph=graph.url)),
         http=http,
         ledger=MemoryLedger(),
         sleep=slept.append,
@@ -351,7 +364,7 @@ def test_one_channel_failing_does_not_stop_the_other(
     with caplog.at_level(logging.INFO, logger="auditor.notify"):
         report = deliver(
             make_alert(2),
-            settings_for(teams=webhook(teams.url), graph=graph.url),
+            alert_channels(settings_for(teams=webhook(teams.url), graph=graph.url)),
             http=http,
             ledger=ledger,
         )
@@ -372,7 +385,7 @@ def test_unreachable_webhook_fails_that_channel_only(
     slept: list[float] = []
     report = deliver(
         make_alert(1),
-        settings_for(teams=dead_url, graph=graph.url),
+        alert_channels(settings_for(teams=dead_url, graph=graph.url)),
         http=http,
         ledger=MemoryLedger(),
         sleep=slept.append,
@@ -390,13 +403,15 @@ def test_no_alert_is_sent_twice_for_the_same_run(
     settings = settings_for(teams=webhook(teams.url), graph=graph.url)
     ledger = MemoryLedger()
     alert = make_alert(2)
-    first = deliver(alert, settings, http=http, ledger=ledger, sleep=lambda s: None)
+    first = deliver(alert, alert_channels(settings), http=http, ledger=ledger, sleep=lambda s: None)
     assert first.status(TEAMS) == SENT and first.status(EMAIL) == FAILED
     # The Function is retried: Teams was served and is skipped; email, which failed, is retried.
     graph.default = Reply(202)
-    second = deliver(alert, settings, http=http, ledger=ledger, sleep=lambda s: None)
+    second = deliver(
+        alert, alert_channels(settings), http=http, ledger=ledger, sleep=lambda s: None
+    )
     assert second.status(TEAMS) == ALREADY_SENT and second.status(EMAIL) == SENT
-    third = deliver(alert, settings, http=http, ledger=ledger, sleep=lambda s: None)
+    third = deliver(alert, alert_channels(settings), http=http, ledger=ledger, sleep=lambda s: None)
     assert third.status(TEAMS) == ALREADY_SENT and third.status(EMAIL) == ALREADY_SENT
     assert len(teams.requests) == 1
     assert len(graph.requests) == 4 + 1
@@ -413,7 +428,10 @@ class BrokenLedger:
 def test_unreadable_ledger_sends_anyway(receivers: ReceiverPool, http: httpx.Client) -> None:
     teams = receivers.start("teams", default=Reply(202))
     report = deliver(
-        make_alert(1), settings_for(teams=webhook(teams.url)), http=http, ledger=BrokenLedger()
+        make_alert(1),
+        alert_channels(settings_for(teams=webhook(teams.url))),
+        http=http,
+        ledger=BrokenLedger(),
     )
     assert report.status(TEAMS) == SENT and len(teams.requests) == 1
 
@@ -435,7 +453,7 @@ def test_secrets_never_reach_logs_or_reports(
     with caplog.at_level(logging.DEBUG):
         report = deliver(
             make_alert(1),
-            settings_for(teams=url, graph=graph.url),
+            alert_channels(settings_for(teams=url, graph=graph.url)),
             http=http,
             ledger=(ledger := MemoryLedger()),
             sleep=lambda s: None,
@@ -458,7 +476,7 @@ def test_redact_removes_url_query_and_path() -> None:
 
 def test_no_channel_configured_is_reported(http: httpx.Client) -> None:
     ledger = MemoryLedger()
-    report = deliver(make_alert(1), Settings.from_env({}), http=http, ledger=ledger)
+    report = deliver(make_alert(1), alert_channels(Settings.from_env({})), http=http, ledger=ledger)
     assert report.none_configured
     assert report.summary().startswith("no alert channel configured")
     assert ledger.alert_deliveries("20261127T020000Z-ab12") == {
@@ -469,7 +487,7 @@ def test_no_channel_configured_is_reported(http: httpx.Client) -> None:
 
 def test_half_configured_email_is_a_clear_failure(http: httpx.Client) -> None:
     settings = Settings.from_env({"ALERT_EMAIL_FROM": "alerts@contoso.com"})
-    report = deliver(make_alert(1), settings, http=http, ledger=MemoryLedger())
+    report = deliver(make_alert(1), alert_channels(settings), http=http, ledger=MemoryLedger())
     assert report.status(EMAIL) == FAILED
     assert report.failed[0].detail == "ALERT_EMAIL_FROM is set but ALERT_EMAIL_TO is empty"
 
@@ -484,7 +502,11 @@ def test_injected_graph_token_provider(receivers: ReceiverPool, http: httpx.Clie
         return "from-provider"
 
     report = deliver(
-        make_alert(1), settings, http=http, ledger=MemoryLedger(), graph_token=provider
+        make_alert(1),
+        alert_channels(settings),
+        http=http,
+        ledger=MemoryLedger(),
+        graph_token=provider,
     )
     assert report.status(EMAIL) == SENT and calls == [1]
     assert graph.requests[0].headers["authorization"] == "Bearer from-provider"
@@ -499,7 +521,11 @@ def test_token_failure_fails_email_only(receivers: ReceiverPool, http: httpx.Cli
         raise RuntimeError("managed identity endpoint unavailable")
 
     report = deliver(
-        make_alert(1), settings, http=http, ledger=MemoryLedger(), graph_token=provider
+        make_alert(1),
+        alert_channels(settings),
+        http=http,
+        ledger=MemoryLedger(),
+        graph_token=provider,
     )
     assert report.status(TEAMS) == SENT and report.status(EMAIL) == FAILED
     assert "Graph token not acquired" in report.failed[0].detail
@@ -516,7 +542,7 @@ def test_retry_after_as_http_date_falls_back_to_backoff() -> None:
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         report = deliver(
             make_alert(1),
-            settings_for(graph="https://graph.microsoft.com"),
+            alert_channels(settings_for(graph="https://graph.microsoft.com")),
             http=client,
             ledger=MemoryLedger(),
             sleep=slept.append,
@@ -527,10 +553,10 @@ def test_retry_after_as_http_date_falls_back_to_backoff() -> None:
 def test_report_url_setting() -> None:
     settings = Settings.from_env({"ALERT_REPORT_BASE_URL": "https://reports.example/runs/"})
     assert (
-        report_url(settings, "2026-11-27 run/1")
+        report_url(settings.alert_report_base_url, "2026-11-27 run/1")
         == "https://reports.example/runs/2026-11-27%20run%2F1"
     )
-    assert report_url(Settings.from_env({}), "x") is None
+    assert report_url(Settings.from_env({}).alert_report_base_url, "x") is None
 
 
 def test_digest_setting_parses() -> None:
@@ -543,7 +569,7 @@ def test_digest_setting_parses() -> None:
 
 
 def test_notify_run_uses_the_alert_settings(receivers: ReceiverPool, http: httpx.Client) -> None:
-    from auditor.alerts.deliver import notify_run
+    from auditor.app.alerting import notify_run
     from auditor.core.model import PreviousRun, PriorFinding
 
     teams = receivers.start("teams", default=Reply(202))

@@ -11,6 +11,7 @@ from store_helpers import new_store
 from test_notify import make_alert, settings_for, webhook
 
 from auditor.alerts.deliver import ALREADY_SENT, EMAIL, FAILED, SENT, TEAMS, AlertLedger, deliver
+from auditor.app.wiring import alert_channels
 
 
 def test_store_ledger_prevents_a_second_send(azurite: str, receivers: ReceiverPool) -> None:
@@ -21,14 +22,20 @@ def test_store_ledger_prevents_a_second_send(azurite: str, receivers: ReceiverPo
     settings = settings_for(teams=webhook(teams.url), graph=graph.url)
     alert = replace(make_alert(2), run_id="20261127T020000123Z-ab12")
     with httpx.Client() as http:
-        first = deliver(alert, settings, http=http, ledger=ledger, sleep=lambda s: None)
+        first = deliver(
+            alert, alert_channels(settings), http=http, ledger=ledger, sleep=lambda s: None
+        )
         assert first.status(TEAMS) == SENT and first.status(EMAIL) == FAILED
         assert store.alert_deliveries(alert.run_id) == {TEAMS: SENT, EMAIL: FAILED}
 
         graph.default = Reply(202)
-        second = deliver(alert, settings, http=http, ledger=ledger, sleep=lambda s: None)
+        second = deliver(
+            alert, alert_channels(settings), http=http, ledger=ledger, sleep=lambda s: None
+        )
         assert second.status(TEAMS) == ALREADY_SENT and second.status(EMAIL) == SENT
-        third = deliver(alert, settings, http=http, ledger=ledger, sleep=lambda s: None)
+        third = deliver(
+            alert, alert_channels(settings), http=http, ledger=ledger, sleep=lambda s: None
+        )
         assert {r.status for r in third.results} == {ALREADY_SENT}
 
     assert len(teams.requests) == 1

@@ -1,4 +1,4 @@
-"""The judgement itself: effective state (DESIGN §2) and every control of DESIGN §4."""
+"""The judgement itself: effective state and every control."""
 
 from __future__ import annotations
 

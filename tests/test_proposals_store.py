@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from remediation_fixtures import APPROVER, NOW, OTHER, box, make_evaluation, new_store
 
+from auditor.core.errors import Refused
 from auditor.core.proposals import Proposal, Result, State
 from auditor.remediation.plan import plan
-from auditor.storage.proposal_store import ProposalStore, Refused
+from auditor.storage.proposal_store import ProposalStore
 
 
 def org_proposal() -> Proposal:
@@ -39,7 +40,7 @@ def test_save_and_read_back(store: ProposalStore) -> None:
     assert [e.event for e in store.trail(proposal.id)] == ["proposed"]
     with pytest.raises(Refused) as caught:
         store.get("nope")
-    assert caught.value.status == 404
+    assert caught.value.code == "not_found"
 
 
 def test_concurrent_approvals_approve_once(store: ProposalStore) -> None:
@@ -59,7 +60,7 @@ def test_concurrent_approvals_approve_once(store: ProposalStore) -> None:
             )
             outcomes.append("ok")
         except Refused as exc:
-            outcomes.append(exc.status)
+            outcomes.append(exc.code)
 
     threads = [threading.Thread(target=approve, args=(i,)) for i in range(6)]
     for thread in threads:
@@ -67,7 +68,7 @@ def test_concurrent_approvals_approve_once(store: ProposalStore) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert outcomes.count("ok") == 1
-    assert sorted(o for o in outcomes if o != "ok") == [409] * 5  # type: ignore[type-var]
+    assert [o for o in outcomes if o != "ok"] == ["already_used"] * 5
     assert store.get(proposal.id).state is State.APPROVED
     events = [e.event for e in store.trail(proposal.id)]
     assert events.count("approved") == 1
@@ -80,7 +81,7 @@ def test_replayed_approval_is_refused(store: ProposalStore) -> None:
     store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
-    assert (caught.value.status, caught.value.code) == (409, "already_used")
+    assert caught.value.code == "already_used"
     assert "Ada Approver" in str(caught.value)
 
 
@@ -89,11 +90,11 @@ def test_wrong_plan_hash_expiry_and_rejection(store: ProposalStore) -> None:
     store.save(proposal, now=NOW)
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest="0" * 64, principal=APPROVER, now=NOW)
-    assert (caught.value.status, caught.value.code) == (412, "plan_changed")
+    assert caught.value.code == "plan_changed"
     late = NOW + timedelta(days=8)
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=late)
-    assert (caught.value.status, caught.value.code) == (410, "expired")
+    assert caught.value.code == "expired"
     assert store.get(proposal.id).state is State.EXPIRED
 
 
@@ -104,7 +105,7 @@ def test_rejected_cannot_be_approved(store: ProposalStore) -> None:
     assert record.state is State.REJECTED
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
-    assert (caught.value.status, caught.value.code) == (410, "rejected")
+    assert caught.value.code == "rejected"
 
 
 def test_tampered_target_row_is_refused(store: ProposalStore) -> None:
@@ -116,7 +117,7 @@ def test_tampered_target_row_is_refused(store: ProposalStore) -> None:
     store.targets.replace(row)
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
-    assert (caught.value.status, caught.value.code) == (409, "tampered")
+    assert caught.value.code == "tampered"
 
 
 def test_subset_rules(store: ProposalStore) -> None:
@@ -131,7 +132,7 @@ def test_subset_rules(store: ProposalStore) -> None:
             now=NOW,
             subset=["organisation", pins[0]],
         )
-    assert (caught.value.status, caught.value.code) == (400, "bad_subset")
+    assert caught.value.code == "bad_subset"
     with pytest.raises(Refused):
         store.approve(
             proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW, subset=["x"]

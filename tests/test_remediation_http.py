@@ -12,6 +12,7 @@ from approver_tokens import OTHER_TENANT, new_key
 from remediation_app import App, approval_app
 
 from auditor.core.proposals import State
+from auditor.functions import remediation as remediation_functions
 
 
 def body(response: Any) -> Any:
@@ -159,12 +160,11 @@ def test_large_plans_are_queued_and_the_queue_function_executes_once(
         assert response.headers["Location"].endswith(f"/api/remediations/{proposal.id}/status")
         assert queued is not None and json.loads(queued) == {"id": proposal.id}
         assert app.env.setting("a") is False  # nothing changed yet
-        import function_app
 
         execute = app_functions["remediation_execute"].get_user_function()
-        execute(function_app.build_queue_message(queued))
+        execute(remediation_functions.build_queue_message(queued))
         writes = sum(1 for r in app.env.emulator.requests if r.cmdlet == "Set-CASMailbox")
-        execute(function_app.build_queue_message(queued))  # redelivered
+        execute(remediation_functions.build_queue_message(queued))  # redelivered
         assert sum(1 for r in app.env.emulator.requests if r.cmdlet == "Set-CASMailbox") == writes
         assert app.env.store.get(proposal.id).state is State.APPLIED
         assert app.env.setting("a") is None and app.env.setting("b") is None

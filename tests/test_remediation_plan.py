@@ -1,4 +1,4 @@
-"""The pure remediation planner (DESIGN §7): every case, including the pin-first org plan."""
+"""The pure remediation planner: every case, including the pin-first org plan."""
 
 from __future__ import annotations
 

@@ -15,13 +15,13 @@ import pytest
 from conftest import EMULATOR_TOKEN
 from remediation_fixtures import APPROVER
 
-from auditor.app.wiring import table_service
 from auditor.cli.main import main
 from auditor.core.allowlist import read_allowlist
 from auditor.core.proposals import State
 from auditor.exchange.client import ExchangeClient
 from auditor.identity.tokens import StaticToken
 from auditor.remediation.execute import execute
+from auditor.storage.connect import connect
 from auditor.storage.proposal_store import ProposalStore
 
 
@@ -150,7 +150,7 @@ def test_apply_allowlist_dry_run_then_grant_applied_once(
     assert proposal["stored"] is True
     assert {g: dict(state.cas[g]) for g in guids} == before  # stored, not applied
 
-    store = ProposalStore(table_service(env.storage), prefix=env.table_prefix)
+    store = ProposalStore(connect(env.storage), prefix=env.table_prefix)
     record = store.get(proposal["id"])
     assert record.kind.value == "grant"
     assert {t.target.guid for t in record.targets} == {disabled, inheriting}

@@ -14,7 +14,8 @@ import pytest
 from conftest import EMULATOR_TOKEN
 from store_helpers import new_store
 
-from auditor.app.audit import load_allowlist, run_audit
+from auditor.app.audit import run_audit
+from auditor.core.allowlist import load_allowlist
 from auditor.core.policy import evaluate
 from auditor.core.snapshot import parse_snapshot
 from auditor.exchange.client import ExchangeClient, collect_evidence, collect_snapshot

@@ -1,7 +1,7 @@
 """PURE: decide whether a run deserves an alert, and what it says.
 
 No network, no clock, no environment: the current evaluation, the previous run and the run's own
-facts are arguments, so every rule is tested with plain data (DESIGN §3). The channels (Teams,
+facts are arguments, so every rule is tested with plain data. The channels (Teams,
 email) only render and deliver the `Alert` decided here (`auditor.notify`).
 
 What triggers an alert (issue 5):

@@ -200,7 +200,7 @@ def build_email(alert: Alert) -> Email:
 
 
 def sendmail_body(email: Email, recipients: Sequence[str]) -> dict[str, Any]:
-    """The JSON body of Graph `POST /v1.0/users/{sender}/sendMail` (REFERENCE §4)."""
+    """The JSON body of Graph `POST /v1.0/users/{sender}/sendMail` (docs/architecture.md)."""
     return {
         "message": {
             "subject": email.subject,

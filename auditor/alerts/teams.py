@@ -1,7 +1,7 @@
 """PURE: an `Alert` as a Teams Workflows webhook message (Adaptive Card 1.5), size-bounded.
 
 The message is the `attachments` envelope that the Workflows trigger "When a Teams webhook request
-is received" expects (REFERENCE §4). Teams renders Adaptive Cards up to 1.5 and drops messages
+is received" expects. Teams renders Adaptive Cards up to 1.5 and drops messages
 over about 28 KB, and from a webhook only `Action.OpenUrl` works, so:
 
 - buttons are `Action.OpenUrl` only (the run's report; the remediation confirmation page when

@@ -22,25 +22,26 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from auditor.alerts.decide import failed_run_evaluation
-from auditor.alerts.deliver import RunAlerter
+from auditor.app import wiring
+from auditor.app.alerting import RunAlerter, run_alerter
 from auditor.app.settings import Settings
-from auditor.core.allowlist import read_allowlist_with_bytes
+from auditor.core.allowlist import LoadedAllowlist, load_allowlist
 from auditor.core.errors import AuditorError, CollectionFailed, ConfigError, InputError
 from auditor.core.evidence import encode_document, read_evidence
 from auditor.core.history import FindingEvent, MailboxChange
-from auditor.core.model import Allowlist, CollectionError, Evaluation, PreviousRun, Snapshot
+from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapshot
 from auditor.core.policy import evaluate
 from auditor.core.records import OrgChange, RecordResult
-from auditor.exchange.client import client_from_settings, collect_evidence
-from auditor.storage.audit_store import AuditStore, RunHandle, from_setting
+from auditor.storage.audit_store import AuditStore, RunHandle
 
 __all__ = [
     "RunSummary",
@@ -48,8 +49,6 @@ __all__ = [
     "Collector",
     "run_audit",
     "audit_from_settings",
-    "store_from_settings",
-    "load_allowlist",
 ]
 
 log = logging.getLogger("auditor.service")
@@ -57,13 +56,6 @@ log = logging.getLogger("auditor.service")
 # `collect(now)`: the snapshot document, or the evidence bytes of one (`exchange.collect_evidence`,
 # which never holds the listings as dictionaries).
 Collector = Callable[[datetime], dict[str, Any] | bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedAllowlist:
-    allowlist: Allowlist
-    raw: bytes
-    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +114,6 @@ class AuditIncomplete(CollectionFailed):
         self.summary = summary
         sources = ", ".join(e.source for e in summary.errors) or "evidence missing"
         super().__init__(f"audit {summary.run_id} is incomplete: could not read {sources}")
-
-
-def load_allowlist(path: Path | None) -> LoadedAllowlist:
-    """The allowlist file as parsed and as raw bytes (kept with the run for `show`/`replay`)."""
-    if path is None:
-        return LoadedAllowlist(Allowlist(), b"", "")
-    allowlist, raw = read_allowlist_with_bytes(path)
-    return LoadedAllowlist(allowlist, raw, str(path))
 
 
 # -- the steps -------------------------------------------------------------------------------
@@ -374,29 +358,6 @@ def _alert_failed(
 # -- building the dependencies from the settings ---------------------------------------------
 
 
-def store_from_settings(settings: Settings) -> AuditStore:
-    if not settings.storage:
-        raise ConfigError("AUDITOR_STORAGE", "is required to record audits (Table Storage)")
-    return from_setting(settings.storage, prefix=settings.table_prefix)
-
-
-@contextmanager
-def exchange_collector(settings: Settings) -> Iterator[Collector]:
-    """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit."""
-    import httpx
-
-    if not settings.exo_tenant:
-        raise ConfigError("EXO_TENANT", "is required to audit a tenant")
-    tenant = settings.exo_tenant
-    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
-        client = client_from_settings(settings, http)
-
-        def collect(now: datetime) -> bytes:
-            return collect_evidence(client, tenant=tenant, now=now, parallel=True)
-
-        yield collect
-
-
 def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) -> RunSummary:
     """What the timer and `python -m auditor audit` run."""
     # The SDKs log every HTTP request at INFO: hundreds of lines per run, with URLs. Keep
@@ -405,13 +366,8 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
         logging.getLogger(name).setLevel(logging.WARNING)
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
-    store = store or store_from_settings(settings)
-    import httpx
-
-    from auditor.alerts.deliver import run_alerter
-    from auditor.app.wiring import proposer_from_settings
-
-    with exchange_collector(settings) as collect, httpx.Client(timeout=30.0) as alert_http:
+    store = store or wiring.store_from_settings(settings)
+    with wiring.exchange_collector(settings) as collect, httpx.Client(timeout=30.0) as alert_http:
         return run_audit(
             store=store,
             collect=collect,
@@ -419,5 +375,5 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
             allowlist_path=settings.allowlist,
             expiring_days=settings.expiring_days,
             alerter=run_alerter(settings, http=alert_http, ledger=store),
-            proposer=proposer_from_settings(settings),
+            proposer=wiring.proposer_from_settings(settings),
         )

@@ -12,8 +12,7 @@ from datetime import date
 
 from auditor.core.allowlist import parse_allowlist
 from auditor.core.errors import InputError
-from auditor.core.history import setting_value
-from auditor.core.model import Allowlist, Effective, Evaluation, normalise_identity
+from auditor.core.model import Allowlist, Effective, Evaluation, Setting, normalise_identity
 from auditor.core.policy import effective_state, evaluate
 from auditor.core.records import MailboxTimeline, OrgChange, RunRecord, TimelineEntry
 from auditor.core.snapshot import parse_snapshot
@@ -74,7 +73,7 @@ def _entry(
     run_id: str, cause: str, facts: dict[str, object], org: bool | None, fields: tuple[str, ...]
 ) -> TimelineEntry:
     code = str(facts.get("setting") or "missing")
-    setting, present = setting_value(code)
+    setting, present = Setting.from_code(code)
     removed = bool(facts.get("removed"))
     state, via = effective_state(setting, present, org)
     return TimelineEntry(

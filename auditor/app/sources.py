@@ -12,20 +12,20 @@ from pathlib import Path
 
 import httpx
 
+from auditor.app import wiring
 from auditor.app.settings import Settings
 from auditor.core.errors import ConfigError, InputError
-from auditor.core.model import Allowlist, Snapshot
+from auditor.core.model import Snapshot
 from auditor.core.snapshot import build_snapshot, parse_snapshot, read_snapshot
+from auditor.exchange.client import collect_snapshot
 
-__all__ = ["live_snapshot", "latest_snapshot", "load_snapshot", "load_allowlist"]
+__all__ = ["live_snapshot", "latest_snapshot", "load_snapshot"]
 
 
 def live_snapshot(settings: Settings) -> Snapshot:
     """Read the tenant now. Failed parts stay unknown (with their errors), as in an audit."""
-    from auditor.exchange.client import client_from_settings, collect_snapshot
-
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
-        client = client_from_settings(settings, http)
+        client = wiring.exchange_client(settings, http)
         document = collect_snapshot(
             client, tenant=client.tenant, now=datetime.now(UTC), parallel=True
         )
@@ -34,13 +34,11 @@ def live_snapshot(settings: Settings) -> Snapshot:
 
 def latest_snapshot(settings: Settings) -> tuple[Snapshot, str]:
     """The evidence of the latest recorded audit, and its run id."""
-    from auditor.app.audit import store_from_settings
-
     if not settings.storage:
         raise ConfigError(
             "AUDITOR_STORAGE", "is required to read the latest audit (or pass --snapshot / --live)"
         )
-    store = store_from_settings(settings)
+    store = wiring.store_from_settings(settings)
     run = store.run("latest")
     raw = store.read_blob(run.run_id, "snapshot")
     if raw is None:
@@ -56,11 +54,3 @@ def load_snapshot(settings: Settings, *, path: Path | None, live: bool) -> Snaps
     if live:
         return live_snapshot(settings)
     return latest_snapshot(settings)[0]
-
-
-def load_allowlist(settings: Settings, path: Path | None) -> Allowlist:
-    """The allowlist named on the command line, else AUDITOR_ALLOWLIST, else an empty one."""
-    from auditor.core.allowlist import read_allowlist
-
-    chosen = path or settings.allowlist
-    return read_allowlist(chosen) if chosen else Allowlist()

@@ -1,69 +1,133 @@
-"""Build the remediation service from settings, lazily (never at import time).
+"""The one place that turns `Settings` into objects: clients, stores, credentials, channels.
 
-`service()` is called by `function_app.py` on the first request and cached for the process, so
-the JWKS cache and the HTTP connection pool survive between requests. Missing settings are a
-`ConfigError` naming the variable (the HTTP layer answers 500 "misconfigured").
+Adapters below take explicit parameters; everything here reads the settings and builds them,
+lazily (never at import time: the Functions host gives an app 30 s to start). Missing settings
+are a `ConfigError` naming the variable.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 from azure.data.tables import TableServiceClient
 
+from auditor.alerts.deliver import GRAPH_SCOPE, Channels
 from auditor.app.settings import Settings
-from auditor.core.allowlist import read_allowlist
+from auditor.core.allowlist import load_allowlist
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
+from auditor.exchange.client import ExchangeClient, collect_evidence, exchange_scope
 from auditor.identity.approver import ApproverAuth, JwksCache
-from auditor.remediation.execute import Exchange
-from auditor.remediation.notice import announcer
+from auditor.identity.azure import azure_credential
+from auditor.identity.tokens import Credentials, token_provider
+from auditor.remediation import notice
 from auditor.remediation.plan import plan
+from auditor.storage.audit_store import AuditStore
+from auditor.storage.connect import connect
 from auditor.storage.proposal_store import ProposalStore
-from auditor.web.api import RemediationHttp
 
 __all__ = [
-    "build_service",
-    "service",
-    "reset",
-    "install",
-    "proposer_from_settings",
+    "credentials",
+    "exchange_client",
+    "exchange_collector",
+    "graph_token_provider",
+    "alert_channels",
     "table_service",
-    "TABLE_PREFIX",
-    "load_allowlist",
+    "store_from_settings",
+    "proposal_store",
+    "approver_auth",
+    "announcer",
+    "proposer_from_settings",
+    "allowlist_now",
 ]
 
-TABLE_PREFIX = "smtpauth"
-_lock = threading.Lock()
-_cached: RemediationHttp | None = None
+
+def credentials(settings: Settings, *, exchange_token: bool = True) -> Credentials:
+    """The identity settings. `exchange_token=False` sets `EXO_ACCESS_TOKEN` aside: it is an
+    Exchange token and useless for Graph, so Graph asks the identity for its own scope."""
+    return Credentials(
+        access_token=settings.exo_access_token if exchange_token else None,
+        tenant=settings.exo_tenant,
+        client_id=settings.exo_client_id,
+        certificate_path=settings.exo_certificate_path,
+        certificate_password=settings.exo_certificate_password,
+        client_secret=settings.exo_client_secret,
+        authority_host=settings.exo_authority_host,
+        managed_identity_client_id=settings.azure_client_id,
+    )
 
 
-def table_service(value: str | None, *, credential: Any = None) -> TableServiceClient:
-    """`AUDITOR_STORAGE` as a client: a connection string, or a table endpoint URL (identity)."""
-    if not value or not value.strip():
+def exchange_client(settings: Settings, http: httpx.Client) -> ExchangeClient:
+    """The adapter for the tenant in the settings (EXO_TENANT, EXO_BASE_URL, credentials)."""
+    if not settings.exo_tenant:
+        raise ConfigError("EXO_TENANT", "is required to reach Exchange Online")
+    tokens = token_provider(credentials(settings), exchange_scope(settings.exo_base_url), http=http)
+    return ExchangeClient(
+        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
+    )
+
+
+@contextmanager
+def exchange_collector(settings: Settings) -> Iterator[Callable[[datetime], bytes]]:
+    """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit."""
+    if not settings.exo_tenant:
+        raise ConfigError("EXO_TENANT", "is required to audit a tenant")
+    tenant = settings.exo_tenant
+    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
+        client = exchange_client(settings, http)
+
+        def collect(now: datetime) -> bytes:
+            return collect_evidence(client, tenant=tenant, now=now, parallel=True)
+
+        yield collect
+
+
+def graph_token_provider(settings: Settings) -> Callable[[], str]:
+    """An app-only Graph token from the same identity as Exchange (never `EXO_ACCESS_TOKEN`)."""
+    provider = token_provider(credentials(settings, exchange_token=False), GRAPH_SCOPE)
+    return lambda: provider.get_token()
+
+
+def alert_channels(settings: Settings) -> Channels:
+    return Channels(
+        teams_webhook_url=settings.teams_webhook_url,
+        email_from=settings.email_from,
+        email_to=settings.email_to,
+        graph_base_url=settings.graph_base_url,
+        graph_access_token=settings.graph_access_token,
+    )
+
+
+def table_service(settings: Settings) -> TableServiceClient:
+    """`AUDITOR_STORAGE` as a client; a URL is used with the app's managed identity."""
+    client_id = settings.azure_client_id
+    return connect(settings.storage, credential=lambda: azure_credential(client_id))
+
+
+def store_from_settings(settings: Settings) -> AuditStore:
+    if not settings.storage:
+        raise ConfigError("AUDITOR_STORAGE", "is required to record audits (Table Storage)")
+    return AuditStore(table_service(settings), prefix=settings.table_prefix)
+
+
+def proposal_store(
+    settings: Settings, *, tables: TableServiceClient | None = None
+) -> ProposalStore:
+    if tables is None and not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required for remediation proposals")
-    text = value.strip()
-    if text.lower().startswith(("http://", "https://")):
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        return TableServiceClient(endpoint=text.rstrip("/"), credential=credential)
-    try:
-        return TableServiceClient.from_connection_string(text)
-    except ValueError as exc:
-        raise ConfigError("AUDITOR_STORAGE", f"not a valid connection string: {exc}") from exc
+    store = ProposalStore(tables or table_service(settings), prefix=settings.table_prefix)
+    store.create_tables()
+    return store
 
 
-def load_allowlist(settings: Settings) -> Allowlist:
-    """The allowlist as it is now (re-read for every execution); empty when none is set."""
-    if settings.allowlist is None:
-        return Allowlist(source="(no AUDITOR_ALLOWLIST)")
-    return read_allowlist(settings.allowlist)
+def allowlist_now(settings: Settings, path: Path | None = None) -> Allowlist:
+    """The allowlist as it is now: `path` (a command-line override), else AUDITOR_ALLOWLIST,
+    else an empty one. Re-read on every call (an execution re-checks against today's file)."""
+    return load_allowlist(path or settings.allowlist).allowlist
 
 
 def approver_auth(settings: Settings, http: httpx.Client) -> ApproverAuth:
@@ -83,59 +147,16 @@ def approver_auth(settings: Settings, http: httpx.Client) -> ApproverAuth:
     )
 
 
-def exchange_client(settings: Settings, http: httpx.Client) -> Exchange:
-    from auditor.exchange.client import client_from_settings
-
-    return client_from_settings(settings, http)
-
-
-def build_service(
-    settings: Settings,
-    *,
-    http: httpx.Client | None = None,
-    tables: TableServiceClient | None = None,
-    prefix: str | None = None,
-) -> RemediationHttp:
-    """The service for these settings; `http` and `tables` may be injected (tests, dev server)."""
-    client = http or httpx.Client(timeout=httpx.Timeout(120.0, connect=15.0))
-    store = ProposalStore(
-        tables or table_service(settings.storage), prefix=prefix or settings.table_prefix
-    )
-    store.create_tables()
-    return RemediationHttp(
-        store=store,
-        auth=approver_auth(settings, client),
-        form_secret=settings.form_secret,
-        exchange=lambda: exchange_client(settings, client),
-        load_allowlist=lambda: load_allowlist(settings),
-        now=lambda: datetime.now(UTC),
+def announcer(
+    settings: Settings, http: httpx.Client, *, graph_token: Callable[[], str] | None = None
+) -> notice.Announce | None:
+    """Announces a finished remediation on the alert channels; None when none is set."""
+    return notice.announcer(
+        alert_channels(settings),
         public_url=settings.remediation_public_url,
-        inline_limit=settings.remediation_inline_limit,
-        announce=announcer(settings, client),
+        http=http,
+        graph_token=graph_token or graph_token_provider(settings),
     )
-
-
-def service() -> RemediationHttp:
-    """The process-wide service built from the environment on first use."""
-    global _cached
-    with _lock:
-        if _cached is None:
-            _cached = build_service(Settings.from_env())
-        return _cached
-
-
-def install(prebuilt: RemediationHttp) -> None:
-    """Use `prebuilt` instead of building from the environment (dev server, tests)."""
-    global _cached
-    with _lock:
-        _cached = prebuilt
-
-
-def reset() -> None:
-    """Forget the cached service (settings changed; tests)."""
-    global _cached
-    with _lock:
-        _cached = None
 
 
 def proposer_from_settings(
@@ -143,17 +164,14 @@ def proposer_from_settings(
 ) -> Callable[[Evaluation, str, datetime], list[str]] | None:
     """Plan and store a run's remediation proposals (the nightly audit's last step).
 
-    None when `AUDITOR_STORAGE` is unset. Grants are planned too (issue 8): they are separate
-    proposals, so an approver never enables and disables in one click.
+    None when `AUDITOR_STORAGE` is unset. Grants are planned too: they are separate proposals,
+    so an approver never enables and disables in one click.
     """
     if not settings.storage and tables is None:
         return None
 
     def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
-        store = ProposalStore(
-            tables or table_service(settings.storage), prefix=settings.table_prefix
-        )
-        store.create_tables()
+        store = proposal_store(settings, tables=tables)
         ids: list[str] = []
         for proposal in plan(
             evaluation,

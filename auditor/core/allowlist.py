@@ -24,7 +24,8 @@ from auditor.core.model import Allowlist, AllowlistEntry, Mailbox, normalise_ide
 
 __all__ = [
     "read_allowlist",
-    "read_allowlist_with_bytes",
+    "load_allowlist",
+    "LoadedAllowlist",
     "parse_allowlist",
     "CSV_COLUMNS",
     "Matches",
@@ -36,18 +37,32 @@ CSV_COLUMNS = ("Identity", "Owner", "Reason", "Ticket", "Expires")
 _WILDCARDS = set("*?[]")
 
 
-def read_allowlist(path: str | Path) -> Allowlist:
-    return read_allowlist_with_bytes(path)[0]
+@dataclass(frozen=True, slots=True)
+class LoadedAllowlist:
+    """An allowlist as parsed, with the file's bytes (an audit stores them with its run)."""
+
+    allowlist: Allowlist
+    raw: bytes
+    source: str
 
 
-def read_allowlist_with_bytes(path: str | Path) -> tuple[Allowlist, bytes]:
-    """The parsed allowlist and the file's bytes (an audit stores them with its run)."""
+def load_allowlist(path: str | Path | None) -> LoadedAllowlist:
+    """The one allowlist loader: the file at `path`, or an empty allowlist when there is none.
+
+    Bad input raises `InputError` naming the file and line; nothing is half-loaded."""
+    if path is None:
+        return LoadedAllowlist(Allowlist(), b"", "")
     name = str(path)
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(name, f"cannot read allowlist: {exc.strerror or exc}") from exc
-    return parse_allowlist(raw, source=name, csv_format=name.lower().endswith(".csv")), raw
+    parsed = parse_allowlist(raw, source=name, csv_format=name.lower().endswith(".csv"))
+    return LoadedAllowlist(parsed, raw, name)
+
+
+def read_allowlist(path: str | Path) -> Allowlist:
+    return load_allowlist(path).allowlist
 
 
 def _decode(raw: bytes, source: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "Refused",
     "AuditorError",
     "ConfigError",
     "InputError",
@@ -44,3 +45,13 @@ class StoreError(AuditorError):
 
 class DeliveryError(AuditorError):
     """An alert channel could not be reached after its retries."""
+
+
+class Refused(AuditorError):
+    """A proposal operation is refused; `code` is a stable word ("not_found", "already_used",
+    "tampered", "expired", "rejected", "plan_changed", "bad_subset", "bad_request", ...).
+    Only the web layer turns it into an HTTP status (`auditor.web.api.STATUS`)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)

@@ -7,7 +7,7 @@ return. Two kinds of state are kept, one record per mailbox and one per finding:
   recognise (address, UPN, type), first seen, since when unchanged, removed or not.
 - `FindingState`: control, subject, status, first seen, status since, resolved by which run.
 
-Rules that protect the history from partial reads (DESIGN §2):
+Rules that protect the history from partial reads (docs/architecture.md, semantics):
 - Mailboxes are marked removed, and findings resolved, only by a *complete* run.
 - An incomplete run never turns a known finding status into `unknown` (that is an artefact of
   the evidence it lacks; its errors are recorded with the run), and never rewrites identities
@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from auditor.core.model import Finding, Mailbox, Snapshot, Status
+from auditor.core.model import Finding, Mailbox, Setting, Snapshot, Status
 
 __all__ = [
     "MailboxState",
@@ -35,7 +35,6 @@ __all__ = [
     "bucket_of",
     "key_hash",
     "setting_code",
-    "setting_value",
     "mailbox_changes",
     "finding_changes",
     "run_id_for",
@@ -84,23 +83,8 @@ def run_key(run_id: str) -> str:
 # -- mailboxes -------------------------------------------------------------------------------
 
 
-_SETTING_CODES = {True: "true", False: "false", None: "null"}
-
-
 def setting_code(mailbox: Mailbox) -> str:
-    if not mailbox.setting_present:
-        return "missing"
-    return _SETTING_CODES[mailbox.setting]
-
-
-def setting_value(code: str) -> tuple[bool | None, bool]:
-    """(setting, present) of a stored setting code."""
-    return {
-        "true": (True, True),
-        "false": (False, True),
-        "null": (None, True),
-        "missing": (None, False),
-    }[code]
+    return Setting.code(mailbox.setting, mailbox.setting_present)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 __all__ = [
+    "Setting",
     "AllowlistEntry",
     "Allowlist",
     "CollectionError",
@@ -26,6 +27,44 @@ __all__ = [
     "Snapshot",
     "Status",
 ]
+
+
+class Setting:
+    """The one codec of `SmtpClientAuthenticationDisabled` values, everywhere they are stored,
+    printed or parsed: `True` = blocked, `False` = explicitly enabled, `None` = follow the
+    organisation ("null"); a property absent from a record is "missing" (not null)."""
+
+    MISSING = "missing"
+    _TEXT: ClassVar[dict[bool | None, str]] = {True: "true", False: "false", None: "null"}
+    _VALUE: ClassVar[dict[str, bool | None]] = {"true": True, "false": False, "null": None}
+
+    @staticmethod
+    def text(value: bool | None) -> str:
+        """ "true", "false" or "null"."""
+        return Setting._TEXT[value]
+
+    @staticmethod
+    def code(value: bool | None, present: bool = True) -> str:
+        """`text(value)`, or "missing" when the property was not in the record."""
+        return Setting._TEXT[value] if present else Setting.MISSING
+
+    @staticmethod
+    def parse(value: object) -> bool | None:
+        """A stored or typed value (`true`/`false`/`null`, any case, or a JSON bool/None) back
+        to its setting; anything else is a ValueError naming it."""
+        if value is None or isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in Setting._VALUE:
+            raise ValueError(f"not true/false/null: {value!r}")
+        return Setting._VALUE[text]
+
+    @staticmethod
+    def from_code(code: str) -> tuple[bool | None, bool]:
+        """(setting, present) of a `code`: "missing" is (None, False)."""
+        if code == Setting.MISSING:
+            return None, False
+        return Setting.parse(code), True
 
 
 class Effective(StrEnum):
@@ -193,7 +232,7 @@ class Evaluation:
     warnings: tuple[str, ...] = ()
 
     def exit_code(self) -> int:
-        """0 compliant, 1 any fail, 3 no fail but some evidence unknown (DESIGN §4)."""
+        """0 compliant, 1 any fail, 3 no fail but some evidence unknown (README, contracts)."""
         statuses = {f.status for f in self.findings}
         if Status.FAIL in statuses:
             return 1

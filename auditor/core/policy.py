@@ -3,7 +3,7 @@
 No network, no clock, no environment: `today` and `evaluated_at` are arguments, so a stored
 snapshot can be re-evaluated (replayed) and every rule is tested with plain data.
 
-Effective state (DESIGN §2): the mailbox value wins; `null` follows the organisation; `true`
+Effective state: the mailbox value wins; `null` follows the organisation; `true`
 means *disabled* (the property is named ...Disabled); a missing property, a mailbox without a
 CAS record, or `null` while the organisation value was not collected is `unknown`.
 """
@@ -235,7 +235,7 @@ def evaluate(
     evaluated_at: datetime,
     expiring_days: int = DEFAULT_EXPIRING_DAYS,
 ) -> Evaluation:
-    """All findings of DESIGN §4 for one snapshot, allowlist and day."""
+    """All findings of README, contracts for one snapshot, allowlist and day."""
     # A tenant whose organisation allows SMTP AUTH yields a finding per mailbox: hundreds of
     # thousands of small acyclic tuples, over which the cyclic garbage collector would walk
     # the whole snapshot again and again (about 40% of the time). Reference counting frees

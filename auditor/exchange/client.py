@@ -1,6 +1,6 @@
 """Exchange Online admin REST adapter: `InvokeCommand` over an injected `httpx.Client`.
 
-The one place that talks to Exchange (REFERENCE §1). Reads return every page or fail: a read
+The one place that talks to Exchange (see docs/). Reads return every page or fail: a read
 that was refused, cut short or warned about truncation raises `CollectionFailed` (or its
 `PermissionDenied` subclass, which names the missing Exchange role); it never returns a shorter
 list. Every failure message names the cmdlet, the HTTP status and the `request-id`.
@@ -31,12 +31,11 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from auditor.app.settings import Settings
-from auditor.core.errors import AuditorError, CollectionFailed, ConfigError, PermissionDenied
+from auditor.core.errors import AuditorError, CollectionFailed, PermissionDenied
 from auditor.core.evidence import ListingEncoder, encode_document
 from auditor.core.model import CollectionError
+from auditor.core.ports import TokenProvider
 from auditor.core.snapshot import snapshot_document
-from auditor.identity.tokens import TokenProvider, exchange_scope, token_provider
 
 __all__ = [
     "ExchangeClient",
@@ -70,7 +69,7 @@ MAILBOX_PROPERTIES = (
 )
 TRANSPORT_PROPERTIES = ("Identity", "SmtpClientAuthenticationDisabled")
 
-# The least-privilege Exchange role each cmdlet needs (REFERENCE §2).
+# The least-privilege Exchange role each cmdlet needs (docs/exchange-protocol.md).
 REQUIRED_ROLES = {
     "get-transportconfig": "View-Only Configuration",
     "get-casmailbox": "View-Only Recipients",
@@ -578,14 +577,9 @@ def _detail(text: str) -> str:
     return text.strip()[:300]
 
 
-def client_from_settings(settings: Settings, http: httpx.Client) -> ExchangeClient:
-    """The adapter for the tenant in the settings (EXO_TENANT, EXO_BASE_URL, credentials)."""
-    if not settings.exo_tenant:
-        raise ConfigError("EXO_TENANT", "is required to reach Exchange Online")
-    tokens = token_provider(settings, exchange_scope(settings.exo_base_url), http=http)
-    return ExchangeClient(
-        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
-    )
+def exchange_scope(base_url: str) -> str:
+    """The client-credentials scope of an Exchange endpoint: `https://outlook.office365.com/.default`."""
+    return f"{base_url.rstrip('/')}/.default"
 
 
 def collect_snapshot(

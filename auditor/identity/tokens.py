@@ -19,23 +19,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from auditor.app.settings import Settings
 from auditor.core.errors import CollectionFailed, ConfigError
+from auditor.core.ports import TokenProvider
+from auditor.identity.azure import azure_credential
 
 __all__ = [
-    "TokenProvider",
+    "Credentials",
     "StaticToken",
     "CachedTokens",
     "AzureIdentityTokens",
     "MsalAppTokens",
     "MsalHttpClient",
     "token_provider",
-    "exchange_scope",
     "RENEW_BEFORE",
 ]
 
@@ -43,19 +44,6 @@ log = logging.getLogger(__name__)
 
 RENEW_BEFORE = 300.0  # seconds: renew a token five minutes before it expires
 Clock = Callable[[], float]
-
-
-class TokenProvider(Protocol):
-    """Something that hands out a bearer token for Exchange."""
-
-    def get_token(self, *, force_refresh: bool = False) -> str:
-        """A current token; `force_refresh` asks for a new one (after a 401)."""
-        ...
-
-
-def exchange_scope(base_url: str) -> str:
-    """The client-credentials scope of an Exchange endpoint, e.g. `https://outlook.office365.com/.default`."""
-    return f"{base_url.rstrip('/')}/.default"
 
 
 class StaticToken:
@@ -282,49 +270,54 @@ def _certificate_credential(path: Path, password: str | None) -> dict[str, Any]:
     return {"private_key": private_key, "thumbprint": thumbprint}
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Which identity to use, named after the settings that carry each value."""
+
+    access_token: str | None = None  # EXO_ACCESS_TOKEN
+    tenant: str | None = None  # EXO_TENANT
+    client_id: str | None = None  # EXO_CLIENT_ID
+    certificate_path: Path | None = None  # EXO_CERTIFICATE_PATH
+    certificate_password: str | None = None  # EXO_CERTIFICATE_PASSWORD
+    client_secret: str | None = None  # EXO_CLIENT_SECRET
+    authority_host: str = "https://login.microsoftonline.com"  # EXO_AUTHORITY_HOST
+    managed_identity_client_id: str | None = None  # AZURE_CLIENT_ID
+
+
 def token_provider(
-    settings: Settings,
+    credentials: Credentials,
     scope: str,
     *,
     http: httpx.Client | None = None,
     clock: Clock = time.time,
 ) -> TokenProvider:
-    """The provider the settings ask for, in this order: `EXO_ACCESS_TOKEN` (static);
+    """The provider the credentials ask for, in this order: `EXO_ACCESS_TOKEN` (static);
     `EXO_CLIENT_ID` with `EXO_CERTIFICATE_PATH` or `EXO_CLIENT_SECRET` (msal, app registration
     in `EXO_TENANT`); otherwise azure-identity (user-assigned identity `AZURE_CLIENT_ID`, else
     `DefaultAzureCredential`). Builds no network client until the first token is needed."""
-    if settings.exo_access_token:
-        return StaticToken(settings.exo_access_token)
-    if settings.exo_client_id:
-        if not settings.exo_tenant:
+    c = credentials
+    if c.access_token:
+        return StaticToken(c.access_token)
+    if c.client_id:
+        if not c.tenant:
             raise ConfigError("EXO_TENANT", "is required with EXO_CLIENT_ID")
         credential: str | dict[str, Any]
-        if settings.exo_certificate_path is not None:
-            credential = _certificate_credential(
-                settings.exo_certificate_path, settings.exo_certificate_password
-            )
-        elif settings.exo_client_secret:
-            credential = settings.exo_client_secret
+        if c.certificate_path is not None:
+            credential = _certificate_credential(c.certificate_path, c.certificate_password)
+        elif c.client_secret:
+            credential = c.client_secret
         else:
             raise ConfigError(
                 "EXO_CLIENT_ID", "needs EXO_CERTIFICATE_PATH (preferred) or EXO_CLIENT_SECRET"
             )
         return MsalAppTokens(
-            tenant=settings.exo_tenant,
-            client_id=settings.exo_client_id,
+            tenant=c.tenant,
+            client_id=c.client_id,
             client_credential=credential,
             scope=scope,
             http=http or httpx.Client(timeout=30.0),
-            authority_host=settings.exo_authority_host,
+            authority_host=c.authority_host,
             clock=clock,
         )
-    client_id = settings.azure_client_id
-
-    def factory() -> Any:
-        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-        if client_id:
-            return ManagedIdentityCredential(client_id=client_id)
-        return DefaultAzureCredential(exclude_interactive_browser_credential=True)
-
-    return AzureIdentityTokens(scope, factory, clock=clock)
+    client_id = c.managed_identity_client_id
+    return AzureIdentityTokens(scope, lambda: azure_credential(client_id), clock=clock)

@@ -1,4 +1,4 @@
-"""Execute an approved proposal: re-check, apply, verify, record (DESIGN §7, issue 6).
+"""Execute an approved proposal: re-check, apply, verify, record (docs/architecture.md).
 
 `execute` is single-use and idempotent: `ProposalStore.start` lets one executor move the
 proposal approved → running (ETag), a retried queue message finds it running or finished and
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from auditor.core.allowlist import match
 from auditor.core.errors import AuditorError, InputError
-from auditor.core.model import Allowlist, Effective, Status
+from auditor.core.model import Allowlist, Effective, Setting, Status
 from auditor.core.policy import effective_state, evaluate
 from auditor.core.proposals import Record, Result, Role, State, TargetRecord
 from auditor.core.snapshot import RawRecord, build_snapshot, mailbox_from_records
@@ -38,6 +38,8 @@ from auditor.remediation.plan import org_blockers
 from auditor.storage.proposal_store import ProposalStore
 
 __all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state"]
+
+_show = Setting.text  # the one setting codec, short for the many messages below
 
 log = logging.getLogger(__name__)
 SETTING = "SmtpClientAuthenticationDisabled"
@@ -65,10 +67,6 @@ def _setting(record: Mapping[str, Any], what: str) -> bool | None:
                 raise _Unknown(f"{what}: {SETTING} is {value!r}, not true/false/null")
             return value
     raise _Unknown(f"{what}: the read carries no {SETTING} value")
-
-
-def _show(value: bool | None) -> str:
-    return "null" if value is None else str(value).lower()
 
 
 def _keys(record: Mapping[str, Any], target: TargetRecord) -> set[str]:
@@ -123,7 +121,9 @@ def _decide_mailbox(
             return _Decision("skip", f"now allowlisted ({where}): not lowered", setting)
         if state is not Effective.ENABLED:
             return _Decision(
-                "skip", f"already compliant: setting {_show(setting)}, effectively {state}", setting
+                "skip",
+                f"already compliant: setting {_show(setting)}, effectively {state}",
+                setting,
             )
         if t.after is None and org is not True:
             return _Decision(

@@ -3,7 +3,7 @@
 The message says what was approved, by whom, and each target's result counts, with a link to
 the status page (`REMEDIATION_PUBLIC_URL`). Delivery is bounded (3 attempts per channel) and a
 failure is logged, never raised: the change is done and recorded in the audit trail either way.
-Payload formats follow REFERENCE §4 (Adaptive Card 1.5 in a Workflows message; sendMail 202).
+Payloads: Adaptive Card 1.5 in a Workflows message; Graph sendMail, 202 (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -12,27 +12,19 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from html import escape
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from auditor.alerts.deliver import GRAPH_SCOPE, redact
-from auditor.app.settings import Settings
+from auditor.alerts.deliver import Channels, send_mail, send_teams
+from auditor.core import routes
 from auditor.core.proposals import Record
 
-__all__ = ["announcer", "teams_message", "email_body", "summary_lines"]
+__all__ = ["Announce", "announcer", "teams_message", "email_body", "summary_lines"]
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
-
-
-def _status_url(settings: Settings, record: Record) -> str | None:
-    if not settings.remediation_public_url:
-        return None
-    return f"{settings.remediation_public_url}/api/remediations/{quote(record.id)}/status"
 
 
 def summary_lines(record: Record) -> list[str]:
@@ -94,76 +86,43 @@ def email_body(
     }
 
 
-def _post(
-    http: httpx.Client,
-    url: str,
-    payload: dict[str, Any],
-    headers: dict[str, str],
-    ok: Callable[[int], bool],
-    sleep: Callable[[float], None],
-) -> str:
-    problem = ""
-    for attempt in range(ATTEMPTS):
-        try:
-            response = http.post(url, content=json.dumps(payload), headers=headers, timeout=30)
-            if ok(response.status_code):
-                return "sent"
-            problem = f"HTTP {response.status_code}"
-            if response.status_code not in (408, 429, 500, 502, 503, 504):
-                break
-        except httpx.TransportError as exc:
-            problem = type(exc).__name__
-        if attempt < ATTEMPTS - 1:
-            sleep(2.0 * 2**attempt)
-    return f"failed: {problem}"
+Announce = Callable[[Record], None]
 
 
 def announcer(
-    settings: Settings,
-    http: httpx.Client,
+    channels: Channels,
     *,
-    graph_token: Callable[[], str] | None = None,
+    public_url: str | None,
+    http: httpx.Client,
+    graph_token: Callable[[], str] | None,
     sleep: Callable[[float], None] = time.sleep,
-) -> Callable[[Record], None] | None:
-    """A callable that announces a finished remediation, or None when no channel is set."""
-    if not settings.teams_webhook_url and not (settings.email_from and settings.email_to):
+) -> Announce | None:
+    """A callable that announces a finished remediation, or None when no channel is set.
+
+    Sent through the alerts' own channel senders (bounded retries, `Retry-After`, redaction)."""
+    if not channels.any:
         return None
-    secrets: list[str | None] = [settings.teams_webhook_url, settings.graph_access_token]
 
     def announce(record: Record) -> None:
-        url = _status_url(settings, record)
-        if settings.teams_webhook_url:
-            outcome = _post(
-                http,
-                settings.teams_webhook_url,
-                teams_message(record, url),
-                {"Content-Type": "application/json; charset=utf-8"},
-                lambda s: 200 <= s < 300,
-                sleep,
+        url = routes.remediation_url(public_url, record.id, "status")
+        if channels.teams_webhook_url:
+            result = send_teams(
+                channels,
+                json.dumps(teams_message(record, url)).encode("utf-8"),
+                http=http,
+                sleep=sleep,
+                max_attempts=ATTEMPTS,
             )
-            log.info("remediation %s: teams %s", record.id, redact(outcome, secrets))
-        if settings.email_from and settings.email_to:
-            token = settings.graph_access_token or _graph_token(settings, graph_token)
-            endpoint = (
-                f"{settings.graph_base_url}/v1.0/users/{quote(settings.email_from, safe='@')}"
-                "/sendMail"
+            log.info("remediation %s: teams %s %s", record.id, result.status, result.detail)
+        if channels.email_from and channels.email_to:
+            result = send_mail(
+                channels,
+                email_body(record, url, channels.email_to),
+                http=http,
+                graph_token=graph_token,
+                sleep=sleep,
+                max_attempts=ATTEMPTS,
             )
-            outcome = _post(
-                http,
-                endpoint,
-                email_body(record, url, settings.email_to),
-                {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                lambda s: s == 202,
-                sleep,
-            )
-            log.info("remediation %s: email %s", record.id, outcome)
+            log.info("remediation %s: email %s %s", record.id, result.status, result.detail)
 
     return announce
-
-
-def _graph_token(settings: Settings, provider: Callable[[], str] | None) -> str:
-    if provider is not None:
-        return provider()
-    from auditor.identity.tokens import token_provider
-
-    return token_provider(replace(settings, exo_access_token=None), GRAPH_SCOPE).get_token()

@@ -1,4 +1,4 @@
-"""PURE: turn one run's findings into remediation proposals (DESIGN §7).
+"""PURE: turn one run's findings into remediation proposals (docs/architecture.md).
 
 No network, no clock, no environment: `run_id`, `created_at` and the options are arguments.
 
@@ -90,7 +90,7 @@ def _mailbox_target(
 ) -> Target | None:
     mailbox = finding.mailbox
     if mailbox is None or not mailbox.guid:
-        return None  # writes go by Guid (REFERENCE §1); without one, nothing safe to target
+        return None  # writes go by Guid; without one, nothing safe to target
     return Target(
         key=mailbox.guid.lower(),
         role=role,

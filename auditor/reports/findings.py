@@ -1,6 +1,6 @@
 """Render an evaluation: text, JSON (`smtp-auth-findings/1`), CSV, Markdown, HTML.
 
-The JSON document is a contract (DESIGN §4): extend it, never rename its fields.
+The JSON document is a contract (README, contracts): extend it, never rename its fields.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditor.core.controls import all_controls, control
-from auditor.core.model import Effective, Evaluation, Finding, Mailbox, Status
+from auditor.core.model import Effective, Evaluation, Finding, Mailbox, Setting, Status
 
 __all__ = ["FORMATS", "SCHEMA", "render", "findings_document", "finding_dict", "iso"]
 
@@ -30,9 +30,7 @@ def iso(moment: datetime) -> str:
 
 
 def _setting(value: bool | None, present: bool = True) -> str:
-    if not present:
-        return "missing"
-    return {True: "true", False: "false", None: "null"}[value]
+    return Setting.code(value, present)
 
 
 def _org_text(org_disabled: bool | None) -> str:

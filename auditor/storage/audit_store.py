@@ -64,6 +64,7 @@ from auditor.core.model import (
     Mailbox,
     PreviousRun,
     PriorFinding,
+    Setting,
     Snapshot,
     Status,
 )
@@ -75,12 +76,10 @@ __all__ = [
     "AuditStore",
     "RunInProgress",
     "RunHandle",
-    "from_setting",
     "BUCKETS",
 ]
 
 _CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
-_ORG_CODES = {True: "true", False: "false", None: "null"}
 
 
 class RunInProgress(StoreError):
@@ -93,14 +92,6 @@ class RunHandle:
     tenant: str
     started_at: datetime
     lock_etag: str
-
-
-def _org_code(value: bool | None) -> str:
-    return _ORG_CODES[value]
-
-
-def _org_value(code: Any) -> bool | None:
-    return {"true": True, "false": False}.get(str(code))
 
 
 def _pack(data: bytes) -> dict[str, Any]:
@@ -332,7 +323,7 @@ class AuditStore:
                 {
                     "PartitionKey": "org",
                     "RowKey": "current",
-                    "setting": _org_code(org_change.after),
+                    "setting": Setting.text(org_change.after),
                     "since": handle.run_id,
                 }
             )
@@ -412,7 +403,7 @@ class AuditStore:
                 "complete": run.complete,
                 "started_at": run.started_at,
                 "finished_at": run.finished_at,
-                "org": _org_code(run.org_disabled),
+                "org": Setting.text(run.org_disabled),
                 "counts": run.counts,
                 "changes": run.changes,
                 "durations": {k: round(v, 3) for k, v in run.durations.items()},
@@ -639,8 +630,8 @@ class AuditStore:
                         "PartitionKey": "org",
                         "RowKey": rkey,
                         "run_id": org.run_id,
-                        "before": _org_code(org.before),
-                        "after": _org_code(org.after),
+                        "before": Setting.text(org.before),
+                        "after": Setting.text(org.after),
                         "first": org.first,
                     },
                     {},
@@ -654,7 +645,7 @@ class AuditStore:
         current = self.state.get("org", "current")
         if current is None:
             return OrgChange(run_id, None, value, first=True)
-        before = _org_value(current.get("setting"))
+        before = Setting.parse(current.get("setting"))
         if before == value:
             return None
         return OrgChange(run_id, before, value, first=False)
@@ -727,8 +718,8 @@ class AuditStore:
         out = [
             OrgChange(
                 run_id=str(row["run_id"]),
-                before=_org_value(row.get("before")),
-                after=_org_value(row.get("after")),
+                before=Setting.parse(row.get("before")),
+                after=Setting.parse(row.get("after")),
                 first=bool(row.get("first")),
             )
             for row in rows
@@ -835,7 +826,7 @@ def _run_record(entity: Mapping[str, Any]) -> RunRecord:
         started_at=_time(entity.get("started_at")) or run_time(str(entity["run_id"])),
         finished_at=_time(entity.get("finished_at")),
         complete=bool(entity.get("complete")),
-        org_disabled=_org_value(entity.get("org")),
+        org_disabled=Setting.parse(entity.get("org")),
         counts=_json(entity.get("counts")) or {},
         changes=_json(entity.get("changes")) or {},
         durations=_json(entity.get("durations")) or {},
@@ -849,39 +840,3 @@ def _run_record(entity: Mapping[str, Any]) -> RunRecord:
         exit_code=None if entity.get("exit_code") is None else int(entity["exit_code"]),
         evidence_bytes=int(entity.get("evidence_bytes", 0)),
     )
-
-
-def from_setting(value: str, *, credential: Any = None, **options: Any) -> AuditStore:
-    """An AuditStore from `AUDITOR_STORAGE`: a connection string, or a table endpoint URL.
-
-    With a URL the credential is `credential`, else a ManagedIdentityCredential when
-    `AZURE_CLIENT_ID`/`IDENTITY_ENDPOINT` says the app has one, else DefaultAzureCredential.
-    Nothing connects until the first call.
-    """
-    text = value.strip()
-    if not text:
-        raise InputError("AUDITOR_STORAGE", "is empty")
-    if text.lower().startswith(("http://", "https://")):
-        if credential is None:
-            import os
-
-            from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-            if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
-                client_id = os.environ.get("AZURE_CLIENT_ID")
-                credential = ManagedIdentityCredential(client_id=client_id)
-            else:
-                credential = DefaultAzureCredential()
-        service = TableServiceClient(endpoint=text.rstrip("/"), credential=credential)
-    elif ("=" in text and ";" in text) or text.lower().startswith("usedevelopmentstorage"):
-        try:
-            service = TableServiceClient.from_connection_string(text)
-        except ValueError as exc:
-            raise InputError("AUDITOR_STORAGE", f"not a valid connection string: {exc}") from exc
-    else:
-        raise InputError(
-            "AUDITOR_STORAGE",
-            "must be a connection string or a table endpoint URL "
-            "(https://<account>.table.core.windows.net)",
-        )
-    return AuditStore(service, **options)

@@ -1,4 +1,4 @@
-"""The real Table Storage service's limits, enforced on the client (REFERENCE §3).
+"""The real Table Storage service's limits, enforced on the client (docs/architecture.md).
 
 Azurite accepts entities the real service rejects, so the adapter checks every entity and batch
 itself before it is sent, and a violation is a `StoreError` naming the table, keys and limit:

@@ -3,7 +3,7 @@
 States: proposed → approved → running → applied | partially_applied | failed; a proposal can
 also end rejected or expired. Every transition is a conditional replace of the proposal row
 (ETag, `MatchConditions.IfNotModified`), so two approvals racing, or a queue message delivered
-twice, move it once: the loser gets `Refused(409)`, or (executor) `None`.
+twice, move it once: the loser gets `Refused("already_used")`, or (executor) `None`.
 
 Tables (created on demand):
 - `remediations`: one row per proposal (PartitionKey "proposal", RowKey the id).
@@ -19,7 +19,6 @@ target row edited in storage after the plan was made is "tampered" and refused.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,8 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient, UpdateMode
 
-from auditor.core.errors import AuditorError
+from auditor.core.errors import Refused
+from auditor.core.model import Setting
 from auditor.core.proposals import (
     AuditEvent,
     Kind,
@@ -45,19 +45,10 @@ from auditor.core.proposals import (
 )
 from auditor.storage.tables import Conflict, OpCounter, Table
 
-__all__ = ["Refused", "ProposalStore", "RUNNING_LEASE"]
+__all__ = ["ProposalStore", "RUNNING_LEASE"]
 
 RUNNING_LEASE = timedelta(minutes=15)
 _PK = "proposal"
-
-
-class Refused(AuditorError):
-    """The operation is refused; `status` is the HTTP status, `code` a stable word."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
 
 
 def _iso(value: datetime) -> str:
@@ -72,17 +63,6 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-def _tri(value: bool | None) -> str:
-    return json.dumps(value)
-
-
-def _untri(value: Any) -> bool | None:
-    parsed = json.loads(value) if isinstance(value, str) else value
-    if parsed is not None and not isinstance(parsed, bool):
-        raise ValueError(f"not true/false/null: {value!r}")
-    return parsed
-
-
 def _target_row(proposal_id: str, index: int, target: Target) -> dict[str, Any]:
     return {
         "PartitionKey": proposal_id,
@@ -90,8 +70,8 @@ def _target_row(proposal_id: str, index: int, target: Target) -> dict[str, Any]:
         "Key": target.key,
         "Role": target.role.value,
         "Display": target.display,
-        "Before": _tri(target.before),
-        "After": _tri(target.after),
+        "Before": Setting.text(target.before),
+        "After": Setting.text(target.after),
         "Step": target.step,
         "Reason": target.reason,
         "Guid": target.guid,
@@ -107,8 +87,8 @@ def _target_record(row: dict[str, Any]) -> TargetRecord:
         key=row["Key"],
         role=Role(row["Role"]),
         display=row["Display"],
-        before=_untri(row["Before"]),
-        after=_untri(row["After"]),
+        before=Setting.parse(row["Before"]),
+        after=Setting.parse(row["After"]),
         step=int(row["Step"]),
         reason=row.get("Reason", ""),
         guid=row.get("Guid"),
@@ -189,10 +169,10 @@ class ProposalStore:
 
     def get(self, proposal_id: str, *, with_targets: bool = True) -> Record:
         if not proposal_id or any(c in proposal_id for c in "/\\#?") or len(proposal_id) > 200:
-            raise Refused(404, "not_found", f"no remediation proposal {proposal_id!r}")
+            raise Refused("not_found", f"no remediation proposal {proposal_id!r}")
         row = self.proposals.get(_PK, proposal_id)
         if row is None:
-            raise Refused(404, "not_found", f"no remediation proposal {proposal_id!r}")
+            raise Refused("not_found", f"no remediation proposal {proposal_id!r}")
         targets = (
             tuple(_target_record(r) for r in self.targets.partition(proposal_id))
             if with_targets
@@ -281,15 +261,13 @@ class ProposalStore:
                 pass
             record = replace(record, state=State.EXPIRED)
         if record.state is State.EXPIRED:
-            raise Refused(
-                410, "expired", f"proposal {record.id} expired on {_iso(record.expires_at)}"
-            )
+            raise Refused("expired", f"proposal {record.id} expired on {_iso(record.expires_at)}")
         if record.state is State.REJECTED:
-            raise Refused(410, "rejected", f"proposal {record.id} was rejected")
+            raise Refused("rejected", f"proposal {record.id} was rejected")
         if record.state is not State.PROPOSED:
             by = f" by {record.approver_name}" if record.approver_name else ""
             raise Refused(
-                409, "already_used", f"proposal {record.id} is already {record.state.value}{by}"
+                "already_used", f"proposal {record.id} is already {record.state.value}{by}"
             )
         return record
 
@@ -297,14 +275,13 @@ class ProposalStore:
         """Refused unless `record` could be approved now with `plan_digest` (for dry runs)."""
         self._refuse_unless_proposed(record, now, "dry-run")
         if plan_digest != record.plan_hash:
-            raise Refused(412, "plan_changed", "the plan hash does not match this proposal")
+            raise Refused("plan_changed", "the plan hash does not match this proposal")
         self.check_integrity(record)
 
     def check_integrity(self, record: Record) -> None:
-        """Refused(409, tampered) if the stored targets no longer hash to the plan hash."""
+        """Refused(tampered) if the stored targets no longer hash to the plan hash."""
         if plan_hash([t.target for t in record.targets]) != record.plan_hash:
             raise Refused(
-                409,
                 "tampered",
                 f"proposal {record.id}: stored targets do not match its plan hash; refused",
             )
@@ -325,7 +302,6 @@ class ProposalStore:
             record = self._refuse_unless_proposed(record, now, actor)
             if plan_digest != record.plan_hash:
                 raise Refused(
-                    412,
                     "plan_changed",
                     "the plan hash does not match this proposal: reload the confirmation "
                     "page and approve what it shows",
@@ -349,7 +325,6 @@ class ProposalStore:
             current = self.get(proposal_id, with_targets=False)
             self.audit(proposal_id, "refused", actor, "approve: lost a concurrent race", now=now)
             raise Refused(
-                409,
                 "already_used",
                 f"proposal {proposal_id} is already {current.state.value}"
                 + (f" by {current.approver_name}" if current.approver_name else ""),
@@ -386,17 +361,16 @@ class ProposalStore:
         keys = {t.target.key for t in record.targets}
         chosen = {s.strip().lower() for s in subset if s.strip()}
         if not chosen:
-            raise Refused(400, "bad_subset", "the subset names no target")
+            raise Refused("bad_subset", "the subset names no target")
         unknown = sorted(chosen - keys)
         if unknown:
-            raise Refused(400, "bad_subset", f"not targets of this proposal: {', '.join(unknown)}")
+            raise Refused("bad_subset", f"not targets of this proposal: {', '.join(unknown)}")
         org = [t for t in record.targets if t.target.role is Role.ORG]
         if org and org[0].target.key in chosen:
             pins = {t.target.key for t in record.targets if t.target.role is Role.PIN}
             missing = pins - chosen
             if missing:
                 raise Refused(
-                    400,
                     "bad_subset",
                     "the organisation switch can only be approved together with every pin "
                     f"(missing {len(missing)}: an allowlisted mailbox would lose SMTP AUTH)",
@@ -419,9 +393,7 @@ class ProposalStore:
                 {"State": State.REJECTED.value, "RejectedBy": actor, "Outcome": reason[:1000]},
             )
         except Conflict:
-            raise Refused(
-                409, "already_used", f"proposal {proposal_id} changed meanwhile"
-            ) from None
+            raise Refused("already_used", f"proposal {proposal_id} changed meanwhile") from None
         self.audit(proposal_id, "rejected", actor, reason or "rejected", now=now)
         return self.get(proposal_id)
 
@@ -500,7 +472,7 @@ class ProposalStore:
             raise ValueError(f"not a finishing state: {state}")
         record = self.get(proposal_id, with_targets=False)
         if record.state is not State.RUNNING:
-            raise Refused(409, "not_running", f"proposal {proposal_id} is {record.state.value}")
+            raise Refused("not_running", f"proposal {proposal_id} is {record.state.value}")
         self._transition(
             record,
             {"State": state.value, "FinishedAt": _iso(now), "Outcome": outcome[:4000]},

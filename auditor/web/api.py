@@ -25,20 +25,35 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from auditor.core.errors import AuditorError, InputError
+from auditor.core import routes
+from auditor.core.errors import AuditorError, InputError, Refused
 from auditor.core.model import Allowlist
 from auditor.core.proposals import Principal, Record, Result, Role
 from auditor.identity.approver import ApproverAuth, AuthError, check_form_token, form_token
 from auditor.remediation.execute import Exchange, execute, preview
-from auditor.storage.proposal_store import ProposalStore, Refused
+from auditor.storage.proposal_store import ProposalStore
 from auditor.web.pages import confirmation_page, message_page, status_page
 
-__all__ = ["WebRequest", "WebResponse", "RemediationHttp", "QUEUE_NAME"]
+__all__ = ["WebRequest", "WebResponse", "RemediationHttp"]
+
+# The HTTP status of each refusal code: the only place refusals meet HTTP.
+STATUS = {
+    "bad_request": 400,
+    "bad_subset": 400,
+    "not_found": 404,
+    "already_used": 409,
+    "not_running": 409,
+    "tampered": 409,
+    "expired": 410,
+    "rejected": 410,
+    "plan_changed": 412,
+    "too_large": 413,
+    "unsupported": 415,
+}
 
 log = logging.getLogger(__name__)
-QUEUE_NAME = "remediations"
 MAX_BODY = 256 * 1024
 
 
@@ -96,13 +111,13 @@ class _Body:
 
 def _parse_body(req: WebRequest) -> _Body:
     if len(req.body) > MAX_BODY:
-        raise Refused(413, "too_large", "request body too large")
+        raise Refused("too_large", "request body too large")
     ctype = _header(req.headers, "content-type").split(";")[0].strip().lower()
     if ctype == "application/x-www-form-urlencoded":
         try:
             fields = parse_qs(req.body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
-            raise Refused(400, "bad_request", "form body is not UTF-8") from None
+            raise Refused("bad_request", "form body is not UTF-8") from None
         return _Body(
             form=True,
             plan_hash=(fields.get("plan_hash") or [""])[0],
@@ -115,20 +130,20 @@ def _parse_body(req: WebRequest) -> _Body:
         try:
             data = json.loads(req.body)
         except (ValueError, UnicodeDecodeError):
-            raise Refused(400, "bad_request", "body is not valid JSON") from None
+            raise Refused("bad_request", "body is not valid JSON") from None
         if not isinstance(data, dict):
-            raise Refused(400, "bad_request", "body must be a JSON object")
+            raise Refused("bad_request", "body must be a JSON object")
         targets = data.get("targets")
         if targets is not None and (
             not isinstance(targets, list) or not all(isinstance(t, str) for t in targets)
         ):
-            raise Refused(400, "bad_request", "targets must be a list of target keys")
+            raise Refused("bad_request", "targets must be a list of target keys")
         dry_run = data.get("dry_run", False)
         if not isinstance(dry_run, bool):
-            raise Refused(400, "bad_request", "dry_run must be true or false")
+            raise Refused("bad_request", "dry_run must be true or false")
         plan_digest = data.get("plan_hash", "")
         if not isinstance(plan_digest, str):
-            raise Refused(400, "bad_request", "plan_hash must be a string")
+            raise Refused("bad_request", "plan_hash must be a string")
         return _Body(
             form=False,
             plan_hash=plan_digest,
@@ -139,7 +154,7 @@ def _parse_body(req: WebRequest) -> _Body:
         )
     if not req.body.strip():
         return _Body(False, "", None, False, "", "")
-    raise Refused(415, "unsupported", f"unsupported content type {ctype!r}")
+    raise Refused("unsupported", f"unsupported content type {ctype!r}")
 
 
 class RemediationHttp:
@@ -178,8 +193,8 @@ class RemediationHttp:
         parts = urlsplit(req.url)
         return f"{parts.scheme}://{parts.netloc}"
 
-    def _url(self, req: WebRequest, proposal_id: str, suffix: str = "") -> str:
-        return f"{self._base(req)}/api/remediations/{quote(proposal_id, safe='')}{suffix}"
+    def _url(self, req: WebRequest, proposal_id: str, action: str = "") -> str:
+        return self._base(req) + routes.remediation_path(proposal_id, action)
 
     def _error(self, req: WebRequest, status: int, code: str, message: str) -> WebResponse:
         headers: dict[str, str] = {}
@@ -198,7 +213,7 @@ class RemediationHttp:
                 req, exc.status, "unauthorized" if exc.status == 401 else "forbidden", str(exc)
             )
         except Refused as exc:
-            return self._error(req, exc.status, exc.code, str(exc))
+            return self._error(req, STATUS.get(exc.code, 400), exc.code, str(exc))
         except InputError as exc:
             return self._error(req, 500, "misconfigured", str(exc))
 
@@ -235,9 +250,9 @@ class RemediationHttp:
                 200,
                 confirmation_page(
                     record,
-                    approve_url=self._url(req, record.id, "/approve"),
-                    reject_url=self._url(req, record.id, "/reject"),
-                    status_url=self._url(req, record.id, "/status"),
+                    approve_url=self._url(req, record.id, "approve"),
+                    reject_url=self._url(req, record.id, "reject"),
+                    status_url=self._url(req, record.id, "status"),
                     form_token=token,
                     approver=f"{principal.name} ({principal.object_id})",
                 ),
@@ -279,7 +294,7 @@ class RemediationHttp:
                     message_page(
                         "Rejected",
                         f"Proposal {record.id} was rejected; nothing was changed.",
-                        link=self._url(req, record.id, "/status"),
+                        link=self._url(req, record.id, "status"),
                     ),
                 )
             return _json(200, record.to_json())
@@ -293,7 +308,7 @@ class RemediationHttp:
             principal = self._principal(req)
             body = _parse_body(req)
             if not body.plan_hash:
-                raise Refused(400, "bad_request", "plan_hash is required: approve what you saw")
+                raise Refused("bad_request", "plan_hash is required: approve what you saw")
             record = self.store.get(proposal_id)
             self._check_csrf(body, principal, record, body.plan_hash)
             subset = self._subset(record, body)
@@ -306,7 +321,7 @@ class RemediationHttp:
                 now=self.now(),
                 subset=subset,
             )
-            status_url = self._url(req, record.id, "/status")
+            status_url = self._url(req, record.id, "status")
             chosen = sum(1 for t in record.targets if t.result is Result.PENDING)
             if chosen <= self.inline_limit:
                 try:
@@ -361,7 +376,7 @@ class RemediationHttp:
         }
         chosen = {k.strip().lower() for k in body.targets if k.strip()}
         if body.form and not chosen:
-            raise Refused(400, "bad_subset", "no target is ticked")
+            raise Refused("bad_subset", "no target is ticked")
         if chosen == selectable:
             return None
         return sorted(chosen)

@@ -9,9 +9,12 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from auditor.core.model import Setting
 from auditor.core.proposals import Record, Role, State
 
 __all__ = ["confirmation_page", "status_page", "message_page"]
+
+_show = Setting.text  # the one setting codec, short for the many messages below
 
 _STYLE = """
 body{font-family:Segoe UI,Helvetica,Arial,sans-serif;margin:2rem;max-width:70rem;color:#1b1b1b}
@@ -30,10 +33,6 @@ def _shell(title: str, body: str) -> str:
         "<meta name='referrer' content='no-referrer'>"
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>"
     )
-
-
-def _value(value: bool | None) -> str:
-    return "null" if value is None else str(value).lower()
 
 
 def _role_text(role: Role) -> str:
@@ -71,7 +70,7 @@ def confirmation_page(
             f"<td>{box}</td><td><label for='t-{escape(target.key)}'>"
             f"{escape(target.display)}</label></td>"
             f"<td>{escape(_role_text(target.role))}</td>"
-            f"<td><code>{_value(target.before)}</code> → <code>{_value(target.after)}</code></td>"
+            f"<td><code>{_show(target.before)}</code> → <code>{_show(target.after)}</code></td>"
             f"<td>{escape(target.reason)}</td></tr>"
         )
     lose_block = ""
@@ -132,7 +131,7 @@ def status_page(record: Record, trail: list[Any] | None = None) -> str:
     rows = "".join(
         f"<tr class='{escape(t.result.value)}'><td>{escape(t.target.display)}</td>"
         f"<td>{escape(_role_text(t.target.role))}</td>"
-        f"<td><code>{_value(t.target.before)}</code> → <code>{_value(t.target.after)}</code></td>"
+        f"<td><code>{_show(t.target.before)}</code> → <code>{_show(t.target.after)}</code></td>"
         f"<td class='{escape(t.result.value)}'>{escape(t.result.value)}</td>"
         f"<td>{escape(t.detail)}</td></tr>"
         for t in record.targets

@@ -1,4 +1,4 @@
-"""A faithful local emulator of the Exchange Online admin REST endpoint (REFERENCE §1).
+"""A faithful local emulator of the Exchange Online admin REST endpoint (docs/exchange-protocol.md).
 
 `Emulator` serves a tenant over real HTTP on 127.0.0.1 for tests and the demo;
 `python -m devkit.emulator` runs it from the command line. It implements the protocol as

@@ -1,6 +1,6 @@
 """The protocol of `POST /adminapi/beta/{tenant}/InvokeCommand`, independent of sockets.
 
-Implements REFERENCE §1 as documented: `$select` projection, `Prefer: odata.maxpagesize`
+Implements the documented protocol: `$select` projection, `Prefer: odata.maxpagesize`
 (1..1000, default 1000), opaque `$skiptoken` nextLinks (reusable until they expire), the
 1000-object default and its "more results" warning when `ResultSize` is absent, OData
 annotations, `Set-*` semantics including `null`, and error bodies of the documented shape.

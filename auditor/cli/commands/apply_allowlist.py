@@ -19,15 +19,16 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from auditor.app import wiring
 from auditor.app.settings import Settings
 from auditor.app.sources import latest_snapshot, live_snapshot
 from auditor.cli.commands.evaluate import parse_today
-from auditor.cli.main import EXIT_OK, EXIT_UNKNOWN, write_output
+from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, write_output
+from auditor.core import routes
 from auditor.core.allowlist import match, read_allowlist
 from auditor.core.errors import CollectionFailed, ConfigError
-from auditor.core.model import Allowlist, Mailbox, Snapshot
+from auditor.core.model import Allowlist, Mailbox, Setting, Snapshot
 from auditor.core.policy import effective_state, evaluate
 from auditor.core.proposals import Proposal
 from auditor.core.snapshot import read_snapshot
@@ -56,9 +57,7 @@ def register(sub: Any) -> None:
 
 
 def _raw(mailbox: Mailbox) -> str:
-    if not mailbox.setting_present:
-        return "missing"
-    return {True: "true", False: "false", None: "null"}[mailbox.setting]
+    return Setting.code(mailbox.setting, mailbox.setting_present)
 
 
 def _loop_effect(mailboxes: list[Mailbox]) -> str:
@@ -175,20 +174,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _store(settings: Settings, proposal: Proposal, now: datetime) -> bool:
-    from auditor.app.wiring import table_service
-    from auditor.storage.proposal_store import ProposalStore
 
     if not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required to store the grant proposal")
-    store = ProposalStore(table_service(settings.storage), prefix=settings.table_prefix)
-    store.create_tables()
+    store = wiring.proposal_store(settings)
     store.save(proposal, now=now)
     return True
 
 
 def _url(settings: Settings, proposal_id: str) -> str | None:
-    base = settings.remediation_public_url
-    return f"{base}/api/remediations/{quote(proposal_id)}" if base else None
+    return routes.remediation_url(settings.remediation_public_url, proposal_id)
 
 
 def _render(result: dict[str, Any], fmt: str) -> str:

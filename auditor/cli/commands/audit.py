@@ -1,6 +1,6 @@
 """`audit`: what the nightly timer runs — collect, evaluate, record — from the command line.
 
-Exit codes (DESIGN §4): 0 compliant, 1 at least one `fail`, 2 bad input or configuration,
+Exit codes (README, contracts): 0 compliant, 1 at least one `fail`, 2 bad input or configuration,
 3 no `fail` but evidence unknown — including a partial or failed collection (recorded as an
 incomplete or failed run) and another audit holding the run lock.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from auditor.app.audit import AuditIncomplete, RunSummary, audit_from_settings
 from auditor.app.settings import Settings
-from auditor.cli.main import EXIT_UNKNOWN, add_output_options, write_output
+from auditor.cli.options import EXIT_UNKNOWN, add_output_options, write_output
 from auditor.core.errors import CollectionFailed
 from auditor.reports.findings import render
 

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditor.app.settings import Settings
-from auditor.app.sources import load_allowlist, load_snapshot
+from auditor.app.sources import load_snapshot
+from auditor.app.wiring import allowlist_now
 from auditor.cli.commands.evaluate import parse_today
 from auditor.cli.commands.mailboxes import add_source_options
-from auditor.cli.main import EXIT_OK, EXIT_UNKNOWN, add_output_options, write_output
+from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, add_output_options, write_output
 from auditor.core.allowlist import find_mailboxes
 from auditor.core.errors import CollectionFailed, InputError
-from auditor.core.model import Finding, Mailbox, Snapshot, Status
+from auditor.core.model import Finding, Mailbox, Setting, Snapshot, Status
 from auditor.core.policy import evaluate
 from auditor.reports.findings import finding_dict
 from auditor.reports.inventory import mailbox_rows
@@ -70,7 +71,7 @@ def find_one(identity: str, snapshot: Snapshot) -> Mailbox:
 def _last_change(settings: Settings, mailbox: Mailbox) -> dict[str, Any] | None:
     if not settings.storage:
         return None
-    from auditor.app.audit import store_from_settings
+    from auditor.app.wiring import store_from_settings
 
     changes = store_from_settings(settings).mailbox_changes(mailbox.key)
     if not changes:
@@ -87,7 +88,7 @@ def _last_change(settings: Settings, mailbox: Mailbox) -> dict[str, Any] | None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     today = parse_today(args.today)
-    allowlist = load_allowlist(settings, args.allowlist)
+    allowlist = allowlist_now(settings, args.allowlist)
     snapshot = load_snapshot(settings, path=args.snapshot, live=args.live)
     mailbox = find_one(args.identity, snapshot)
     row = next(r for r in mailbox_rows(snapshot, allowlist, today) if r.mailbox is mailbox)
@@ -139,10 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _text_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    if value is None or isinstance(value, bool):
+        return Setting.text(value)
     return str(value)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from auditor.cli.main import add_output_options, write_output
+from auditor.cli.options import add_output_options, write_output
 from auditor.core.allowlist import read_allowlist
 from auditor.core.errors import InputError
 from auditor.core.model import Allowlist

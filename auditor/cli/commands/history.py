@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from auditor.app.audit import store_from_settings
 from auditor.app.queries import mailbox_timeline
 from auditor.app.settings import Settings
-from auditor.cli.main import add_output_options, write_output
+from auditor.app.wiring import store_from_settings
+from auditor.cli.options import add_output_options, write_output
 from auditor.reports.history import render_history
 
 

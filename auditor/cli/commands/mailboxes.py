@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from auditor.app.settings import Settings
-from auditor.app.sources import load_allowlist, load_snapshot
+from auditor.app.sources import load_snapshot
+from auditor.app.wiring import allowlist_now
 from auditor.cli.commands.evaluate import parse_today
-from auditor.cli.main import EXIT_OK, EXIT_UNKNOWN, add_output_options, write_output
+from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, add_output_options, write_output
 from auditor.core.errors import CollectionFailed
 from auditor.reports.inventory import mailbox_rows, render_rows, select, tally
 
@@ -59,7 +60,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     today = parse_today(args.today)
-    allowlist = load_allowlist(settings, args.allowlist)
+    allowlist = allowlist_now(settings, args.allowlist)
     snapshot = load_snapshot(settings, path=args.snapshot, live=args.live)
     if snapshot.mailboxes is None:
         raise CollectionFailed(

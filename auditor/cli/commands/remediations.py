@@ -17,22 +17,22 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
+from auditor.app import wiring
 from auditor.app.settings import Settings
-from auditor.app.wiring import build_service, table_service
-from auditor.cli.main import EXIT_FAIL, EXIT_INPUT, EXIT_OK
+from auditor.cli.options import EXIT_FAIL, EXIT_INPUT, EXIT_OK, read_token
+from auditor.core import routes
 from auditor.core.allowlist import read_allowlist
-from auditor.core.errors import InputError
+from auditor.core.errors import InputError, Refused
 from auditor.core.model import Allowlist
 from auditor.core.policy import evaluate
 from auditor.core.snapshot import read_snapshot
 from auditor.remediation.plan import plan
-from auditor.storage.proposal_store import ProposalStore, Refused
+from auditor.storage.proposal_store import ProposalStore
 from auditor.web.api import WebRequest, WebResponse
-from devkit.devserver import read_token
+from auditor.web.runtime import build_service
 
 
 def register(sub: Any) -> None:
@@ -79,7 +79,7 @@ def register(sub: Any) -> None:
 
 
 def _store(settings: Settings) -> ProposalStore:
-    store = ProposalStore(table_service(settings.storage), prefix=settings.table_prefix)
+    store = wiring.proposal_store(settings)
     store.create_tables()
     return store
 
@@ -164,7 +164,7 @@ def run_approve(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     token = read_token(args.token)
     base = (args.url or settings.remediation_public_url or "").rstrip("/")
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
-    path = f"/api/remediations/{quote(args.id, safe='')}"
+    path = routes.remediation_path(args.id)
     if not args.plan_hash:
         document = _status_document(args.id, base, token, settings)
         if not document or "error" in document:
@@ -231,14 +231,14 @@ def _status_document(
         if not token:
             raise InputError("--as", "a token is required with --url")
         response = _remote(
-            "GET", f"{base}/api/remediations/{quote(proposal_id, safe='')}/status", token, None
+            "GET", base + routes.remediation_path(proposal_id, "status"), token, None
         )
         return _print(response)
     store = _store(settings)
     try:
         record = store.get(proposal_id)
     except Refused as exc:
-        print(f"refused ({exc.status}, {exc.code}): {exc}")
+        print(f"refused ({exc.code}): {exc}")
         return {"error": exc.code, "message": str(exc)}
     document = record.to_json()
     document["trail"] = [

@@ -10,11 +10,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from auditor.app.audit import store_from_settings
 from auditor.app.queries import run_evaluation
 from auditor.app.settings import Settings
+from auditor.app.wiring import store_from_settings
 from auditor.cli.commands.evaluate import parse_today
-from auditor.cli.main import add_output_options, write_output
+from auditor.cli.options import add_output_options, write_output
 from auditor.core.allowlist import read_allowlist
 from auditor.reports.findings import render
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from auditor.app.audit import store_from_settings
 from auditor.app.settings import Settings
-from auditor.cli.main import add_output_options, write_output
+from auditor.app.wiring import store_from_settings
+from auditor.cli.options import add_output_options, write_output
 from auditor.core.errors import InputError
 from auditor.reports.history import render_runs
 

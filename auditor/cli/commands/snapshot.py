@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from auditor.app.settings import Settings
-from auditor.cli.main import EXIT_OK, EXIT_UNKNOWN, write_output
+from auditor.app.wiring import exchange_client
+from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, write_output
 from auditor.core.errors import ConfigError
-from auditor.exchange.client import client_from_settings, collect_snapshot
+from auditor.exchange.client import collect_snapshot
 
 
 def register(sub: Any) -> None:
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to collect a snapshot")
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
-        client = client_from_settings(settings, http)
+        client = exchange_client(settings, http)
         document = collect_snapshot(
             client, tenant=settings.exo_tenant, now=datetime.now(UTC), parallel=True
         )

@@ -1,0 +1,29 @@
+"""`GET /api/health`: the app indexed and its settings parse. Reveals no setting values."""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+
+from auditor.core import routes
+
+__all__ = ["blueprint"]
+
+blueprint = func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+@blueprint.function_name("health")
+@blueprint.route(route=routes.HEALTH, methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    from auditor import __version__
+    from auditor.app.settings import Settings
+    from auditor.core.errors import ConfigError
+
+    try:
+        Settings.from_env()
+    except ConfigError as exc:
+        body = {"status": "misconfigured", "setting": exc.where, "version": __version__}
+        return func.HttpResponse(json.dumps(body), status_code=500, mimetype="application/json")
+    body = {"status": "ok", "version": __version__}
+    return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json")
