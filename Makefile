@@ -27,9 +27,10 @@ demo: setup
 
 lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy --strict auditor
+	$(VENV)/bin/mypy --strict auditor devkit
 
 unit: setup browser
 	$(VENV)/bin/pytest -q

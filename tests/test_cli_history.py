@@ -106,11 +106,16 @@ def test_audit_runs_history_show_replay(
     assert [f["status"] for f in replayed] == ["fail"]
     assert len(json.loads(out(capsys, "runs", "--format", "json")[1])["runs"]) == 2  # no new run
 
-    # Every command prints every format.
+    # Every command prints every format; `show` exits as the run's findings say (1: a fail).
+    latest = json.loads(out(capsys, "show", "latest", "--format", "json")[1])
+    statuses = {f["status"] for f in latest["findings"]}
+    show_code = 1 if "fail" in statuses else 3 if "unknown" in statuses else 0
+    assert show_code == 1  # the seeded tenant has unallowlisted explicit enables
+    expected_codes = {"runs": 0, "history": 0, "show": show_code}
     for fmt in FORMATS:
         for argv in (["runs"], ["history", address], ["show", "latest"]):
             code, text, _ = out(capsys, *argv, "--format", fmt)
-            assert code in (0, 1) and text.strip(), (argv, fmt)
+            assert code == expected_codes[argv[0]] and text.strip(), (argv, fmt, code)
             if fmt == "csv":
                 assert len(list(csv.reader(io.StringIO(text)))) >= 2
             if fmt == "html":

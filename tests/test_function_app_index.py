@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 import azure.functions as func
+import pytest
+
+from auditor.app.settings import SETTINGS
 
 
 def test_functions_index_and_bindings_match_parameters(app_functions: dict[str, Any]) -> None:
@@ -18,9 +21,31 @@ def test_functions_index_and_bindings_match_parameters(app_functions: dict[str, 
         assert function.get_trigger() is not None, name
 
 
-def test_health_reports_ok_without_secrets(app_functions: dict[str, Any]) -> None:
+def _health(app_functions: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = func.HttpRequest(method="GET", url="/api/health", body=b"")
     response = app_functions["health"].get_user_function()(request)
-    body = json.loads(response.get_body())
-    assert set(body) <= {"status", "version", "setting"}
-    assert response.status_code == (200 if body["status"] == "ok" else 500)
+    return response.status_code, json.loads(response.get_body())
+
+
+def test_health_ok_when_settings_parse(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    monkeypatch.setenv("EXO_TENANT", "contoso.onmicrosoft.com")
+    status, body = _health(app_functions)
+    assert (status, body["status"]) == (200, "ok")
+    assert set(body) == {"status", "version"}
+
+
+def test_health_names_a_bad_setting_without_its_value(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDITOR_EXPIRING_DAYS", "soon-ish-secret-looking-value")
+    status, body = _health(app_functions)
+    assert (status, body["status"], body["setting"]) == (
+        500,
+        "misconfigured",
+        "AUDITOR_EXPIRING_DAYS",
+    )
+    assert "soon-ish" not in json.dumps(body)
