@@ -15,6 +15,7 @@ import pytest
 
 from devkit.devservices import AZURITE
 from devkit.devservices import azurite as start_azurite
+from tests.support.builders import EMULATOR_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,9 +40,6 @@ def app_functions() -> dict[str, Any]:
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
-EMULATOR_TOKEN = "emulator-test-token"
-
-
 @pytest.fixture
 def exchange_emulator() -> Iterator[Any]:
     """A running Exchange admin endpoint emulator (devkit.emulator) on a free loopback port,
@@ -58,7 +56,7 @@ def exchange_emulator() -> Iterator[Any]:
 def receivers(tmp_path: Path) -> Iterator[Any]:
     """Start local recording HTTP receivers (tests/receivers.py); all stopped after the test.
     Each posted body is also written under tmp_path/"posted"."""
-    from receivers import ReceiverPool
+    from tests.support.receivers import ReceiverPool
 
     pool = ReceiverPool(out_dir=tmp_path / "posted")
     try:

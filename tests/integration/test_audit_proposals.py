@@ -1,0 +1,78 @@
+"""The nightly audit stores its run's remediation proposals; approving one is verified by the
+next audit (emulator + Azurite)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from azure.data.tables import TableServiceClient
+
+from auditor.app.audit import run_audit
+from auditor.app.settings import Settings
+from auditor.app.wiring import proposer_from_settings
+from auditor.core.proposals import State
+from auditor.exchange.client import collect_snapshot
+from auditor.remediation.execute import execute
+from auditor.storage.proposal_store import ProposalStore
+from tests.support.remediation_env import DOMAIN, remediation_env
+from tests.support.remediation_fixtures import APPROVER
+from tests.support.store_helpers import new_store
+
+
+def test_audit_stores_proposals_and_the_next_audit_verifies_the_fix(
+    azurite: str, tmp_path: Path
+) -> None:
+    boxes = {"erp": False, "keep": None, "lonely": True}
+    allow = tmp_path / "allow.txt"
+    allow.write_text("keep@contoso.com\nlonely@contoso.com\n", encoding="utf-8")
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    tables = TableServiceClient.from_connection_string(azurite)
+    settings = Settings(storage=azurite, table_prefix=prefix)
+    with remediation_env(azurite, True, boxes, allow.read_text()) as env:
+        audit_store = new_store(azurite)
+        times = iter([datetime(2026, 11, 27, 2, tzinfo=UTC) + timedelta(days=d) for d in range(9)])
+
+        def collect(now: datetime) -> dict[str, Any]:
+            return collect_snapshot(env.exchange, tenant=DOMAIN, now=now)
+
+        def audit() -> Any:
+            return run_audit(
+                store=audit_store,
+                collect=collect,
+                tenant=DOMAIN,
+                allowlist_path=allow,
+                clock=lambda: next(times),
+                proposer=proposer_from_settings(settings, tables=tables),
+            )
+
+        first = audit()
+        assert first.exit_code == 1
+        store = ProposalStore(tables, prefix=prefix)
+        records = {store.get(pid).kind.value: store.get(pid) for pid in first.proposals}
+        assert set(records) == {"revocation", "grant"}  # never mixed in one proposal
+        revoke = records["revocation"]
+        assert revoke.run_id == first.run_id
+        assert [t.target.display for t in revoke.targets] == ["erp@contoso.com"]
+        grant = records["grant"]
+        # Allowlisted but effectively disabled (the organisation blocks): a grant each.
+        assert sorted(t.target.display for t in grant.targets) == [
+            "keep@contoso.com",
+            "lonely@contoso.com",
+        ]
+
+        store.approve(revoke.id, plan_digest=revoke.plan_hash, principal=APPROVER, now=env.now())
+        done = execute(
+            revoke.id,
+            store=store,
+            exchange=env.exchange,
+            load_allowlist=env.allowlist,
+            now=env.now,
+        )
+        assert done.state is State.APPLIED
+        second = audit()
+        assert second.exit_code == 0  # the next audit verifies: no failing mailbox is left
+        again = {store.get(pid).kind.value for pid in second.proposals}
+        assert again == {"grant"}  # the allowlisted mailboxes are still unused

@@ -1,0 +1,163 @@
+"""Proposal storage and state machine against a real Azurite: ETag transitions, audit trail."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from auditor.core.errors import Refused
+from auditor.core.proposals import Proposal, Result, State
+from auditor.remediation.plan import plan
+from auditor.storage.proposal_store import ProposalStore
+from tests.support.remediation_fixtures import APPROVER, NOW, OTHER, box, make_evaluation, new_store
+
+
+def org_proposal() -> Proposal:
+    ev = make_evaluation(
+        False,
+        [box("keep", None), box("keep2", None), box("lose", None), box("x", False)],
+        "keep@contoso.com\nkeep2@contoso.com\n",
+    )
+    return {p.scope: p for p in plan(ev, run_id="run-1", created_at=NOW)}["organisation"]
+
+
+@pytest.fixture
+def store(azurite: str) -> ProposalStore:
+    return new_store(azurite)
+
+
+def test_save_and_read_back(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    assert store.save(proposal, now=NOW)
+    assert not store.save(proposal, now=NOW)  # same id: stored once
+    record = store.get(proposal.id)
+    assert record.state is State.PROPOSED
+    assert record.plan_hash == proposal.plan_hash
+    assert [t.target for t in record.targets] == list(proposal.targets)
+    assert [r.id for r in store.recent()] == [proposal.id]
+    assert [e.event for e in store.trail(proposal.id)] == ["proposed"]
+    with pytest.raises(Refused) as caught:
+        store.get("nope")
+    assert caught.value.code == "not_found"
+
+
+def test_concurrent_approvals_approve_once(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    outcomes: list[object] = []
+    barrier = threading.Barrier(6)
+
+    def approve(who: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            store.approve(
+                proposal.id,
+                plan_digest=proposal.plan_hash,
+                principal=APPROVER if who % 2 else OTHER,
+                now=NOW,
+            )
+            outcomes.append("ok")
+        except Refused as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=approve, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes.count("ok") == 1
+    assert [o for o in outcomes if o != "ok"] == ["already_used"] * 5
+    assert store.get(proposal.id).state is State.APPROVED
+    events = [e.event for e in store.trail(proposal.id)]
+    assert events.count("approved") == 1
+    assert events.count("refused") == 5
+
+
+def test_replayed_approval_is_refused(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
+    with pytest.raises(Refused) as caught:
+        store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
+    assert caught.value.code == "already_used"
+    assert "Ada Approver" in str(caught.value)
+
+
+def test_wrong_plan_hash_expiry_and_rejection(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    with pytest.raises(Refused) as caught:
+        store.approve(proposal.id, plan_digest="0" * 64, principal=APPROVER, now=NOW)
+    assert caught.value.code == "plan_changed"
+    late = NOW + timedelta(days=8)
+    with pytest.raises(Refused) as caught:
+        store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=late)
+    assert caught.value.code == "expired"
+    assert store.get(proposal.id).state is State.EXPIRED
+
+
+def test_rejected_cannot_be_approved(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    record = store.reject(proposal.id, principal=OTHER, now=NOW, reason="not this week")
+    assert record.state is State.REJECTED
+    with pytest.raises(Refused) as caught:
+        store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
+    assert caught.value.code == "rejected"
+
+
+def test_tampered_target_row_is_refused(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    row = next(iter(store.targets.partition(proposal.id)))
+    row = {k: v for k, v in row.items() if k != "_etag"}
+    row["After"] = "true"  # someone with storage access turns a pin into a revocation
+    store.targets.replace(row)
+    with pytest.raises(Refused) as caught:
+        store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
+    assert caught.value.code == "tampered"
+
+
+def test_subset_rules(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    pins = [t.key for t in proposal.targets if t.role.value == "pin"]
+    with pytest.raises(Refused) as caught:
+        store.approve(
+            proposal.id,
+            plan_digest=proposal.plan_hash,
+            principal=APPROVER,
+            now=NOW,
+            subset=["organisation", pins[0]],
+        )
+    assert caught.value.code == "bad_subset"
+    with pytest.raises(Refused):
+        store.approve(
+            proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW, subset=["x"]
+        )
+    record = store.approve(
+        proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW, subset=pins[:1]
+    )
+    assert record.subset
+    chosen = {t.target.key: t.result for t in record.targets}
+    assert chosen[pins[0]] is Result.PENDING
+    assert chosen["organisation"] is Result.NOT_SELECTED
+
+
+def test_start_once_and_take_over_after_the_lease(store: ProposalStore) -> None:
+    proposal = org_proposal()
+    store.save(proposal, now=NOW)
+    assert store.start(proposal.id, now=NOW) is None  # not approved yet
+    store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
+    first = store.start(proposal.id, now=NOW)
+    assert first is not None and first.state is State.RUNNING
+    assert store.start(proposal.id, now=NOW + timedelta(minutes=1)) is None
+    later = store.start(proposal.id, now=NOW + timedelta(minutes=30))
+    assert later is not None and later.attempts == 2
+    done = store.finish(proposal.id, State.APPLIED, "all verified", now=NOW)
+    assert done.state is State.APPLIED
+    assert store.start(proposal.id, now=NOW + timedelta(hours=2)) is None
+    events = [e.event for e in store.trail(proposal.id)]
+    assert events == ["proposed", "approved", "started", "resumed", "applied"]

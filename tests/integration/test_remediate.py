@@ -1,0 +1,226 @@
+"""Execution against the Exchange emulator + Azurite: re-check, apply, verify, record, once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from auditor.core.errors import InputError
+from auditor.core.model import Allowlist
+from auditor.core.proposals import Proposal, Record, Result, State
+from auditor.remediation.execute import execute, preview
+from tests.support.remediation_env import Env, remediation_env
+from tests.support.remediation_fixtures import APPROVER, NOW
+
+
+def approve(env: Env, proposal: Proposal, subset: list[str] | None = None) -> None:
+    env.store.approve(
+        proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW, subset=subset
+    )
+
+
+def run(env: Env, proposal: Proposal, announced: list[Record] | None = None) -> Record:
+    return execute(
+        proposal.id,
+        store=env.store,
+        exchange=env.exchange,
+        load_allowlist=env.allowlist,
+        now=env.now,
+        announce=None if announced is None else announced.append,
+    )
+
+
+def results(record: Record) -> dict[str, tuple[str, str]]:
+    return {t.target.display.split("@")[0]: (t.result.value, t.detail) for t in record.targets}
+
+
+def test_explicit_revocations_apply_verify_and_announce(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False, "ok": True}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        announced: list[Record] = []
+        record = run(env, proposal, announced)
+        assert record.state is State.APPLIED
+        assert {k: v[0] for k, v in results(record).items()} == {"a": "applied", "b": "applied"}
+        # Organisation blocks: back to organisation control (null), read back and verified.
+        assert env.setting("a") is None and env.setting("b") is None
+        assert all("verified" in d for _, d in results(record).values())
+        assert [r.state for r in announced] == [State.APPLIED]
+        events = [e.event for e in env.store.trail(proposal.id)]
+        assert events[:3] == ["proposed", "approved", "started"]
+        assert events.count("target applied") == 2 and events[-1] == "applied"
+
+
+def test_recheck_skips_compliant_and_newly_allowlisted(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False, "c": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        env.emulator.state.cas[next(iter(env.emulator.state.cas))][
+            "SmtpClientAuthenticationDisabled"
+        ] = True  # "a" fixed by hand meanwhile
+        env.allow_text = "b@contoso.com\n"  # "b" allowlisted meanwhile
+        record = run(env, proposal)
+        got = results(record)
+        assert got["a"][0] == "skipped" and "already compliant" in got["a"][1]
+        assert got["b"][0] == "skipped" and "now allowlisted" in got["b"][1]
+        assert got["c"][0] == "applied"
+        assert env.setting("b") is False  # never lowered
+        assert record.state is State.APPLIED
+
+
+def test_partial_failure_is_recorded(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        env.emulator.faults.add("deny", cmdlet="Set-CASMailbox", times=1, status=401)
+        record = run(env, proposal)
+        assert record.state is State.PARTIALLY_APPLIED
+        got = results(record)
+        assert sorted(v[0] for v in got.values()) == ["applied", "failed"]
+        failed = next(d for r, d in got.values() if r == "failed")
+        assert "Set-CASMailbox failed" in failed
+        assert "1 applied, 1 failed" in record.outcome
+
+
+def test_queue_retry_is_idempotent(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        first = run(env, proposal)
+        writes = sum(1 for r in env.emulator.requests if r.cmdlet == "Set-CASMailbox")
+        again = run(env, proposal)  # the queue delivers the same message again
+        assert (first.state, again.state) == (State.APPLIED, State.APPLIED)
+        assert sum(1 for r in env.emulator.requests if r.cmdlet == "Set-CASMailbox") == writes
+        assert [e.event for e in env.store.trail(proposal.id)].count("started") == 1
+
+
+def test_resume_after_a_cut_off_execution_applies_nothing_twice(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        # A first executor started, changed "a" and was cut off before recording anything.
+        env.store.start(proposal.id, now=NOW)
+        first_guid = next(iter(env.emulator.state.cas))
+        env.exchange.set_cas_mailbox(first_guid, None)
+        writes = sum(1 for r in env.emulator.requests if r.cmdlet == "Set-CASMailbox")
+        assert run(env, proposal).state is State.RUNNING  # lease not over: nothing happens
+        env.clock[0] = NOW + timedelta(minutes=30)
+        record = run(env, proposal)
+        assert record.state is State.APPLIED and record.attempts == 2
+        got = results(record)
+        assert got["a"][0] == "skipped" and got["b"][0] == "applied"
+        assert sum(1 for r in env.emulator.requests if r.cmdlet == "Set-CASMailbox") == writes + 1
+
+
+def test_organisation_plan_pins_first_then_flips_and_verifies(azurite: str) -> None:
+    boxes = {"keep": None, "keep2": None, "lose": None, "off": True}
+    with remediation_env(azurite, False, boxes, "keep@contoso.com\nkeep2\n") as env:
+        proposal = env.proposals()["organisation"]
+        approve(env, proposal)
+        record = run(env, proposal)
+        assert record.state is State.APPLIED, record.outcome
+        assert env.emulator.state.org_disabled is True
+        assert env.setting("keep") is False and env.setting("keep2") is False
+        assert env.setting("lose") is None  # not written: it loses SMTP AUTH via the org
+        got = results(record)
+        assert got["lose"][0] == "verified"
+        writes = [r.cmdlet for r in env.emulator.requests if r.cmdlet.startswith("Set-")]
+        assert writes == ["Set-CASMailbox", "Set-CASMailbox", "Set-TransportConfig"]
+
+
+def test_organisation_not_flipped_when_a_pin_fails(azurite: str) -> None:
+    boxes = {"keep": None, "lose": None}
+    with remediation_env(azurite, False, boxes, "keep@contoso.com\n") as env:
+        proposal = env.proposals()["organisation"]
+        approve(env, proposal)
+        env.emulator.faults.add("deny", cmdlet="Set-CASMailbox", times=1, status=401)
+        record = run(env, proposal)
+        assert env.emulator.state.org_disabled is False
+        got = results(record)
+        assert got["keep"][0] == "failed"
+        assert got["organisation (Set-TransportConfig)"][0] == "failed"
+        assert "pin of keep@contoso.com failed" in got["organisation (Set-TransportConfig)"][1]
+        assert got["lose"][0] == "skipped"
+        assert record.state is State.FAILED
+
+
+def test_organisation_not_flipped_when_someone_was_allowlisted_since_the_plan(
+    azurite: str,
+) -> None:
+    boxes = {"keep": None, "newcomer": None}
+    with remediation_env(azurite, False, boxes, "keep@contoso.com\n") as env:
+        proposal = env.proposals()["organisation"]
+        approve(env, proposal)
+        env.allow_text += "newcomer@contoso.com\n"
+        record = run(env, proposal)
+        assert env.emulator.state.org_disabled is False
+        detail = results(record)["organisation (Set-TransportConfig)"][1]
+        assert "newcomer@contoso.com still inherits" in detail
+        assert record.state is State.PARTIALLY_APPLIED  # the pin of "keep" was applied
+
+
+def test_subset_only_changes_selected_targets(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal, subset=[proposal.targets[0].key])
+        record = run(env, proposal)
+        assert record.state is State.APPLIED
+        got = {t.target.key: t.result for t in record.targets}
+        assert got[proposal.targets[0].key] is Result.APPLIED
+        assert got[proposal.targets[1].key] is Result.NOT_SELECTED
+        assert sorted([env.setting("a"), env.setting("b")], key=str) == [False, None]
+
+
+def test_unreadable_allowlist_changes_nothing(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+
+        def broken() -> Allowlist:
+            raise InputError("allowlist.txt", "cannot read allowlist: gone")
+
+        record = execute(
+            proposal.id, store=env.store, exchange=env.exchange, load_allowlist=broken, now=env.now
+        )
+        assert record.state is State.FAILED and env.setting("a") is False
+        assert "allowlist could not be re-read" in record.outcome
+
+
+def test_grants_apply_and_skip_removed_entries(azurite: str) -> None:
+    boxes = {"unused": True, "inherits": None, "removed": True}
+    allow = "unused@contoso.com\ninherits@contoso.com\nremoved@contoso.com\n"
+    with remediation_env(azurite, False, boxes, allow) as env:
+        proposal = env.proposals(grants=True)["allowlist"]
+        assert proposal.kind.value == "grant"
+        approve(env, proposal)
+        env.allow_text = "unused@contoso.com\ninherits@contoso.com\n"
+        record = run(env, proposal)
+        got = results(record)
+        assert got["unused"][0] == "applied" and got["inherits"][0] == "applied"
+        assert got["removed"][0] == "skipped" and "no longer allowlisted" in got["removed"][1]
+        assert env.setting("removed") is True
+
+
+def test_preview_changes_nothing(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": True}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        record = env.store.get(proposal.id)
+        shown = preview(record, exchange=env.exchange, allowlist=env.allowlist(), today=NOW.date())
+        assert [line["action"] for line in shown.lines] == ["apply"]
+        assert not [r for r in env.emulator.requests if r.cmdlet.startswith("Set-")]
+        assert env.store.get(proposal.id).state is State.PROPOSED
+
+
+def test_grant_skipped_when_its_entry_now_names_several_mailboxes(azurite: str) -> None:
+    boxes = {"scanner": True, "other": True}
+    with remediation_env(azurite, True, boxes, "scanner\n") as env:
+        proposal = env.proposals(grants=True)["allowlist"]
+        approve(env, proposal)
+        # Since the plan, a second mailbox has come to answer to the name "scanner": the
+        # entry is ambiguous, so it enables nobody (as the audit would judge it).
+        other = next(r for r in env.emulator.state.cas.values() if r["Name"] == "other")
+        other["Name"] = "scanner"
+        record = run(env, proposal)
+        got = results(record)
+        assert got["scanner"][0] == "skipped"
+        assert "names several mailboxes" in got["scanner"][1]
+        assert env.setting("scanner") is True
