@@ -14,7 +14,6 @@ The services it started are stopped on success, failure and Ctrl-C; it can be ru
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import secrets
 import shutil
@@ -333,7 +332,8 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
         )
         remediation_runtime.install(remediation_runtime.build_service(settings, http=http))
         stack.callback(remediation_runtime.reset)
-        function_app = importlib.import_module("function_app")
+        import function_app
+
         server = DevServer(
             function_app.app.get_functions(),
             port=port,

@@ -16,7 +16,6 @@ browser would do in front of a real deployment.
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
 import logging
 import re
@@ -97,7 +96,6 @@ class DevServer:
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the dev server binds to loopback only, not {host!r}")
-        self.function_app = importlib.import_module("function_app")
         self.routes, self.queue_function = routes_of(functions)
         self.inject_token = inject_token
         self.queue_threads: list[threading.Thread] = []
@@ -231,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(Path.cwd()))
-    function_app = importlib.import_module("function_app")
+    import function_app
+
     token = read_token(args.token) if args.token else None
     try:
         server = DevServer(
