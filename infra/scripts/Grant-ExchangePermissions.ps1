@@ -3,7 +3,7 @@
     Grants the SMTP AUTH auditor's managed identity least-privilege Exchange Online permissions.
 
 .DESCRIPTION
-    The steps Bicep cannot do (REFERENCE §2, §4). Idempotent: it compares what exists with what
+    The steps Bicep cannot do (README, "Exchange permissions"). Idempotent: it compares what exists with what
     should exist, changes only the difference, and prints every change (or, with -WhatIf, every
     change it would make). Run it again at any time; a second run prints "unchanged" lines only.
 
