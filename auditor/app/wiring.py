@@ -20,7 +20,8 @@ from auditor.app.settings import Settings
 from auditor.core.allowlist import load_allowlist
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
-from auditor.exchange.client import ExchangeClient, collect_evidence, exchange_scope
+from auditor.exchange.client import ExchangeClient, exchange_scope
+from auditor.exchange.collect import collect_evidence
 from auditor.identity.approver import ApproverAuth, JwksCache
 from auditor.identity.azure import azure_credential
 from auditor.identity.tokens import Credentials, token_provider
