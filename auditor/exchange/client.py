@@ -5,9 +5,13 @@ fail: a read that was refused, cut short or warned about truncation raises `Coll
 (or its `PermissionDenied` subclass, which names the missing Exchange role); it never returns a
 shorter list. Every failure message names the cmdlet, the HTTP status and the `request-id`.
 
-The jobs are split by responsibility: `transport` (one request, headers, retries), `paging`
-(the page loop and its checks), `errors` (error bodies, roles), this module (typed cmdlets) and
-`collect` (the audit's three reads).
+The jobs are split by responsibility: `transport` (one request, retries, rate-limit pacing),
+`route` (endpoint and the regional redirect), `paging` (the page loop and its checks), `errors`
+(error bodies, roles), this module (headers, typed cmdlets) and `collect` (the audit's reads).
+
+Headers as the module sends them: `connection-id` is one GUID for the client's life (the
+module's connection context: every cmdlet, page and retry), `client-request-id` one GUID per
+cmdlet call, kept across its pages and retries.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +31,7 @@ from auditor.core.errors import CollectionFailed
 from auditor.core.ports import TokenProvider
 from auditor.exchange.errors import REQUIRED_ROLES, TRANSIENT_EXCEPTIONS
 from auditor.exchange.paging import Pager
+from auditor.exchange.route import Route
 from auditor.exchange.transport import CallState, Transport
 
 __all__ = [
@@ -67,6 +73,8 @@ class ExchangeClient:
     `tokens` hands out bearer tokens (asked before every request, so a provider renews them
     during long runs); `http` is the transport (tests pass one bound to the emulator or a
     MockTransport); `sleep` and `jitter` are injectable so retries cost no wall time in tests.
+    `slow_below`/`max_slowdown`: when `Rate-Limit-Remaining` is at most `slow_below`, the next
+    request waits up to `max_slowdown` seconds (a share of `Rate-Limit-Reset`).
     """
 
     def __init__(
@@ -84,13 +92,19 @@ class ExchangeClient:
         backoff: float = 2.0,
         max_backoff: float = 60.0,
         max_retry_after: float = 60.0,
+        slow_below: int = 5,
+        max_slowdown: float = 30.0,
+        connection_id: str | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
         self.base_url = base_url.rstrip("/")
         self.tenant = tenant
         self.page_size = page_size
-        self.endpoint = f"{self.base_url}/adminapi/beta/{quote(tenant, safe='@.')}/InvokeCommand"
+        self.connection_id = connection_id or str(uuid.uuid4())
+        self._route = Route(
+            f"{self.base_url}/adminapi/beta/{quote(tenant, safe='@.')}/InvokeCommand"
+        )
         self._transport = Transport(
             tokens=tokens,
             http=http,
@@ -100,13 +114,25 @@ class ExchangeClient:
             backoff=backoff,
             max_backoff=max_backoff,
             max_retry_after=max_retry_after,
+            route=self._route,
+            slow_below=slow_below,
+            max_slowdown=max_slowdown,
         )
-        self._pager = Pager(self._transport, self.endpoint, max_pages=max_pages)
+        self._pager = Pager(self._transport, self._route, max_pages=max_pages)
         self.last_warnings: list[str] = []  # non-fatal @adminapi.warnings of the last call
 
     @property
     def max_pages(self) -> int:
         return self._pager.max_pages
+
+    @property
+    def endpoint(self) -> str:
+        """The InvokeCommand URL; on the regional host once a redirect was followed."""
+        return self._route.endpoint
+
+    @property
+    def redirected_to(self) -> str | None:
+        return self._route.redirected_to
 
     # ---- the generic call ------------------------------------------------------------
 
@@ -125,9 +151,8 @@ class ExchangeClient:
         empty; a raise then means the pages already handed over are a partial read.
         """
         state = CallState(cmdlet)
-        url: str = self.endpoint
-        if select:
-            url = f"{self.endpoint}?$select={','.join(select)}"
+        endpoint = self.endpoint
+        url = f"{endpoint}?$select={','.join(select)}" if select else endpoint
         body = json.dumps(
             {"CmdletInput": {"CmdletName": cmdlet, "Parameters": dict(parameters)}}
         ).encode()
@@ -137,6 +162,7 @@ class ExchangeClient:
             "X-ResponseFormat": "json",
             "X-AnchorMailbox": f"{_ANCHOR}{self.tenant}",
             "X-CmdletName": cmdlet,
+            "connection-id": self.connection_id,
             "client-request-id": state.request_id,
         }
         if cmdlet.lower().startswith("get-"):

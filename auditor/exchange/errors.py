@@ -8,12 +8,15 @@ decompressed, and NUL characters never reach a message.
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from typing import Any
 
 __all__ = [
     "REQUIRED_ROLES",
     "TRANSIENT_EXCEPTIONS",
+    "body_text",
     "challenge_error",
     "detail",
     "is_rbac_refusal",
@@ -36,15 +39,43 @@ TRANSIENT_EXCEPTIONS = (
     "StorageTransientException",
 )
 _RBAC = "is not allowed to call"
+_ROLE_DEFINITION = "present in the role definition"
+_MAX_ERROR_BODY = 1 << 20  # an error body is read for its message only
 
 
 def required_role(cmdlet: str) -> str:
     return REQUIRED_ROLES.get(cmdlet.lower(), "an Exchange role that allows it")
 
 
+def body_text(raw: bytes, encoding: str = "") -> str:
+    """An error body as text that is safe to show: never raises, never holds NUL or control
+    characters.
+
+    `raw` is the body as received. It is gunzipped only if it really is gzip (the magic bytes):
+    an RBAC 403 comes as a run of NUL bytes labelled `Content-Encoding: gzip`."""
+    data = raw[:_MAX_ERROR_BODY]
+    if "gzip" in encoding.lower() and data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)[:_MAX_ERROR_BODY]
+        except (OSError, EOFError, zlib.error):
+            data = b""
+    text = data.decode("utf-8", errors="replace").replace("\ufffd", "")
+    if any(ord(c) < 32 and c not in "\t\r\n" for c in text):
+        text = "".join(c for c in text if ord(c) >= 32 or c in "\t\r\n")
+    return text.strip()
+
+
 def is_rbac_refusal(status: int, text: str) -> bool:
-    """A 401/403 that means "this identity may not run this cmdlet"."""
-    return status in (401, 403) and _RBAC in text.lower()
+    """A 401/403 that means "this identity may not run this cmdlet (or these parameters)".
+
+    A 403 without a readable body (empty, or the NUL-byte run) is one too; a 401 without one is
+    not: that is the token's problem (refreshed once)."""
+    if status not in (401, 403):
+        return False
+    lowered = text.lower()
+    if _RBAC in lowered or _ROLE_DEFINITION in lowered:
+        return True
+    return status == 403 and not text
 
 
 def challenge_error(challenge: str) -> str:
@@ -53,6 +84,14 @@ def challenge_error(challenge: str) -> str:
         if name.lower().endswith("error"):
             return value.strip('"')
     return "claims"
+
+
+def _strip_prefix(message: str) -> str:
+    """`ErrId|Type|text` -> `text`; split on the first two `|` only (the text may hold `|`)."""
+    parts = message.split("|", 2)
+    if len(parts) == 3 and " " not in parts[0].strip() and " " not in parts[1].strip():
+        return parts[2].strip() or message
+    return message
 
 
 def detail(text: str) -> str:
@@ -84,6 +123,7 @@ def detail(text: str) -> str:
                     message = str(nested.get("Message") or nested.get("message") or message)
                 except (ValueError, AttributeError):
                     pass
+            message = _strip_prefix(message)
             code = error.get("code")
             return f"{code}: {message[:400]}" if code else message[:400]
     return text.strip()[:300]

@@ -1,8 +1,11 @@
 """The page loop of one read (docs/exchange-protocol.md, "Paging").
 
-A read returns every page or fails: a page with `@adminapi.errors`, a truncation warning, a
-nextLink to another host or one that repeats raises `CollectionFailed`; it never returns a
-shorter list. One request is in flight at a time; while a page is parsed, the next one is
+A read returns every page or fails: a page with `@adminapi.errors`, a truncation warning on
+the last page, a nextLink to another host or one that repeats raises `CollectionFailed`; it
+never returns a shorter list. Exchange puts the truncation warning ("There are more results
+available than are currently displayed…") on every page that has a nextLink; as in the module,
+it is ignored there, because the next page follows. Only on a page without a nextLink does it
+mean the result was cut. One request is in flight at a time; while a page is parsed, the next one is
 already being fetched from the nextLink found in its raw bytes (a guess checked like any
 nextLink and confirmed against the parsed document before its result is used).
 """
@@ -21,29 +24,24 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from auditor.core.errors import CollectionFailed
+from auditor.exchange.route import Route, origin
 from auditor.exchange.transport import CallState, Transport
 
-__all__ = ["Pager", "origin"]
+__all__ = ["Pager", "page_records", "parse_json"]
 
 log = logging.getLogger(__name__)
 
 _TRUNCATED = "more results available"
 
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
 class Pager:
-    """Follows `@odata.nextLink` from `endpoint` through `transport`, checking every page."""
+    """Follows `@odata.nextLink` through `transport`, checking every page; nextLinks must stay
+    on the route's (possibly redirected) host."""
 
-    def __init__(self, transport: Transport, endpoint: str, *, max_pages: int) -> None:
+    def __init__(self, transport: Transport, route: Route, *, max_pages: int) -> None:
         self._transport = transport
-        self.endpoint = endpoint
+        self._route = route
         self.max_pages = max_pages
-        self._origin = origin(endpoint)
 
     def read(
         self,
@@ -75,11 +73,11 @@ class Pager:
                     # Let the request reach the wire before parsing holds the GIL for ms.
                     sent.wait(timeout=5.0)
                 document = parse_json(cmdlet, response, rid)
-                page = page_records(cmdlet, document, rid, warnings)
+                link = document.get("@odata.nextLink")
+                page = page_records(cmdlet, document, rid, warnings, more=link is not None)
                 count += len(page)
                 sink(page)
                 del page
-                link = document.get("@odata.nextLink")
                 if link is None:
                     break
                 url = self._next_url(cmdlet, link, rid, seen_links)
@@ -106,8 +104,8 @@ class Pager:
             return None
         if not isinstance(link, str):
             return None
-        url = urljoin(self.endpoint, link)
-        if origin(url) != self._origin or url in seen:
+        url = urljoin(self._route.endpoint, link)
+        if origin(url) != self._route.origin or url in seen:
             return None
         return url
 
@@ -115,8 +113,8 @@ class Pager:
         where = f"{cmdlet}: HTTP 200, request-id {rid}"
         if not isinstance(link, str) or not link:
             raise CollectionFailed(f"{where}: @odata.nextLink is not a URL")
-        url = urljoin(self.endpoint, link)
-        if origin(url) != self._origin:
+        url = urljoin(self._route.endpoint, link)
+        if origin(url) != self._route.origin:
             raise CollectionFailed(
                 f"{where}: @odata.nextLink points at another host ({urlsplit(url).netloc}); "
                 "refused, so the read is incomplete"
@@ -144,8 +142,12 @@ def parse_json(cmdlet: str, response: httpx.Response, rid: str) -> dict[str, Any
 
 
 def page_records(
-    cmdlet: str, document: dict[str, Any], rid: str, warnings: list[str]
+    cmdlet: str, document: dict[str, Any], rid: str, warnings: list[str], *, more: bool = False
 ) -> list[dict[str, Any]]:
+    """The records of one page, annotations stripped. `more`: a nextLink follows this page.
+
+    A `Set-*` answer of `"value": null` (or no value) with only warnings is a success with no
+    records; a `Get-*` page must carry a `value` array."""
     where = f"{cmdlet}: HTTP 200, request-id {rid}"
     errors = document.get("@adminapi.errors")
     if errors:
@@ -156,10 +158,15 @@ def page_records(
     for warning in document.get("@adminapi.warnings") or ():
         text = str(warning)
         if _TRUNCATED in text.lower():
-            raise CollectionFailed(f"{where}: the result was truncated: {text}")
+            if more:
+                continue  # the pagination warning: the next page follows
+            raise CollectionFailed(
+                f"{where}: the result was truncated: {text} (no further page: the read is "
+                "incomplete)"
+            )
         warnings.append(text)
         log.info("%s: warning: %s", where, text)
-    if "value" not in document and not cmdlet.lower().startswith("get-"):
+    if document.get("value") is None and not cmdlet.lower().startswith("get-"):
         return []
     value = document.get("value")
     if not isinstance(value, list):

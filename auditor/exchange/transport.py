@@ -1,11 +1,16 @@
 """One InvokeCommand request with the retry policy (docs/exchange-protocol.md, "Retries").
 
-Policy (the ExchangeOnlineManagement module's own): at most `max_retries` retries per request;
-429 waits `Retry-After` (decimal seconds, capped); 503/504 and the transient Exchange exception
-names back off 2 s × 2^n plus jitter; a 401 refreshes the token once per call and then stops; a
-401/403 RBAC refusal is not retried; a 401 claims challenge is not retried either (a new app
-token without those claims cannot satisfy it). Transport errors (connection refused or dropped
-mid-page) end the read: a half-read page is never trusted.
+Policy (the ExchangeOnlineManagement module's own): at most `max_retries` (5) retries per
+request; 429 waits `Retry-After` (decimal seconds, capped); 503/504 and the transient Exchange
+exception names back off 2 s × 2^n plus jitter; a 401 refreshes the token once per call and then
+stops; a 401/403 RBAC refusal is not retried; a 401 claims challenge is not retried either (a new
+app token without those claims cannot satisfy it). Transport errors (connection refused or
+dropped mid-page) end the read: a half-read page is never trusted.
+
+Before the service throttles: when a response's `Rate-Limit-Remaining` is low, the next request
+waits a bounded share of `Rate-Limit-Reset`. A redirect from the front door to the tenant's
+regional host is followed once (`route.Route`). Error bodies are read raw and never decoded as
+gzip unless they are gzip (an RBAC 403 is NUL bytes labelled `Content-Encoding: gzip`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -24,13 +31,15 @@ from auditor.core.errors import AuditorError, CollectionFailed, PermissionDenied
 from auditor.core.ports import TokenProvider
 from auditor.exchange.errors import (
     TRANSIENT_EXCEPTIONS,
+    body_text,
     challenge_error,
     detail,
     is_rbac_refusal,
     required_role,
 )
+from auditor.exchange.route import Route
 
-__all__ = ["CallState", "Transport"]
+__all__ = ["CallState", "Transport", "reset_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,10 @@ class Transport:
         backoff: float = 2.0,
         max_backoff: float = 60.0,
         max_retry_after: float = 60.0,
+        route: Route | None = None,
+        slow_below: int = 5,
+        max_slowdown: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._tokens = tokens
         self._http = http
@@ -75,6 +88,10 @@ class Transport:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_retry_after = max_retry_after
+        self.route = route
+        self.slow_below = slow_below
+        self.max_slowdown = max_slowdown
+        self._clock = clock
 
     def post(
         self,
@@ -92,7 +109,7 @@ class Transport:
             token = self._token(state, force)
             force = False
             try:
-                response = self._send(
+                response, raw = self._send(
                     url, body, {**headers, "Authorization": f"Bearer {token}"}, sent
                 )
             except _CutResponse as cut:
@@ -114,10 +131,17 @@ class Transport:
                 rid,
                 response.headers.get("X-CalculatedBETarget", "-"),
             )
+            self._pace(response, cmdlet)
             if status == 200:
                 return response
-            text = response.text
+            text = body_text(raw, response.headers.get("Content-Encoding", ""))
             where = f"{cmdlet}: HTTP {status}, request-id {rid}"
+            if 300 <= status < 400 and status != 304:
+                if self.route is None:
+                    raise CollectionFailed(f"{where}: an unexpected redirect; refused")
+                url = self.route.follow(url, response.headers.get("Location"), where)
+                log.info("%s: redirected to %s", where, url.split("?", 1)[0])
+                continue
             if is_rbac_refusal(status, text):
                 raise PermissionDenied(
                     f"{where}: {detail(text)} Missing Exchange role: {required_role(cmdlet)} "
@@ -158,10 +182,12 @@ class Transport:
         body: bytes,
         headers: dict[str, str],
         sent: threading.Event | None = None,
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
         """POST and read the whole body; a body cut short keeps its status and request-id.
 
-        `sent` is set once the request is on the wire (httpcore's trace extension)."""
+        A 200 body is read (and decoded) into the response; any other body is returned raw,
+        as bytes off the wire, so a mislabelled one cannot fail the read. `sent` is set once the
+        request is on the wire (httpcore's trace extension)."""
         extensions: dict[str, Any] = {}
         if sent is not None:
 
@@ -173,15 +199,44 @@ class Transport:
         with self._http.stream(
             "POST", url, content=body, headers=headers, extensions=extensions
         ) as response:
+            raw = b""
             try:
-                response.read()
+                if response.status_code == 200:
+                    response.read()
+                else:
+                    raw = _raw_body(response)
             except httpx.HTTPError as exc:
                 raise _CutResponse(
                     response.status_code,
                     response.headers.get("request-id", "none"),
                     f"{type(exc).__name__}: {exc}",
                 ) from exc
-        return response
+        return response, raw
+
+    def _pace(self, response: httpx.Response, cmdlet: str) -> None:
+        """Slow down before the service throttles: wait a share of the time to the reset."""
+        remaining = response.headers.get("Rate-Limit-Remaining")
+        if remaining is None:
+            return
+        try:
+            left = int(float(remaining))
+        except ValueError:
+            return
+        if left > self.slow_below:
+            return
+        reset = reset_seconds(response.headers.get("Rate-Limit-Reset"), self._clock())
+        if reset is None:
+            reset = self.backoff
+        delay = min(max(reset, 0.0) / (max(left, 0) + 1), self.max_slowdown)
+        if delay > 0:
+            log.info(
+                "%s: Rate-Limit-Remaining %d, reset in %.1f s: waiting %.2f s",
+                cmdlet,
+                left,
+                reset,
+                delay,
+            )
+            self._sleep(delay)
 
     def _token(self, state: CallState, force: bool) -> str:
         try:
@@ -207,3 +262,37 @@ class Transport:
     def _backoff(self, retries: int) -> float:
         delay = self.backoff * (2**retries) + self._jitter() * self.backoff
         return float(min(delay, self.max_backoff))
+
+
+def _raw_body(response: httpx.Response) -> bytes:
+    """The body as it came off the wire (a response built in memory has only its content)."""
+    try:
+        return b"".join(response.iter_raw())
+    except httpx.StreamConsumed:
+        return response.content
+
+
+def reset_seconds(value: str | None, now: float) -> float | None:
+    """`Rate-Limit-Reset` as seconds from `now`. Its format is not documented, so this takes
+    seconds (decimal), a Unix time, an HTTP date or an ISO 8601 time; None if unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if number != number or number in (float("inf"), float("-inf")):
+            return None
+        return number - now if number > 1_000_000_000 else number
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp() - now
