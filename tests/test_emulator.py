@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from devkit.emulator import MORE_RESULTS, Emulator, load_tenant
+from devkit.emulator import MORE_RESULTS, PAGINATION_EXPIRED, Emulator, load_tenant
 from devkit.tenantgen import generate_tenant
 from tests.conftest import EMULATOR_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": f"Bearer {EMULATOR_TOKEN}"}
+SESSION = "5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"  # one connection-id, as a session sends
 
 
 def call(
@@ -30,7 +31,8 @@ def call(
 ) -> httpx.Response:
     target = url or f"{emu.base_url}/adminapi/beta/{emu.domain}/InvokeCommand{query}"
     body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters or {}}}
-    return httpx.post(target, json=body, headers={**AUTH, **(headers or {})}, timeout=10)
+    session = {"connection-id": SESSION}
+    return httpx.post(target, json=body, headers={**AUTH, **session, **(headers or {})}, timeout=10)
 
 
 def test_bearer_token_is_required(exchange_emulator: Emulator) -> None:
@@ -60,8 +62,12 @@ def test_default_result_size_stops_at_1000_with_the_warning() -> None:
         assert "@odata.nextLink" not in document
         assert document["@adminapi.warnings"] == [MORE_RESULTS]
         unlimited = call(emu, "Get-CASMailbox", {"ResultSize": "Unlimited"}, query="?$select=Guid")
-        assert unlimited.json()["@adminapi.warnings"] == []
+        # Every page that has a nextLink carries the same warning; the last page does not.
+        assert unlimited.json()["@adminapi.warnings"] == [MORE_RESULTS]
         assert "@odata.nextLink" in unlimited.json()
+        last = call(emu, "Get-CASMailbox", url=unlimited.json()["@odata.nextLink"]).json()
+        assert last["@adminapi.warnings"] == [] and "@odata.nextLink" not in last
+        assert len(last["value"]) == 200
 
 
 def test_prefer_page_size_and_opaque_next_links(exchange_emulator: Emulator) -> None:
@@ -90,7 +96,7 @@ def test_expired_link_is_an_error() -> None:
         ]
         expired = call(emu, "Get-CASMailbox", url=link)
         assert expired.status_code == 400
-        assert "expired" in expired.json()["error"]["details"][0]["message"]
+        assert PAGINATION_EXPIRED in expired.json()["error"]["details"][0]["message"]
 
 
 def test_unprojected_records_are_full_and_annotated(exchange_emulator: Emulator) -> None:
@@ -111,7 +117,7 @@ def test_set_semantics(exchange_emulator: Emulator) -> None:
     guid = next(iter(emu.state.cas))
     alias = emu.state.mailboxes[guid]["Alias"]
     ok = call(emu, "Set-CASMailbox", {"Identity": alias, "SmtpClientAuthenticationDisabled": True})
-    assert ok.status_code == 200 and ok.json()["value"] == []
+    assert ok.status_code == 200 and ok.json()["value"] is None  # a Set-* answers no object
     assert emu.state.cas[guid]["SmtpClientAuthenticationDisabled"] is True
     again = call(
         emu, "Set-CASMailbox", {"Identity": guid, "SmtpClientAuthenticationDisabled": True}
