@@ -18,12 +18,19 @@ Per target (in `step` order):
 - grant: skipped if no longer allowlisted (current entry) or already `false`; else set `false`.
 
 A read that fails is a failed target, never a pass; nothing is changed on unknown evidence.
+
+Verify: a read right after a write can still show the old value (replication). A change is
+read back with backoff until the new value is seen or `verify_seconds` have passed since the
+write; only then is it "verify failed". The detail says how long it took. Mailbox changes are
+verified together (reads in a bounded thread pool) before the organisation step and at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -180,12 +187,14 @@ class _Run:
         allowlist: Allowlist,
         now: Callable[[], datetime],
         record: Record,
+        verifier: _Verifier | None = None,
     ) -> None:
         self.store = store
         self.exchange = exchange
         self.allowlist = allowlist
         self.now = now
         self.record = record
+        self.verifier = verifier or _Verifier(exchange)
         self.results: dict[str, Result] = {t.target.key: t.result for t in record.targets}
         self.org: bool | None = None
         self.ambiguous: frozenset[str] = frozenset()  # entry keys naming several mailboxes
@@ -227,21 +236,14 @@ class _Run:
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"Set-CASMailbox failed: {exc}", before)
             return
-        try:
-            after = _setting(self.exchange.get_cas_mailbox(guid), t.display)
-        except AuditorError as exc:
-            self.put(target, Result.FAILED, f"changed, but the read-back failed: {exc}", before)
-            return
-        if after is not decision.value:
-            self.put(
-                target,
-                Result.FAILED,
-                f"verify failed: read back {_show(after)}, expected {_show(decision.value)}",
-                before,
-                _show(after),
-            )
-            return
-        self.put(target, Result.APPLIED, f"{decision.detail}; verified", before, _show(after))
+        self.verifier.add(
+            _Check(target, guid, decision.value, decision.detail, before, self.verifier.clock())
+        )
+
+    def verify(self) -> None:
+        """Settle every change written since the last call (see `_Verifier`)."""
+        for check in self.verifier.settle():
+            self.put(check.target, check.result, check.detail, check.before, check.after)
 
     def org_blockers(self, pins: list[TargetRecord]) -> list[str]:
         reasons = [
@@ -293,16 +295,11 @@ class _Run:
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"Set-TransportConfig failed: {exc}", _show(self.org))
             return
-        try:
-            after = _setting(self.exchange.get_transport_config(), "organisation")
-        except AuditorError as exc:
-            self.put(target, Result.FAILED, f"changed, but the read-back failed: {exc}", "false")
-            return
-        if after is not True:
-            self.put(target, Result.FAILED, f"verify failed: read back {_show(after)}", "false")
-            return
-        self.org = True
-        self.put(target, Result.APPLIED, "false -> true; verified", "false", "true")
+        check = _Check(target, "", True, "false -> true", "false", self.verifier.clock(), org=True)
+        self.verifier.add(check)
+        self.verify()
+        if check.result is Result.APPLIED:
+            self.org = True
 
     def loses(self, target: TargetRecord) -> None:
         if self.org is not True:
@@ -330,6 +327,106 @@ class _Run:
             )
 
 
+@dataclass(eq=False)
+class _Check:
+    """One written change waiting to be seen by a read."""
+
+    target: TargetRecord
+    guid: str  # the mailbox read back; "" with `org`
+    expected: bool | None
+    change: str  # what was written, for the detail
+    before: str
+    written_at: float
+    org: bool = False
+    reads: int = 0
+    due: float = 0.0
+    wait: float = 0.5
+    result: Result = Result.PENDING
+    detail: str = ""
+    after: str = ""
+
+
+class _Verifier:
+    """Reads changes back until they show, `bound` seconds after each write at most.
+
+    Checks wait in a list; `settle` reads every due one (up to `workers` reads at once),
+    backs off the ones that still show the old value (0.5 s doubling to 15 s, the last read at
+    the bound) and returns each check once it is decided."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        bound: float = 120.0,
+        workers: int = 16,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.exchange = exchange
+        self.bound = max(0.0, bound)
+        self.workers = max(1, workers)
+        self.sleep = sleep
+        self.clock = clock
+        self._open: list[_Check] = []
+
+    def add(self, check: _Check) -> None:
+        check.due = check.written_at
+        self._open.append(check)
+
+    def _read(self, check: _Check) -> bool | AuditorError | None:
+        try:
+            if check.org:
+                return _setting(self.exchange.get_transport_config(), "organisation")
+            return _setting(
+                self.exchange.get_cas_mailbox(check.guid), check.target.target.display
+            )
+        except AuditorError as exc:
+            return exc
+
+    def settle(self) -> list[_Check]:
+        done: list[_Check] = []
+        if not self._open:
+            return done
+        with ThreadPoolExecutor(
+            max_workers=min(self.workers, len(self._open)), thread_name_prefix="verify"
+        ) as pool:
+            while self._open:
+                now = self.clock()
+                due = [c for c in self._open if c.due <= now]
+                if not due:
+                    self.sleep(max(0.0, min(c.due for c in self._open) - now))
+                    continue
+                for check, seen in zip(due, pool.map(self._read, due), strict=True):
+                    check.reads += 1
+                    if self._decide(check, seen):
+                        self._open.remove(check)
+                        done.append(check)
+        return done
+
+    def _decide(self, check: _Check, seen: bool | AuditorError | None) -> bool:
+        elapsed = self.clock() - check.written_at
+        took = f"{elapsed:.1f} s, {check.reads} read{'s' if check.reads != 1 else ''}"
+        if isinstance(seen, AuditorError):
+            check.result = Result.FAILED
+            check.detail = f"changed, but the read-back failed ({took}): {seen}"
+            return True
+        check.after = _show(seen)
+        if seen is check.expected:
+            check.result = Result.APPLIED
+            check.detail = f"{check.change}; verified after {took}"
+            return True
+        if elapsed >= self.bound:
+            check.result = Result.FAILED
+            check.detail = (
+                f"verify failed: read back {_show(seen)}, expected {_show(check.expected)}, "
+                f"still after {took} (REMEDIATION_VERIFY_SECONDS {self.bound:g})"
+            )
+            return True
+        check.due = min(self.clock() + check.wait, check.written_at + self.bound)
+        check.wait = min(check.wait * 2, 15.0)
+        return False
+
+
 def execute(
     proposal_id: str,
     *,
@@ -338,11 +435,17 @@ def execute(
     load_allowlist: Callable[[], Allowlist],
     now: Callable[[], datetime],
     announce: Callable[[Record], None] | None = None,
+    verify_seconds: float = 120.0,
+    verify_workers: int = 16,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Record:
     """Run an approved proposal once; returns its record (unchanged if there was nothing to do).
 
     `load_allowlist` is called at execution time: a mailbox allowlisted since the plan is not
-    lowered. If it cannot be read, nothing is changed and the proposal fails.
+    lowered. If it cannot be read, nothing is changed and the proposal fails. A change is read
+    back until it shows or `verify_seconds` (REMEDIATION_VERIFY_SECONDS) pass, with up to
+    `verify_workers` reads at once.
     """
     record = store.start(proposal_id, now=now())
     if record is None:
@@ -357,7 +460,10 @@ def execute(
         return _abort(
             store, record, pending, f"the allowlist could not be re-read: {exc}", now, announce
         )
-    run = _Run(store, exchange, allowlist, now, record)
+    verifier = _Verifier(
+        exchange, bound=verify_seconds, workers=verify_workers, sleep=sleep, clock=clock
+    )
+    run = _Run(store, exchange, allowlist, now, record, verifier)
     try:
         run.org = _setting(exchange.get_transport_config(), "organisation")
     except AuditorError as exc:
@@ -382,11 +488,14 @@ def execute(
     for target in pending:
         role = target.target.role
         if role is Role.ORG:
+            run.verify()  # the pins' results decide whether the organisation may flip
             run.organisation(target, pins)
         elif role is Role.REVOKE and target.target.step == 3:
+            run.verify()
             run.loses(target)
         else:
             run.mailbox(target)
+    run.verify()
     final = store.get(proposal_id)
     state = outcome_state(list(final.targets))
     counts: dict[str, int] = {}
