@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from remediation_env import Env, remediation_env
@@ -225,3 +226,52 @@ def test_grant_skipped_when_its_entry_now_names_several_mailboxes(azurite: str) 
         assert got["scanner"][0] == "skipped"
         assert "names several mailboxes" in got["scanner"][1]
         assert env.setting("scanner") is True
+
+
+def test_verify_waits_for_replication_and_says_how_long(azurite: str) -> None:
+    """Reads lag writes by 3 s: each change is read back until it shows (bound 20 s), the
+    three targets are verified together, and each detail says how long it took."""
+    boxes: dict[str, bool | None] = {"a": False, "b": False, "c": False}
+    with remediation_env(azurite, False, boxes, "", replication_delay=3.0) as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        started = time.monotonic()
+        record = execute(
+            proposal.id,
+            store=env.store,
+            exchange=env.exchange,
+            load_allowlist=env.allowlist,
+            now=env.now,
+            verify_seconds=20,
+        )
+        took = time.monotonic() - started
+        assert record.state is State.APPLIED
+        done = results(record)
+        assert {k: v[0] for k, v in done.items()} == {
+            "a": "applied",
+            "b": "applied",
+            "c": "applied",
+        }
+        for _, detail in done.values():
+            assert "verified after" in detail
+            seconds = float(detail.split("verified after ")[1].split(" s")[0])
+            assert 2.5 <= seconds < 20
+        assert took < 12  # concurrently: about one replication delay, not three
+
+
+def test_verify_fails_only_after_the_bound(azurite: str) -> None:
+    with remediation_env(azurite, False, {"a": False}, "", replication_delay=30.0) as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        record = execute(
+            proposal.id,
+            store=env.store,
+            exchange=env.exchange,
+            load_allowlist=env.allowlist,
+            now=env.now,
+            verify_seconds=1.5,
+        )
+        result, detail = results(record)["a"]
+        assert result == "failed" and record.state is State.FAILED
+        assert detail.startswith("verify failed: read back false, expected true, still after")
+        assert "REMEDIATION_VERIFY_SECONDS 1.5" in detail
