@@ -66,16 +66,16 @@ def body_text(raw: bytes, encoding: str = "") -> str:
 
 
 def is_rbac_refusal(status: int, text: str) -> bool:
-    """A 401/403 that means "this identity may not run this cmdlet (or these parameters)".
+    """An answer that means "this identity may not run this cmdlet (or these parameters)".
 
     A 403 without a readable body (empty, or the NUL-byte run) is one too; a 401 without one is
     not: that is the token's problem (refreshed once)."""
+    lowered = text.lower()
+    if 400 <= status < 500 and _ROLE_DEFINITION in lowered:
+        return True  # parameters outside the role: its status is not documented
     if status not in (401, 403):
         return False
-    lowered = text.lower()
-    if _RBAC in lowered or _ROLE_DEFINITION in lowered:
-        return True
-    return status == 403 and not text
+    return _RBAC in lowered or (status == 403 and not text)
 
 
 def challenge_error(challenge: str) -> str:
