@@ -39,9 +39,14 @@ from auditor.exchange.errors import (
 )
 from auditor.exchange.route import Route
 
-__all__ = ["CallState", "Transport", "reset_seconds"]
+__all__ = ["CallState", "HTTP_TIMEOUT", "CONNECT_TIMEOUT", "Transport", "reset_seconds"]
 
 log = logging.getLogger(__name__)
+
+# The module's $DefaultHTTPTimeout: "1 minute more than server timeout so we don't timeout
+# before the server" (docs/exchange-protocol.md, "Retries and timeouts").
+HTTP_TIMEOUT = 960.0
+CONNECT_TIMEOUT = 15.0
 
 
 class _CutResponse(Exception):

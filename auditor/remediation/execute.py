@@ -377,9 +377,7 @@ class _Verifier:
         try:
             if check.org:
                 return _setting(self.exchange.get_transport_config(), "organisation")
-            return _setting(
-                self.exchange.get_cas_mailbox(check.guid), check.target.target.display
-            )
+            return _setting(self.exchange.get_cas_mailbox(check.guid), check.target.target.display)
         except AuditorError as exc:
             return exc
 
