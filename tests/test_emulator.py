@@ -252,3 +252,52 @@ def test_command_line_serves_a_generated_tenant() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_command_line_switches_the_real_service_behaviours() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devkit.emulator",
+            "--generate",
+            "5",
+            "--token",
+            "cli",
+            "--deny",
+            "Get-Mailbox",
+            "--rate-limit",
+            "100/60",
+            "--redirect",
+            "outlook.office365.com=emea04.outlook.office365.com",
+            "--duration",
+            "20",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        fields = dict(p.split("=", 1) for p in process.stdout.readline().split() if "=" in p)
+        url = f"{fields['base_url']}/adminapi/beta/{fields['tenant']}/InvokeCommand"
+
+        def post(cmdlet: str, host: str | None = None) -> httpx.Response:
+            headers = {"Authorization": "Bearer cli", **({"Host": host} if host else {})}
+            body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": {}}}
+            return httpx.post(url, json=body, headers=headers, timeout=10)
+
+        body = {"CmdletInput": {"CmdletName": "Get-Mailbox", "Parameters": {}}}
+        with httpx.stream(
+            "POST", url, json=body, headers={"Authorization": "Bearer cli"}, timeout=10
+        ) as denied:  # read raw: a plain read would fail decoding this "gzip" body
+            assert denied.status_code == 403 and denied.headers["Content-Encoding"] == "gzip"
+            assert set(b"".join(denied.iter_raw())) == {0}
+        allowed = post("Get-CASMailbox")
+        assert allowed.status_code == 200 and allowed.headers["Rate-Limit-Remaining"] == "98"
+        moved = post("Get-CASMailbox", host="outlook.office365.com")
+        assert moved.status_code == 302
+        assert moved.headers["Location"].startswith("http://emea04.outlook.office365.com:")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
