@@ -202,7 +202,12 @@ class Transport:
 
             extensions["trace"] = trace
         with self._http.stream(
-            "POST", url, content=body, headers=headers, extensions=extensions
+            "POST",
+            url,
+            content=body,
+            headers=headers,
+            extensions=extensions,
+            follow_redirects=False,  # redirects are decided by `route.Route`, never by httpx
         ) as response:
             raw = b""
             try:
