@@ -22,7 +22,8 @@ A read that fails is a failed target, never a pass; nothing is changed on unknow
 Verify: a read right after a write can still show the old value (replication). A change is
 read back with backoff until the new value is seen or `verify_seconds` have passed since the
 write; only then is it "verify failed". The detail says how long it took. Mailbox changes are
-verified together (reads in a bounded thread pool) before the organisation step and at the end.
+verified together (`remediation.verify`, reads in a bounded pool) before the organisation step
+and at the end.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from auditor.core.policy import effective_state, evaluate
 from auditor.core.proposals import Record, Result, Role, State, TargetRecord
 from auditor.core.snapshot import RawRecord, build_snapshot, mailbox_from_records
 from auditor.remediation.plan import org_blockers
+from auditor.remediation.verify import Check, Verifier
 from auditor.storage.proposal_store import ProposalStore
 
 __all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state"]
@@ -187,14 +188,14 @@ class _Run:
         allowlist: Allowlist,
         now: Callable[[], datetime],
         record: Record,
-        verifier: _Verifier | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.exchange = exchange
         self.allowlist = allowlist
         self.now = now
         self.record = record
-        self.verifier = verifier or _Verifier(exchange)
+        self.verifier = verifier or Verifier()
         self.results: dict[str, Result] = {t.target.key: t.result for t in record.targets}
         self.org: bool | None = None
         self.ambiguous: frozenset[str] = frozenset()  # entry keys naming several mailboxes
@@ -237,7 +238,13 @@ class _Run:
             self.put(target, Result.FAILED, f"Set-CASMailbox failed: {exc}", before)
             return
         self.verifier.add(
-            _Check(target, guid, decision.value, decision.detail, before, self.verifier.clock())
+            Check(
+                target,
+                lambda: _setting(self.exchange.get_cas_mailbox(guid), t.display),
+                decision.value,
+                decision.detail,
+                before,
+            )
         )
 
     def verify(self) -> None:
@@ -295,7 +302,13 @@ class _Run:
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"Set-TransportConfig failed: {exc}", _show(self.org))
             return
-        check = _Check(target, "", True, "false -> true", "false", self.verifier.clock(), org=True)
+        check = Check(
+            target,
+            lambda: _setting(self.exchange.get_transport_config(), "organisation"),
+            True,
+            "false -> true",
+            "false",
+        )
         self.verifier.add(check)
         self.verify()
         if check.result is Result.APPLIED:
@@ -325,104 +338,6 @@ class _Run:
                 "",
                 _show(setting),
             )
-
-
-@dataclass(eq=False)
-class _Check:
-    """One written change waiting to be seen by a read."""
-
-    target: TargetRecord
-    guid: str  # the mailbox read back; "" with `org`
-    expected: bool | None
-    change: str  # what was written, for the detail
-    before: str
-    written_at: float
-    org: bool = False
-    reads: int = 0
-    due: float = 0.0
-    wait: float = 0.5
-    result: Result = Result.PENDING
-    detail: str = ""
-    after: str = ""
-
-
-class _Verifier:
-    """Reads changes back until they show, `bound` seconds after each write at most.
-
-    Checks wait in a list; `settle` reads every due one (up to `workers` reads at once),
-    backs off the ones that still show the old value (0.5 s doubling to 15 s, the last read at
-    the bound) and returns each check once it is decided."""
-
-    def __init__(
-        self,
-        exchange: Exchange,
-        *,
-        bound: float = 120.0,
-        workers: int = 16,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.exchange = exchange
-        self.bound = max(0.0, bound)
-        self.workers = max(1, workers)
-        self.sleep = sleep
-        self.clock = clock
-        self._open: list[_Check] = []
-
-    def add(self, check: _Check) -> None:
-        check.due = check.written_at
-        self._open.append(check)
-
-    def _read(self, check: _Check) -> bool | AuditorError | None:
-        try:
-            if check.org:
-                return _setting(self.exchange.get_transport_config(), "organisation")
-            return _setting(self.exchange.get_cas_mailbox(check.guid), check.target.target.display)
-        except AuditorError as exc:
-            return exc
-
-    def settle(self) -> list[_Check]:
-        done: list[_Check] = []
-        if not self._open:
-            return done
-        with ThreadPoolExecutor(
-            max_workers=min(self.workers, len(self._open)), thread_name_prefix="verify"
-        ) as pool:
-            while self._open:
-                now = self.clock()
-                due = [c for c in self._open if c.due <= now]
-                if not due:
-                    self.sleep(max(0.0, min(c.due for c in self._open) - now))
-                    continue
-                for check, seen in zip(due, pool.map(self._read, due), strict=True):
-                    check.reads += 1
-                    if self._decide(check, seen):
-                        self._open.remove(check)
-                        done.append(check)
-        return done
-
-    def _decide(self, check: _Check, seen: bool | AuditorError | None) -> bool:
-        elapsed = self.clock() - check.written_at
-        took = f"{elapsed:.1f} s, {check.reads} read{'s' if check.reads != 1 else ''}"
-        if isinstance(seen, AuditorError):
-            check.result = Result.FAILED
-            check.detail = f"changed, but the read-back failed ({took}): {seen}"
-            return True
-        check.after = _show(seen)
-        if seen is check.expected:
-            check.result = Result.APPLIED
-            check.detail = f"{check.change}; verified after {took}"
-            return True
-        if elapsed >= self.bound:
-            check.result = Result.FAILED
-            check.detail = (
-                f"verify failed: read back {_show(seen)}, expected {_show(check.expected)}, "
-                f"still after {took} (REMEDIATION_VERIFY_SECONDS {self.bound:g})"
-            )
-            return True
-        check.due = min(self.clock() + check.wait, check.written_at + self.bound)
-        check.wait = min(check.wait * 2, 15.0)
-        return False
 
 
 def execute(
@@ -458,9 +373,7 @@ def execute(
         return _abort(
             store, record, pending, f"the allowlist could not be re-read: {exc}", now, announce
         )
-    verifier = _Verifier(
-        exchange, bound=verify_seconds, workers=verify_workers, sleep=sleep, clock=clock
-    )
+    verifier = Verifier(bound=verify_seconds, workers=verify_workers, sleep=sleep, clock=clock)
     run = _Run(store, exchange, allowlist, now, record, verifier)
     try:
         run.org = _setting(exchange.get_transport_config(), "organisation")
