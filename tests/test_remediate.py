@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import cast
 
 from remediation_env import Env, remediation_env
 from remediation_fixtures import APPROVER, NOW
 
 from auditor.core.errors import InputError
 from auditor.core.model import Allowlist
-from auditor.core.proposals import Proposal, Record, Result, State
+from auditor.core.proposals import Proposal, Record, Result, State, TargetRecord
 from auditor.remediation.execute import execute, preview
+from auditor.remediation.verify import Check, Verifier
 
 
 def approve(env: Env, proposal: Proposal, subset: list[str] | None = None) -> None:
@@ -275,3 +277,27 @@ def test_verify_fails_only_after_the_bound(azurite: str) -> None:
         assert result == "failed" and record.state is State.FAILED
         assert detail.startswith("verify failed: read back false, expected true, still after")
         assert "REMEDIATION_VERIFY_SECONDS 1.5" in detail
+
+
+def test_verifier_backs_off_and_reads_last_at_the_bound() -> None:
+    """The schedule with a fake clock: reads at 0, 0.5, 1.5, 3.5, 7.5 s, then at the 10 s bound."""
+    clock = [0.0]
+    reads: list[float] = []
+
+    def read() -> bool | None:
+        reads.append(clock[0])
+        return False  # the old value, for ever
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    verifier = Verifier(bound=10.0, sleep=sleep, clock=lambda: clock[0])
+    never = Check(cast(TargetRecord, None), read, True, "false -> true", "false")
+    verifier.add(never)
+    soon = [False, False, True]
+    verifier.add(Check(cast(TargetRecord, None), lambda: soon.pop(0), True, "x", ""))
+    done = verifier.settle()
+    assert reads == [0.0, 0.5, 1.5, 3.5, 7.5, 10.0]
+    assert [c.result for c in done] == [Result.APPLIED, Result.FAILED]
+    assert done[0].detail == "x; verified after 1.5 s, 3 reads"
+    assert done[1].detail.startswith("verify failed: read back false, expected true, still after")
