@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from auditor.app.audit import RunSummary, run_audit  # noqa: E402
-from auditor.exchange.client import ExchangeClient, collect_evidence  # noqa: E402
+from auditor.exchange.client import ExchangeClient  # noqa: E402
+from auditor.exchange.collect import collect_evidence  # noqa: E402
 from auditor.identity.tokens import StaticToken  # noqa: E402
 from auditor.storage.audit_store import AuditStore  # noqa: E402
 from auditor.storage.connect import connect  # noqa: E402

@@ -27,7 +27,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auditor.exchange.client import ExchangeClient, collect_snapshot  # noqa: E402
+from auditor.exchange.client import ExchangeClient  # noqa: E402
+from auditor.exchange.collect import collect_snapshot  # noqa: E402
 from auditor.identity.tokens import StaticToken  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the local emulator's token

@@ -96,6 +96,11 @@ param remediationExpiryDays int = 7
 @maxValue(1000)
 param remediationInlineLimit int = 10
 
+@description('REMEDIATION_VERIFY_SECONDS: how long a change is read back until Exchange shows it (reads can lag writes).')
+@minValue(0)
+@maxValue(3600)
+param remediationVerifySeconds int = 120
+
 @description('Object id of a user or group that may manage Key Vault secrets (Key Vault Secrets Officer). Empty: none granted here.')
 param secretsOfficerPrincipalId string = ''
 
@@ -575,6 +580,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     REMEDIATION_FORCE_TRUE: remediationForceTrue ? 'true' : 'false'
     REMEDIATION_EXPIRY_DAYS: string(remediationExpiryDays)
     REMEDIATION_INLINE_LIMIT: string(remediationInlineLimit)
+    REMEDIATION_VERIFY_SECONDS: string(remediationVerifySeconds)
   }
 }
 

@@ -188,10 +188,29 @@ SETTINGS: tuple[Setting, ...] = (
         "Approved plans with at most this many targets run inline in the HTTP call; larger "
         "ones go to the `remediations` queue (the call answers 202).",
     ),
+    Setting(
+        "REMEDIATION_VERIFY_SECONDS",
+        "120",
+        "How long a change is read back (with backoff) until Exchange shows it, before the "
+        'target is "verify failed" (reads can lag writes).',
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+# The tenant's native domain: `*.onmicrosoft.com`, or its sovereign-cloud forms (GCC High/DoD
+# `*.onmicrosoft.us`, 21Vianet `*.partner.onmschina.cn`; see EXO_BASE_URL).
+_NATIVE_DOMAIN = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.(?:onmicrosoft\.com|onmicrosoft\.us|partner\.onmschina\.cn)",
+    re.IGNORECASE,
+)
+
+
+def _tenant_name(value: str) -> bool:
+    """A tenant GUID or native domain: what `/adminapi/beta/{tenant}/` is documented to take."""
+    return bool(_GUID.fullmatch(value) or _NATIVE_DOMAIN.fullmatch(value))
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -264,6 +283,7 @@ def _remediation_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "remediation_force_true": _bool(env, "REMEDIATION_FORCE_TRUE"),
         "remediation_expiry_days": _int(env, "REMEDIATION_EXPIRY_DAYS", 1, 90),
         "remediation_inline_limit": _int(env, "REMEDIATION_INLINE_LIMIT", 0, 1000),
+        "remediation_verify_seconds": _int(env, "REMEDIATION_VERIFY_SECONDS", 0, 3600),
     }
 
 
@@ -318,13 +338,17 @@ class Settings:
     remediation_force_true: bool = False
     remediation_expiry_days: int = 7
     remediation_inline_limit: int = 10
+    remediation_verify_seconds: int = 120
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         tenant = _get(env, "EXO_TENANT")
-        if tenant is not None and "/" in tenant:
-            raise ConfigError("EXO_TENANT", f"must be a tenant GUID or domain, got {tenant!r}")
+        if tenant is not None and not _tenant_name(tenant):
+            raise ConfigError(
+                "EXO_TENANT",
+                f"must be a tenant GUID or domain (`*.onmicrosoft.com`), got {tenant!r}",
+            )
         allowlist = _get(env, "AUDITOR_ALLOWLIST")
         recipients = tuple(
             a.strip() for a in (_get(env, "ALERT_EMAIL_TO") or "").split(",") if a.strip()

@@ -17,7 +17,7 @@ from auditor.app.settings import Settings
 from auditor.core.errors import ConfigError, InputError
 from auditor.core.model import Snapshot
 from auditor.core.snapshot import build_snapshot, parse_snapshot, read_snapshot
-from auditor.exchange.client import collect_snapshot
+from auditor.exchange.collect import collect_snapshot
 
 __all__ = ["live_snapshot", "latest_snapshot", "load_snapshot"]
 

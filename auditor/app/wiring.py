@@ -20,7 +20,9 @@ from auditor.app.settings import Settings
 from auditor.core.allowlist import load_allowlist
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
-from auditor.exchange.client import ExchangeClient, collect_evidence, exchange_scope
+from auditor.exchange.client import ExchangeClient, exchange_scope
+from auditor.exchange.collect import collect_evidence
+from auditor.exchange.transport import CONNECT_TIMEOUT, HTTP_TIMEOUT
 from auditor.identity.approver import ApproverAuth, JwksCache
 from auditor.identity.azure import azure_credential
 from auditor.identity.tokens import Credentials, token_provider
@@ -77,7 +79,7 @@ def exchange_collector(settings: Settings) -> Iterator[Callable[[datetime], byte
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     tenant = settings.exo_tenant
-    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
+    with httpx.Client(timeout=httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)) as http:
         client = exchange_client(settings, http)
 
         def collect(now: datetime) -> bytes:

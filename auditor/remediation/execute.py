@@ -18,11 +18,18 @@ Per target (in `step` order):
 - grant: skipped if no longer allowlisted (current entry) or already `false`; else set `false`.
 
 A read that fails is a failed target, never a pass; nothing is changed on unknown evidence.
+
+Verify: a read right after a write can still show the old value (replication). A change is
+read back with backoff until the new value is seen or `verify_seconds` have passed since the
+write; only then is it "verify failed". The detail says how long it took. Mailbox changes are
+verified together (`remediation.verify`, reads in a bounded pool) before the organisation step
+and at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +42,7 @@ from auditor.core.policy import effective_state, evaluate
 from auditor.core.proposals import Record, Result, Role, State, TargetRecord
 from auditor.core.snapshot import RawRecord, build_snapshot, mailbox_from_records
 from auditor.remediation.plan import org_blockers
+from auditor.remediation.verify import Check, Verifier
 from auditor.storage.proposal_store import ProposalStore
 
 __all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state"]
@@ -180,12 +188,14 @@ class _Run:
         allowlist: Allowlist,
         now: Callable[[], datetime],
         record: Record,
+        verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.exchange = exchange
         self.allowlist = allowlist
         self.now = now
         self.record = record
+        self.verifier = verifier or Verifier()
         self.results: dict[str, Result] = {t.target.key: t.result for t in record.targets}
         self.org: bool | None = None
         self.ambiguous: frozenset[str] = frozenset()  # entry keys naming several mailboxes
@@ -227,21 +237,20 @@ class _Run:
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"Set-CASMailbox failed: {exc}", before)
             return
-        try:
-            after = _setting(self.exchange.get_cas_mailbox(guid), t.display)
-        except AuditorError as exc:
-            self.put(target, Result.FAILED, f"changed, but the read-back failed: {exc}", before)
-            return
-        if after is not decision.value:
-            self.put(
+        self.verifier.add(
+            Check(
                 target,
-                Result.FAILED,
-                f"verify failed: read back {_show(after)}, expected {_show(decision.value)}",
+                lambda: _setting(self.exchange.get_cas_mailbox(guid), t.display),
+                decision.value,
+                decision.detail,
                 before,
-                _show(after),
             )
-            return
-        self.put(target, Result.APPLIED, f"{decision.detail}; verified", before, _show(after))
+        )
+
+    def verify(self) -> None:
+        """Settle every change written since the last call (see `_Verifier`)."""
+        for check in self.verifier.settle():
+            self.put(check.target, check.result, check.detail, check.before, check.after)
 
     def org_blockers(self, pins: list[TargetRecord]) -> list[str]:
         reasons = [
@@ -293,16 +302,17 @@ class _Run:
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"Set-TransportConfig failed: {exc}", _show(self.org))
             return
-        try:
-            after = _setting(self.exchange.get_transport_config(), "organisation")
-        except AuditorError as exc:
-            self.put(target, Result.FAILED, f"changed, but the read-back failed: {exc}", "false")
-            return
-        if after is not True:
-            self.put(target, Result.FAILED, f"verify failed: read back {_show(after)}", "false")
-            return
-        self.org = True
-        self.put(target, Result.APPLIED, "false -> true; verified", "false", "true")
+        check = Check(
+            target,
+            lambda: _setting(self.exchange.get_transport_config(), "organisation"),
+            True,
+            "false -> true",
+            "false",
+        )
+        self.verifier.add(check)
+        self.verify()
+        if check.result is Result.APPLIED:
+            self.org = True
 
     def loses(self, target: TargetRecord) -> None:
         if self.org is not True:
@@ -338,11 +348,17 @@ def execute(
     load_allowlist: Callable[[], Allowlist],
     now: Callable[[], datetime],
     announce: Callable[[Record], None] | None = None,
+    verify_seconds: float = 120.0,
+    verify_workers: int = 16,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Record:
     """Run an approved proposal once; returns its record (unchanged if there was nothing to do).
 
     `load_allowlist` is called at execution time: a mailbox allowlisted since the plan is not
-    lowered. If it cannot be read, nothing is changed and the proposal fails.
+    lowered. If it cannot be read, nothing is changed and the proposal fails. A change is read
+    back until it shows or `verify_seconds` (REMEDIATION_VERIFY_SECONDS) pass, with up to
+    `verify_workers` reads at once.
     """
     record = store.start(proposal_id, now=now())
     if record is None:
@@ -357,7 +373,8 @@ def execute(
         return _abort(
             store, record, pending, f"the allowlist could not be re-read: {exc}", now, announce
         )
-    run = _Run(store, exchange, allowlist, now, record)
+    verifier = Verifier(bound=verify_seconds, workers=verify_workers, sleep=sleep, clock=clock)
+    run = _Run(store, exchange, allowlist, now, record, verifier)
     try:
         run.org = _setting(exchange.get_transport_config(), "organisation")
     except AuditorError as exc:
@@ -382,11 +399,14 @@ def execute(
     for target in pending:
         role = target.target.role
         if role is Role.ORG:
+            run.verify()  # the pins' results decide whether the organisation may flip
             run.organisation(target, pins)
         elif role is Role.REVOKE and target.target.step == 3:
+            run.verify()
             run.loses(target)
         else:
             run.mailbox(target)
+    run.verify()
     final = store.get(proposal_id)
     state = outcome_state(list(final.targets))
     counts: dict[str, int] = {}

@@ -173,6 +173,7 @@ class RemediationHttp:
         inline_limit: int = 10,
         announce: Callable[[Record], None] | None = None,
         wall: Callable[[], float] = time.time,
+        verify_seconds: float = 120.0,
     ) -> None:
         self.store = store
         self.auth = auth
@@ -184,6 +185,7 @@ class RemediationHttp:
         self.inline_limit = inline_limit
         self.announce = announce
         self.wall = wall
+        self.verify_seconds = verify_seconds
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -420,6 +422,7 @@ class RemediationHttp:
             load_allowlist=self.load_allowlist,
             now=self.now,
             announce=self.announce,
+            verify_seconds=self.verify_seconds,
         )
 
     def run_queued(self, message: str) -> Record:

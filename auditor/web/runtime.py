@@ -39,6 +39,7 @@ def build_service(
         now=lambda: datetime.now(UTC),
         public_url=settings.remediation_public_url,
         inline_limit=settings.remediation_inline_limit,
+        verify_seconds=settings.remediation_verify_seconds,
         announce=wiring.announcer(settings, client),
     )
 

@@ -1,32 +1,51 @@
 """The protocol of `POST /adminapi/beta/{tenant}/InvokeCommand`, independent of sockets.
 
-Implements the documented protocol: `$select` projection, `Prefer: odata.maxpagesize`
-(1..1000, default 1000), opaque `$skiptoken` nextLinks (reusable until they expire), the
-1000-object default and its "more results" warning when `ResultSize` is absent, OData
-annotations, `Set-*` semantics including `null`, and error bodies of the documented shape.
-It knows nothing about any client.
+Implements the protocol as public sources show it (docs/exchange-protocol.md): `$select`
+projection, `Prefer: odata.maxpagesize` (1..1000, default 1000), opaque `$skiptoken` nextLinks
+that name the backend server, are bound to the session's `connection-id` and expire after 30
+minutes ("Expired or Invalid pagination request…" otherwise), the truncation warning on every
+page that has a nextLink, the 1000-object default and its warning when `ResultSize` is absent,
+OData annotations, `Set-*` semantics including `null` (an answer of `"value": null` plus
+warnings), error bodies of the live shape, RBAC 403s of NUL bytes, and reads that lag writes.
+What varies is switched by `behaviour.Behaviour`. It knows nothing about any client.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import re
 import secrets
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from devkit.emulator.faults import Fault, Faults
+from devkit.emulator.behaviour import ABSENT as _ABSENT
+from devkit.emulator.behaviour import Behaviour, Lag
+from devkit.emulator.errors import (
+    CmdletError,
+    Reply,
+    bad_parameter,
+    error_body,
+    fault_reply,
+    forbidden,
+    not_modified,
+    pagination_expired,
+    spoil,
+)
+from devkit.emulator.faults import Faults
+from devkit.emulator.params import check_bool, only, page_size, result_size, select_of
 from devkit.emulator.records import (
     CAS_SETTABLE,
     annotate,
+    backend_server,
     full_cas,
     full_mailbox,
     full_transport_config,
     project,
+    proxy_addresses,
 )
 from devkit.tenantgen import Tenant
 
@@ -36,8 +55,6 @@ MORE_RESULTS = (
     "There are more results available than are currently displayed. To view them, increase the "
     "value for the ResultSize parameter."
 )
-DEFAULT_RESULT_SIZE = 1000
-MAX_PAGE_SIZE = 1000
 SETTING = "SmtpClientAuthenticationDisabled"
 _CMDLETS = {
     name.lower(): name
@@ -49,21 +66,6 @@ _CMDLETS = {
         "Set-TransportConfig",
     )
 }
-_PREFER = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None  # a body sent as-is (malformed JSON)
-    drop: bool = False  # cut the body in the middle and close the connection
-
-    def payload(self) -> bytes:
-        if self.raw is not None:
-            return self.raw
-        return json.dumps(self.body, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -75,51 +77,22 @@ class _Cursor:
     warn: bool
     page: int
     created: float
-
-
-class _CmdletError(Exception):
-    def __init__(self, status: int, code: str, message: str, exc_type: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.exc_type = exc_type
-
-
-def error_body(code: str, message: str, cmdlet_message: str, exc_type: str) -> dict[str, Any]:
-    """The documented error shape; the cmdlet's own message sits in details and innererror."""
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "details": [{"code": "Context", "target": "", "message": cmdlet_message}],
-            "innererror": {
-                "message": cmdlet_message,
-                "type": exc_type,
-                "internalexception": {"message": cmdlet_message},
-            },
-        }
-    }
-
-
-def _bad_parameter(name: str) -> _CmdletError:
-    return _CmdletError(
-        400,
-        "BadRequest",
-        f"A parameter cannot be found that matches parameter name '{name}'.",
-        "System.Management.Automation.ParameterBindingException",
-    )
+    connection: str | None  # the session that opened the listing
 
 
 class Endpoint:
     """The tenant's admin endpoint. `state` is mutable between (not during) requests."""
 
-    def __init__(self, state: Tenant, *, tenant_id: str, faults: Faults, link_ttl: float) -> None:
+    def __init__(
+        self, state: Tenant, *, tenant_id: str, faults: Faults, behaviour: Behaviour
+    ) -> None:
         self.state = state
         self.tenant_id = tenant_id
         self.faults = faults
-        self.link_ttl = link_ttl
+        self.behaviour = behaviour
+        self.link_ttl = behaviour.link_ttl
         self.lock = threading.RLock()
+        self.lag = Lag(behaviour.replication_delay)
         self._cursors: dict[str, _Cursor] = {}
 
     # ---- entry point -------------------------------------------------------------------
@@ -131,52 +104,51 @@ class Endpoint:
         args = parse_qs(query, keep_blank_values=True)
         try:
             cmdlet, parameters = self._parse_body(body)
-        except _CmdletError as exc:
-            return self._error(exc), None, 0
+        except CmdletError as exc:
+            return exc.reply(), None, 0
         skiptokens = args.get("$skiptoken")
         skiptoken = skiptokens[0] if skiptokens else None
         cursor: _Cursor | None = None
         if skiptoken is not None:
             with self.lock:
                 cursor = self._cursors.get(skiptoken)
-            if cursor is None or time.monotonic() - cursor.created > self.link_ttl:
-                return (
-                    self._error(
-                        _CmdletError(
-                            400,
-                            "BadRequest",
-                            "The skip token is invalid or has expired.",
-                            "Microsoft.Exchange.Admin.OData.Core.ODataException",
-                        )
-                    ),
-                    cmdlet,
-                    0,
+            session = headers.get("connection-id")
+            if (
+                cursor is None
+                or time.monotonic() - cursor.created > self.link_ttl
+                or (
+                    self.behaviour.bind_links
+                    and (cursor.connection is None or cursor.connection != session)
                 )
+            ):
+                return pagination_expired().reply(), cmdlet, 0
             if cursor.cmdlet != cmdlet:
                 return (
-                    self._error(
-                        _CmdletError(
-                            400,
-                            "BadRequest",
-                            f"The skip token belongs to {cursor.cmdlet}, not {cmdlet}.",
-                            "Microsoft.Exchange.Admin.OData.Core.ODataException",
-                        )
-                    ),
+                    CmdletError(
+                        400,
+                        "BadRequest",
+                        f"The skip token belongs to {cursor.cmdlet}, not {cmdlet}.",
+                        "Microsoft.Exchange.Admin.OData.Core.ODataException",
+                    ).reply(),
                     cmdlet,
                     0,
                 )
+        if self.behaviour.denies(cmdlet):
+            return forbidden(), cmdlet, 0
         page = cursor.page + 1 if cursor is not None else 1
         fault = self.faults.take(cmdlet, page)
         if fault is not None and fault.kind not in ("adminapi_error", "drop", "malformed"):
-            return self._fault_reply(fault, cmdlet), cmdlet, page
-        select = _select(args)
-        size = _page_size(headers)
+            return fault_reply(fault, cmdlet), cmdlet, page
+        select = select_of(args)
+        size = page_size(headers)
         try:
-            reply = self._run(cmdlet, parameters, select, size, cursor, tenant, base)
-        except _CmdletError as exc:
-            return self._error(exc), cmdlet, page
+            reply = self._run(
+                cmdlet, parameters, select, size, cursor, tenant, base, headers.get("connection-id")
+            )
+        except CmdletError as exc:
+            return exc.reply(), cmdlet, page
         if fault is not None:
-            reply = self._spoil(reply, fault)
+            reply = spoil(reply, fault)
         return reply, cmdlet, page
 
     # ---- request parsing ---------------------------------------------------------------
@@ -185,14 +157,14 @@ class Endpoint:
         try:
             document = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _CmdletError(
+            raise CmdletError(
                 400, "BadRequest", "The request body is not valid JSON.", "System.FormatException"
             ) from exc
         cmdlet_input = document.get("CmdletInput") if isinstance(document, dict) else None
         if not isinstance(cmdlet_input, dict) or not isinstance(
             cmdlet_input.get("CmdletName"), str
         ):
-            raise _CmdletError(
+            raise CmdletError(
                 400,
                 "BadRequest",
                 "The request body needs CmdletInput.CmdletName.",
@@ -201,7 +173,7 @@ class Endpoint:
         name = cmdlet_input["CmdletName"]
         cmdlet = _CMDLETS.get(name.strip().lower())
         if cmdlet is None:
-            raise _CmdletError(
+            raise CmdletError(
                 400,
                 "BadRequest",
                 f"The term '{name}' is not recognized as a name of a cmdlet.",
@@ -209,7 +181,7 @@ class Endpoint:
             )
         parameters = cmdlet_input.get("Parameters") or {}
         if not isinstance(parameters, dict):
-            raise _CmdletError(
+            raise CmdletError(
                 400, "BadRequest", "Parameters must be an object.", "System.ArgumentException"
             )
         return cmdlet, parameters
@@ -225,14 +197,16 @@ class Endpoint:
         cursor: _Cursor | None,
         tenant: str,
         base: str,
+        session: str | None,
     ) -> Reply:
         with self.lock:
             if cmdlet == "Get-TransportConfig":
-                _only(parameters, ())
-                record = annotate(project(full_transport_config(self.state.org_disabled), select))
+                only(parameters, ())
+                org = self.lag.view("org", {SETTING: self.state.org_disabled})[SETTING]
+                record = annotate(project(full_transport_config(org), select))
                 return _ok([record], [], None, base, tenant)
             if cmdlet in ("Get-CASMailbox", "Get-Mailbox"):
-                return self._list(cmdlet, parameters, select, size, cursor, tenant, base)
+                return self._list(cmdlet, parameters, select, size, cursor, tenant, base, session)
             if cmdlet == "Set-CASMailbox":
                 return self._set_cas(parameters, base, tenant)
             return self._set_transport(parameters, base, tenant)
@@ -246,12 +220,13 @@ class Endpoint:
         cursor: _Cursor | None,
         tenant: str,
         base: str,
+        session: str | None,
     ) -> Reply:
         records = self.state.cas if cmdlet == "Get-CASMailbox" else self.state.mailboxes
         if cursor is None:
-            _only(parameters, ("Identity", "ResultSize", "RecipientTypeDetails"))
+            only(parameters, ("Identity", "ResultSize", "RecipientTypeDetails"))
             guids = self._matching(records, parameters)
-            limit = _result_size(parameters.get("ResultSize", _ABSENT))
+            limit = result_size(parameters.get("ResultSize", _ABSENT))
             warn = limit is not None and len(guids) > limit
             if limit is not None:
                 guids = guids[:limit]
@@ -265,24 +240,35 @@ class Endpoint:
                 cursor.page + 1,
             )
         chunk = guids[offset : offset + size]
-        full = full_cas if cmdlet == "Get-CASMailbox" else full_mailbox
+        cas = cmdlet == "Get-CASMailbox"
+        full = full_cas if cas else full_mailbox
         value: list[dict[str, Any]] = []
         for guid in chunk:
             record = records.get(guid)
             if record is None:  # removed since the listing began
                 continue
+            if cas:
+                record = self.lag.view(guid, record)
             shown = project(record, select)
             if select is None or len(shown) < len(select):
                 shown = project(full(record, self.state.domain), select)
+            if not cas and "EmailAddresses" in shown:
+                shown["EmailAddresses"] = proxy_addresses(
+                    shown["EmailAddresses"], guid, self.tenant_id
+                )
             value.append(annotate(shown))
         warnings: list[str] = []
         link = None
         end = offset + size
         if end < len(guids):
-            token = secrets.token_urlsafe(24)
+            token = _skiptoken(guid_at=guids[end], page=page)
             self._purge()
-            self._cursors[token] = _Cursor(cmdlet, guids, end, select, warn, page, time.monotonic())
+            self._cursors[token] = _Cursor(
+                cmdlet, guids, end, select, warn, page, time.monotonic(), session
+            )
             link = f"{base}/adminapi/beta/{tenant}/InvokeCommand?$skiptoken={token}"
+            if self.behaviour.page_warnings:
+                warnings.append(MORE_RESULTS)
         elif warn:
             warnings.append(MORE_RESULTS)
         return _ok(value, warnings, link, base, tenant)
@@ -305,7 +291,7 @@ class Endpoint:
 
     def _resolve(self, records: dict[str, dict[str, Any]], identity: Any) -> str:
         if not isinstance(identity, str) or not identity.strip():
-            raise _CmdletError(
+            raise CmdletError(
                 400,
                 "BadRequest",
                 "Cannot validate argument on parameter 'Identity'. The argument is null or empty.",
@@ -339,15 +325,16 @@ class Endpoint:
             if wanted in names:
                 found.append(guid)
         if not found:
-            raise _CmdletError(
+            raise CmdletError(
                 404,
                 "NotFound",
                 f"The operation couldn't be performed because object '{identity}' couldn't be "
                 f"found on '{self.state.domain}'.",
                 "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException",
+                "Ex6F9304",
             )
         if len(found) > 1:
-            raise _CmdletError(
+            raise CmdletError(
                 400,
                 "BadRequest",
                 f"The operation couldn't be performed because '{identity}' matches multiple "
@@ -363,106 +350,30 @@ class Endpoint:
                 continue
             name = next((n for n in CAS_SETTABLE if n.lower() == key.lower()), None)
             if name is None:
-                raise _bad_parameter(key)
-            _check_bool(name, value, nullable=CAS_SETTABLE[name])
+                raise bad_parameter(key)
+            check_bool(name, value, nullable=CAS_SETTABLE[name])
             changes[name] = value
         identity = next((v for k, v in parameters.items() if k.lower() == "identity"), None)
         guid = self._resolve(self.state.cas, identity)
         record = self.state.cas[guid]
         current = full_cas(record, self.state.domain)
         modified = any(current.get(k, _ABSENT) != v or k not in current for k, v in changes.items())
+        self.lag.wrote(guid, record, changes)
         record.update(changes)
-        warnings = [] if modified else [_not_modified(str(identity))]
-        return _ok([], warnings, None, base, tenant)
+        warnings = [] if modified else [not_modified(str(identity))]
+        return _set_ok(warnings, base, tenant)
 
     def _set_transport(self, parameters: dict[str, Any], base: str, tenant: str) -> Reply:
-        _only(parameters, (SETTING,))
+        only(parameters, (SETTING,))
         value = next((v for k, v in parameters.items() if k.lower() == SETTING.lower()), _ABSENT)
         warnings: list[str] = []
         if value is not _ABSENT:
-            _check_bool(SETTING, value, nullable=False)
+            check_bool(SETTING, value, nullable=False)
             if value == self.state.org_disabled:
-                warnings.append(_not_modified("Transport Settings"))
+                warnings.append(not_modified("Transport Settings"))
+            self.lag.wrote("org", {SETTING: self.state.org_disabled}, {SETTING: value})
             self.state.org_disabled = bool(value)
-        return _ok([], warnings, None, base, tenant)
-
-    # ---- faults and errors -------------------------------------------------------------
-
-    def _fault_reply(self, fault: Fault, cmdlet: str) -> Reply:
-        if fault.kind == "throttle":
-            headers = {} if fault.retry_after is None else {"Retry-After": fault.retry_after}
-            body = error_body(
-                "TooManyRequests",
-                "Too many requests.",
-                "The request was throttled. Retry after the interval in Retry-After.",
-                "Microsoft.Exchange.Admin.OData.Core.ThrottlingException",
-            )
-            return Reply(429, body, headers)
-        if fault.kind == "unavailable":
-            body = error_body(
-                "ServiceUnavailable",
-                "The service is temporarily unavailable.",
-                "The server is busy; try again later.",
-                "Microsoft.Exchange.Admin.OData.Core.ServiceUnavailableException",
-            )
-            return Reply(fault.status, body)
-        if fault.kind == "transient":
-            return Reply(
-                500,
-                error_body(
-                    "InternalServerError",
-                    "An error occurred while processing this request.",
-                    "Active Directory server is not available (DC overloaded). Try again later.",
-                    "Microsoft.Exchange.Data.Directory.DCOverloadedException",
-                ),
-            )
-        if fault.kind == "claims":
-            challenge = (
-                'Bearer realm="", error="insufficient_claims", '
-                'claims="eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZX19fQ=="'
-            )
-            return Reply(
-                401,
-                error_body(
-                    "Unauthorized", "Claims challenge.", "insufficient_claims", "Unauthorized"
-                ),
-                {"WWW-Authenticate": challenge},
-            )
-        message = f"User is not allowed to call {cmdlet}."  # deny
-        return Reply(
-            401,
-            error_body(
-                "Unauthorized",
-                message,
-                message,
-                "Microsoft.Exchange.Management.PSDirectInvoke.DirectInvokeCmdletAccessDeniedException",
-            ),
-        )
-
-    @staticmethod
-    def _spoil(reply: Reply, fault: Fault) -> Reply:
-        if reply.status != 200:
-            return reply
-        if fault.kind == "drop":
-            reply.drop = True
-        elif fault.kind == "malformed":
-            reply.raw = reply.payload()[:-7] + b"<html>"
-        else:  # adminapi_error: a part of the page, and the error inside the 200
-            body = dict(reply.body)
-            body["value"] = body["value"][: len(body["value"]) // 2]
-            body["adminapi.errors@odata.type"] = "#Collection(Exchange.ErrorRecord)"
-            body["@adminapi.errors"] = [
-                {
-                    "Exception": "Microsoft.Exchange.Data.StorageTransientException",
-                    "Message": "The mailbox database is temporarily unavailable.",
-                }
-            ]
-            reply.body = body
-        return reply
-
-    @staticmethod
-    def _error(exc: _CmdletError) -> Reply:
-        return Reply(exc.status, error_body(exc.code, exc.message, exc.message, exc.exc_type))
+        return _set_ok(warnings, base, tenant)
 
     def _purge(self) -> None:
         now = time.monotonic()
@@ -470,7 +381,11 @@ class Endpoint:
             del self._cursors[token]
 
 
-_ABSENT: Any = object()
+def _skiptoken(*, guid_at: str, page: int) -> str:
+    """An opaque token naming the backend server that holds the cursor (as live ones do)."""
+    server = backend_server(guid_at)
+    raw = f"{server};{page};{secrets.token_hex(12)}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _ok(
@@ -489,60 +404,8 @@ def _ok(
     return Reply(200, body)
 
 
-def _only(parameters: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    lowered = {a.lower() for a in allowed}
-    for key in parameters:
-        if key.lower() not in lowered:
-            raise _bad_parameter(key)
-
-
-def _check_bool(name: str, value: Any, *, nullable: bool) -> None:
-    if isinstance(value, bool) or (value is None and nullable):
-        return
-    raise _CmdletError(
-        400,
-        "BadRequest",
-        f"Cannot process argument transformation on parameter '{name}'. Cannot convert value "
-        f"'{'$null' if value is None else value}' to type 'System.Boolean'.",
-        "System.Management.Automation.ParameterBindingArgumentTransformationException",
-    )
-
-
-def _not_modified(identity: str) -> str:
-    return f"The command completed successfully but no settings of '{identity}' have been modified."
-
-
-def _select(args: Mapping[str, list[str]]) -> tuple[str, ...] | None:
-    values = args.get("$select")
-    if not values:
-        return None
-    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
-    return names or None
-
-
-def _page_size(headers: Mapping[str, str]) -> int:
-    match = _PREFER.search(headers.get("prefer", ""))
-    if match is None:
-        return MAX_PAGE_SIZE
-    return max(1, min(MAX_PAGE_SIZE, int(match.group(1))))
-
-
-def _result_size(value: Any) -> int | None:
-    """None for Unlimited; the 1000 default when absent."""
-    if value is _ABSENT:
-        return DEFAULT_RESULT_SIZE
-    if isinstance(value, str) and value.strip().lower() == "unlimited":
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if isinstance(value, bool) or number < 1:
-        raise _CmdletError(
-            400,
-            "BadRequest",
-            f"Cannot process argument transformation on parameter 'ResultSize'. Cannot convert "
-            f"value '{value}' to type 'Microsoft.Exchange.Data.Unlimited`1[System.UInt32]'.",
-            "System.Management.Automation.ParameterBindingArgumentTransformationException",
-        )
-    return number
+def _set_ok(warnings: list[str], base: str, tenant: str) -> Reply:
+    """A `Set-*` answer: no object, `"value": null`, only the warnings."""
+    reply = _ok([], warnings, None, base, tenant)
+    reply.body["value"] = None
+    return reply

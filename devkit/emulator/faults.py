@@ -11,6 +11,8 @@ a given number of times (or forever). Kinds:
 - `drop`: the response is cut in the middle of its body and the connection closed.
 - `malformed`: HTTP 200 whose body is not valid JSON.
 - `claims`: HTTP 401 with a `WWW-Authenticate` claims challenge (`insufficient_claims`).
+- `forbidden`: the RBAC 403 of a cmdlet the identity lacks: NUL bytes labelled gzip.
+- `role_parameters`: HTTP 403 "parameters … aren't present in the role definition".
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ FAULT_KINDS = frozenset(
         "drop",
         "malformed",
         "claims",
+        "forbidden",
+        "role_parameters",
     }
 )
 

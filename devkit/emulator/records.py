@@ -10,12 +10,16 @@ derived ones.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
     "annotate",
+    "backend_server",
+    "exchange_object_id",
+    "proxy_addresses",
     "full_cas",
     "full_mailbox",
     "full_transport_config",
@@ -44,12 +48,42 @@ def _digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
 
+def _when(moment: datetime, ticks: int) -> str:
+    """A System.DateTime as Exchange serialises it: seven fractional digits and `Z`."""
+    return f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}.{ticks % 10_000_000:07d}Z"
+
+
 def _times(key: str) -> tuple[str, str]:
     digest = _digest(key)
     start = datetime(2019, 1, 1, tzinfo=UTC)
     created = start + timedelta(seconds=int.from_bytes(digest[:4]) % 150_000_000)
     changed = created + timedelta(seconds=int.from_bytes(digest[4:8]) % 30_000_000)
-    return created.isoformat(), changed.isoformat()
+    return _when(created, int.from_bytes(digest[8:12])), _when(changed, int.from_bytes(digest[12:]))
+
+
+def exchange_object_id(guid: str) -> str:
+    """`ExchangeObjectId` is its own GUID, not the object's `Guid`."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"exo:{guid}"))
+
+
+def backend_server(key: str) -> str:
+    digest = _digest(key)
+    return f"AM{digest[8] % 9}PR0{digest[9] % 9}MB{int.from_bytes(digest[10:12]):04d}"
+
+
+def proxy_addresses(addresses: Any, guid: str, tenant_id: str) -> Any:
+    """Proxy addresses as Get-Mailbox shows them: the SMTP ones plus `SIP:` (the primary
+    address) and `SPO:SPO_<guid>@SPO_<tenant id>`, unless the record already has them."""
+    if not isinstance(addresses, list):
+        return addresses
+    prefixes = {a.split(":", 1)[0].upper() for a in addresses if isinstance(a, str)}
+    out = list(addresses)
+    primary = next((a[5:] for a in addresses if isinstance(a, str) and a.startswith("SMTP:")), None)
+    if "SPO" not in prefixes:
+        out.insert(0, f"SPO:SPO_{uuid.uuid5(uuid.NAMESPACE_URL, guid)}@SPO_{tenant_id}")
+    if "SIP" not in prefixes and primary:
+        out.insert(1, f"SIP:{primary.lower()}")
+    return out
 
 
 def full_cas(record: Mapping[str, Any], domain: str) -> dict[str, Any]:
@@ -59,7 +93,7 @@ def full_cas(record: Mapping[str, Any], domain: str) -> dict[str, Any]:
     primary = str(record.get("PrimarySmtpAddress") or f"{alias}@{domain}")
     created, changed = _times(guid)
     digest = _digest(guid)
-    server = f"AM{digest[8] % 9}PR0{digest[9] % 9}MB{int.from_bytes(digest[10:12]):04d}"
+    server = backend_server(guid)
     org = f"{domain.split('.')[0].upper()}.onmicrosoft.com"
     dn = (
         f"CN={alias},OU={domain},OU=Microsoft Exchange Hosted Organizations,"
@@ -72,7 +106,7 @@ def full_cas(record: Mapping[str, Any], domain: str) -> dict[str, Any]:
         "DisplayName": alias.replace(".", " ").title(),
         "Guid": guid,
         "ExternalDirectoryObjectId": record.get("ExternalDirectoryObjectId"),
-        "ExchangeObjectId": guid,
+        "ExchangeObjectId": exchange_object_id(guid),
         "PrimarySmtpAddress": primary,
         "SamAccountName": f"$R{int.from_bytes(digest[:3]):06X}-{alias[:10]}",
         "ServerLegacyDN": f"{admin_group}/cn=Configuration/cn=Servers/cn={server}",
@@ -161,7 +195,7 @@ def full_mailbox(record: Mapping[str, Any], domain: str) -> dict[str, Any]:
         "Alias": alias,
         "DisplayName": alias.replace(".", " ").title(),
         "Guid": guid,
-        "ExchangeObjectId": guid,
+        "ExchangeObjectId": exchange_object_id(guid),
         "ExternalDirectoryObjectId": record.get("ExternalDirectoryObjectId"),
         "UserPrincipalName": f"{alias}@{domain}",
         "PrimarySmtpAddress": f"{alias}@{domain}",
@@ -240,6 +274,7 @@ def annotate(record: Mapping[str, Any]) -> dict[str, Any]:
             out[f"{key}@data.type"] = "System.Guid"
             out[f"{key}@odata.type"] = "#Guid"
         elif key in _TIME_PROPS and value is not None:
+            out[f"{key}@data.type"] = "System.DateTime"
             out[f"{key}@odata.type"] = "#DateTimeOffset"
         elif isinstance(value, list):
             out[f"{key}@odata.type"] = "#Collection(String)"

@@ -8,6 +8,14 @@ with Emulator(generate_tenant(500), token="t", latency=0.0) as emu:
     emu.tokens.discard("t")                     # the token "expires"
     emu.requests                                # what was received (Authorization redacted)
 ```
+
+Where the real service varies, constructor options switch it (`behaviour.Behaviour`): by default
+pages carry the truncation warning whenever a nextLink follows and nextLinks are bound to the
+`connection-id` of the request that opened the listing; `denied=("Get-Mailbox",)` answers that
+cmdlet with the RBAC 403 (NUL bytes labelled gzip); `redirects={"outlook.office365.com":
+"emea04.outlook.office365.com"}` answers requests whose Host is the key with a 302 to the value
+(same port); `replication_delay=3.0` makes reads show the old value for 3 s after a write;
+`rate_limit=(100, 60.0)` announces and enforces a request budget (`Rate-Limit-*`, 429).
 """
 
 from __future__ import annotations
@@ -19,14 +27,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from devkit.emulator.endpoint import Endpoint, Reply, error_body
+from devkit.emulator.behaviour import Behaviour, RateLimit
+from devkit.emulator.endpoint import Endpoint
+from devkit.emulator.errors import Reply, error_body
 from devkit.emulator.faults import Faults
 from devkit.tenantgen import Tenant
 
@@ -134,7 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         payload = reply.payload() if payload is None else payload
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
+        if "Content-Type" not in reply.headers:
+            self.send_header(
+                "Content-Type", "application/json; odata.metadata=minimal; charset=utf-8"
+            )
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("request-id", str(uuid.uuid4()))
         self.send_header("X-CalculatedBETarget", "AM0PR01MB1234.eurprd01.prod.outlook.com")
@@ -173,16 +186,32 @@ class Emulator:
         tenant_id: str | None = None,
         latency: float = 0.0,
         port: int = 0,
-        link_ttl: float = 600.0,
+        link_ttl: float = 1800.0,
         keep_requests: int = 10_000,
+        page_warnings: bool = True,
+        bind_links: bool = True,
+        denied: Iterable[str] = (),
+        redirects: Mapping[str, str] | None = None,
+        replication_delay: float = 0.0,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.tokens: set[str] = {token} if isinstance(token, str) else set(token)
         self.tenant_id = tenant_id or str(uuid.uuid5(uuid.NAMESPACE_DNS, tenant.domain))
         self.latency = latency
         self.faults = Faults()
         self.requests: deque[RequestRecord] = deque(maxlen=keep_requests)
+        self.behaviour = Behaviour(
+            page_warnings=page_warnings,
+            bind_links=bind_links,
+            link_ttl=link_ttl,
+            denied=frozenset(denied),
+            redirects={k.lower(): v.lower() for k, v in (redirects or {}).items()},
+            replication_delay=replication_delay,
+            rate_limit=rate_limit,
+        )
+        self._limit = None if rate_limit is None else RateLimit(*rate_limit)
         self._endpoint = Endpoint(
-            tenant, tenant_id=self.tenant_id, faults=self.faults, link_ttl=link_ttl
+            tenant, tenant_id=self.tenant_id, faults=self.faults, behaviour=self.behaviour
         )
         self._port = port
         self._server: _Server | None = None
@@ -236,9 +265,37 @@ class Emulator:
     def handle(
         self, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> tuple[Reply, str | None, int]:
-        """Route one request: bearer check, tenant, then InvokeCommand or $batch."""
+        """Route one request: redirect, rate limit, bearer check, tenant, then InvokeCommand
+        or $batch."""
         if not path.startswith(_ROUTE):
             return Reply(404, error_body("NotFound", "No such resource.", path, "")), None, 0
+        host = headers.get("host", f"127.0.0.1:{self.port}")
+        name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+        regional = self.behaviour.redirects.get(name)
+        if regional is not None:
+            location = f"http://{regional}:{self.port}{path}" + (f"?{query}" if query else "")
+            return Reply(302, raw=b"", headers={"Location": location}), None, 0
+        if self._limit is None:
+            reply, cmdlet, page = self._handle(path, query, headers, body, host)
+            return reply, cmdlet, page
+        allowed, remaining, reset = self._limit.take()
+        limits = {"Rate-Limit-Remaining": str(remaining), "Rate-Limit-Reset": f"{reset:.3f}"}
+        if not allowed:
+            message = "You have reached the maximum number of concurrent requests per tenant."
+            throttled = error_body(
+                "TooManyRequests",
+                message,
+                message,
+                "Microsoft.Exchange.Admin.OData.Core.ThrottlingException",
+            )
+            return Reply(429, throttled, {**limits, "Retry-After": f"{reset:.3f}"}), None, 0
+        reply, cmdlet, page = self._handle(path, query, headers, body, host)
+        reply.headers.update(limits)
+        return reply, cmdlet, page
+
+    def _handle(
+        self, path: str, query: str, headers: dict[str, str], body: bytes, host: str
+    ) -> tuple[Reply, str | None, int]:
         tenant, _, action = path[len(_ROUTE) :].partition("/")
         tenant = unquote(tenant)
         auth = headers.get("authorization", "")
@@ -259,7 +316,6 @@ class Emulator:
         if tenant.lower() not in (self.tenant_id.lower(), self.domain.lower()):
             message = f"Tenant '{tenant}' is not served here."
             return Reply(404, error_body("NotFound", message, message, "")), None, 0
-        host = headers.get("host", f"127.0.0.1:{self.port}")
         base = f"http://{host}"
         if action == "InvokeCommand":
             return self._endpoint.invoke(

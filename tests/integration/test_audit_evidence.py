@@ -16,7 +16,8 @@ from auditor.app.audit import run_audit
 from auditor.core.allowlist import load_allowlist
 from auditor.core.policy import evaluate
 from auditor.core.snapshot import parse_snapshot
-from auditor.exchange.client import ExchangeClient, collect_evidence, collect_snapshot
+from auditor.exchange.client import ExchangeClient
+from auditor.exchange.collect import collect_evidence, collect_snapshot
 from auditor.identity.tokens import StaticToken
 from tests.support.builders import EMULATOR_TOKEN
 from tests.support.store_helpers import new_store

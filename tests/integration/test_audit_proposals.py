@@ -14,7 +14,7 @@ from auditor.app.audit import run_audit
 from auditor.app.settings import Settings
 from auditor.app.wiring import proposer_from_settings
 from auditor.core.proposals import State
-from auditor.exchange.client import collect_snapshot
+from auditor.exchange.collect import collect_snapshot
 from auditor.remediation.execute import execute
 from auditor.storage.proposal_store import ProposalStore
 from tests.support.remediation_env import DOMAIN, remediation_env

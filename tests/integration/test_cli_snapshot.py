@@ -80,6 +80,11 @@ def test_configuration_errors_exit_2(tmp_path: Path) -> None:
     )
     assert bad_url.returncode == 2
     assert "EXO_BASE_URL" in bad_url.stderr
+    custom_domain = run(
+        ["snapshot", "--out", str(out)], {"EXO_TENANT": "contoso.com", "EXO_ACCESS_TOKEN": "x"}
+    )
+    assert custom_domain.returncode == 2
+    assert "EXO_TENANT" in custom_domain.stderr
     no_secret = run(
         ["snapshot", "--out", str(out)],
         {"EXO_TENANT": "contoso.onmicrosoft.com", "EXO_CLIENT_ID": "app"},

@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from devkit.emulator import MORE_RESULTS, Emulator, load_tenant
+from devkit.emulator import MORE_RESULTS, PAGINATION_EXPIRED, Emulator, load_tenant
 from devkit.tenantgen import generate_tenant
 from tests.conftest import EMULATOR_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Bearer {EMULATOR_TOKEN}"}
+SESSION = "5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"  # one connection-id, as a session sends
 
 
 def call(
@@ -30,7 +31,8 @@ def call(
 ) -> httpx.Response:
     target = url or f"{emu.base_url}/adminapi/beta/{emu.domain}/InvokeCommand{query}"
     body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters or {}}}
-    return httpx.post(target, json=body, headers={**AUTH, **(headers or {})}, timeout=10)
+    session = {"connection-id": SESSION}
+    return httpx.post(target, json=body, headers={**AUTH, **session, **(headers or {})}, timeout=10)
 
 
 def test_bearer_token_is_required(exchange_emulator: Emulator) -> None:
@@ -60,8 +62,12 @@ def test_default_result_size_stops_at_1000_with_the_warning() -> None:
         assert "@odata.nextLink" not in document
         assert document["@adminapi.warnings"] == [MORE_RESULTS]
         unlimited = call(emu, "Get-CASMailbox", {"ResultSize": "Unlimited"}, query="?$select=Guid")
-        assert unlimited.json()["@adminapi.warnings"] == []
+        # Every page that has a nextLink carries the same warning; the last page does not.
+        assert unlimited.json()["@adminapi.warnings"] == [MORE_RESULTS]
         assert "@odata.nextLink" in unlimited.json()
+        last = call(emu, "Get-CASMailbox", url=unlimited.json()["@odata.nextLink"]).json()
+        assert last["@adminapi.warnings"] == [] and "@odata.nextLink" not in last
+        assert len(last["value"]) == 200
 
 
 def test_prefer_page_size_and_opaque_next_links(exchange_emulator: Emulator) -> None:
@@ -90,7 +96,7 @@ def test_expired_link_is_an_error() -> None:
         ]
         expired = call(emu, "Get-CASMailbox", url=link)
         assert expired.status_code == 400
-        assert "expired" in expired.json()["error"]["details"][0]["message"]
+        assert PAGINATION_EXPIRED in expired.json()["error"]["details"][0]["message"]
 
 
 def test_unprojected_records_are_full_and_annotated(exchange_emulator: Emulator) -> None:
@@ -111,7 +117,7 @@ def test_set_semantics(exchange_emulator: Emulator) -> None:
     guid = next(iter(emu.state.cas))
     alias = emu.state.mailboxes[guid]["Alias"]
     ok = call(emu, "Set-CASMailbox", {"Identity": alias, "SmtpClientAuthenticationDisabled": True})
-    assert ok.status_code == 200 and ok.json()["value"] == []
+    assert ok.status_code == 200 and ok.json()["value"] is None  # a Set-* answers no object
     assert emu.state.cas[guid]["SmtpClientAuthenticationDisabled"] is True
     again = call(
         emu, "Set-CASMailbox", {"Identity": guid, "SmtpClientAuthenticationDisabled": True}
@@ -243,6 +249,55 @@ def test_command_line_serves_a_generated_tenant() -> None:
             timeout=10,
         )
         assert len(response.json()["value"]) == 5
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_command_line_switches_the_real_service_behaviours() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devkit.emulator",
+            "--generate",
+            "5",
+            "--token",
+            "cli",
+            "--deny",
+            "Get-Mailbox",
+            "--rate-limit",
+            "100/60",
+            "--redirect",
+            "outlook.office365.com=emea04.outlook.office365.com",
+            "--duration",
+            "20",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        fields = dict(p.split("=", 1) for p in process.stdout.readline().split() if "=" in p)
+        url = f"{fields['base_url']}/adminapi/beta/{fields['tenant']}/InvokeCommand"
+
+        def post(cmdlet: str, host: str | None = None) -> httpx.Response:
+            headers = {"Authorization": "Bearer cli", **({"Host": host} if host else {})}
+            body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": {}}}
+            return httpx.post(url, json=body, headers=headers, timeout=10)
+
+        body = {"CmdletInput": {"CmdletName": "Get-Mailbox", "Parameters": {}}}
+        with httpx.stream(
+            "POST", url, json=body, headers={"Authorization": "Bearer cli"}, timeout=10
+        ) as denied:  # read raw: a plain read would fail decoding this "gzip" body
+            assert denied.status_code == 403 and denied.headers["Content-Encoding"] == "gzip"
+            assert set(b"".join(denied.iter_raw())) == {0}
+        allowed = post("Get-CASMailbox")
+        assert allowed.status_code == 200 and allowed.headers["Rate-Limit-Remaining"] == "98"
+        moved = post("Get-CASMailbox", host="outlook.office365.com")
+        assert moved.status_code == 302
+        assert moved.headers["Location"].startswith("http://emea04.outlook.office365.com:")
     finally:
         process.terminate()
         process.wait(timeout=10)

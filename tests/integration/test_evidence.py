@@ -15,7 +15,8 @@ import pytest
 from auditor.core.errors import InputError
 from auditor.core.evidence import ListingEncoder, encode_document, read_evidence
 from auditor.core.snapshot import parse_snapshot
-from auditor.exchange.client import ExchangeClient, collect_evidence, collect_snapshot
+from auditor.exchange.client import ExchangeClient
+from auditor.exchange.collect import collect_evidence, collect_snapshot
 from auditor.identity.tokens import StaticToken
 from devkit.emulator import Emulator
 from tests.conftest import EMULATOR_TOKEN

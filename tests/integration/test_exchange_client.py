@@ -14,12 +14,8 @@ from auditor.core.errors import CollectionFailed, PermissionDenied
 from auditor.core.model import Allowlist, Status
 from auditor.core.policy import evaluate
 from auditor.core.snapshot import build_snapshot
-from auditor.exchange.client import (
-    CAS_PROPERTIES,
-    MAILBOX_PROPERTIES,
-    ExchangeClient,
-    collect_snapshot,
-)
+from auditor.exchange.client import CAS_PROPERTIES, MAILBOX_PROPERTIES, ExchangeClient
+from auditor.exchange.collect import collect_snapshot
 from auditor.identity.tokens import CachedTokens, StaticToken
 from devkit.emulator import Emulator
 from tests.conftest import EMULATOR_TOKEN

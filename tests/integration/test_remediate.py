@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import cast
 
 from auditor.core.errors import InputError
 from auditor.core.model import Allowlist
-from auditor.core.proposals import Proposal, Record, Result, State
+from auditor.core.proposals import Proposal, Record, Result, State, TargetRecord
 from auditor.remediation.execute import execute, preview
+from auditor.remediation.verify import Check, Verifier
 from tests.support.remediation_env import Env, remediation_env
 from tests.support.remediation_fixtures import APPROVER, NOW
 
@@ -224,3 +227,76 @@ def test_grant_skipped_when_its_entry_now_names_several_mailboxes(azurite: str) 
         assert got["scanner"][0] == "skipped"
         assert "names several mailboxes" in got["scanner"][1]
         assert env.setting("scanner") is True
+
+
+def test_verify_waits_for_replication_and_says_how_long(azurite: str) -> None:
+    """Reads lag writes by 3 s: each change is read back until it shows (bound 20 s), the
+    three targets are verified together, and each detail says how long it took."""
+    boxes: dict[str, bool | None] = {"a": False, "b": False, "c": False}
+    with remediation_env(azurite, False, boxes, "", replication_delay=3.0) as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        started = time.monotonic()
+        record = execute(
+            proposal.id,
+            store=env.store,
+            exchange=env.exchange,
+            load_allowlist=env.allowlist,
+            now=env.now,
+            verify_seconds=20,
+        )
+        took = time.monotonic() - started
+        assert record.state is State.APPLIED
+        done = results(record)
+        assert {k: v[0] for k, v in done.items()} == {
+            "a": "applied",
+            "b": "applied",
+            "c": "applied",
+        }
+        for _, detail in done.values():
+            assert "verified after" in detail
+            seconds = float(detail.split("verified after ")[1].split(" s")[0])
+            assert 2.5 <= seconds < 20
+        assert took < 12  # concurrently: about one replication delay, not three
+
+
+def test_verify_fails_only_after_the_bound(azurite: str) -> None:
+    with remediation_env(azurite, False, {"a": False}, "", replication_delay=30.0) as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        record = execute(
+            proposal.id,
+            store=env.store,
+            exchange=env.exchange,
+            load_allowlist=env.allowlist,
+            now=env.now,
+            verify_seconds=1.5,
+        )
+        result, detail = results(record)["a"]
+        assert result == "failed" and record.state is State.FAILED
+        assert detail.startswith("verify failed: read back false, expected true, still after")
+        assert "REMEDIATION_VERIFY_SECONDS 1.5" in detail
+
+
+def test_verifier_backs_off_and_reads_last_at_the_bound() -> None:
+    """The schedule with a fake clock: reads at 0, 0.5, 1.5, 3.5, 7.5 s, then at the 10 s bound."""
+    clock = [0.0]
+    reads: list[float] = []
+
+    def read() -> bool | None:
+        reads.append(clock[0])
+        return False  # the old value, for ever
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    verifier = Verifier(bound=10.0, sleep=sleep, clock=lambda: clock[0])
+    never = Check(cast(TargetRecord, None), read, True, "false -> true", "false")
+    verifier.add(never)
+    soon = [False, False, True]
+    verifier.add(Check(cast(TargetRecord, None), lambda: soon.pop(0), True, "x", ""))
+    done = verifier.settle()
+    assert reads == [0.0, 0.5, 1.5, 3.5, 7.5, 10.0]
+    assert [c.result for c in done] == [Result.APPLIED, Result.FAILED]
+    assert done[0].detail == "x; verified after 1.5 s, 3 reads"
+    assert done[1].detail.startswith("verify failed: read back false, expected true, still after")

@@ -15,7 +15,8 @@ from auditor.app.audit import Collector
 from auditor.core.allowlist import parse_allowlist
 from auditor.core.model import Allowlist, Snapshot
 from auditor.core.snapshot import parse_snapshot
-from auditor.exchange.client import ExchangeClient, collect_snapshot
+from auditor.exchange.client import ExchangeClient
+from auditor.exchange.collect import collect_snapshot
 from auditor.identity.tokens import StaticToken
 from devkit.emulator import Emulator
 

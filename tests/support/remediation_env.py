@@ -103,9 +103,19 @@ class Env:
 
 @contextmanager
 def remediation_env(
-    azurite: str, org_disabled: bool, boxes: dict[str, bool | None], allow: str
+    azurite: str,
+    org_disabled: bool,
+    boxes: dict[str, bool | None],
+    allow: str,
+    *,
+    replication_delay: float = 0.0,
 ) -> Iterator[Env]:
-    with Emulator(tenant(org_disabled, boxes), token=TOKEN) as emulator, httpx.Client() as http:
+    with (
+        Emulator(
+            tenant(org_disabled, boxes), token=TOKEN, replication_delay=replication_delay
+        ) as emulator,
+        httpx.Client() as http,
+    ):
         exchange = ExchangeClient(
             base_url=emulator.base_url,
             tenant=DOMAIN,

@@ -18,7 +18,7 @@ from auditor.app.settings import Settings
 from auditor.app.wiring import exchange_client
 from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, write_output
 from auditor.core.errors import ConfigError
-from auditor.exchange.client import collect_snapshot
+from auditor.exchange.collect import collect_snapshot
 
 
 def register(sub: Any) -> None:

@@ -15,6 +15,20 @@ def test_defaults() -> None:
     assert settings.audit_schedule == "0 0 2 * * *"
     assert settings.expiring_days == 14
     assert settings.email_to == ()
+    assert settings.remediation_verify_seconds == 120
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [
+        "contoso.onmicrosoft.com",
+        "Contoso-EU.onmicrosoft.com",
+        "fabrikam.onmicrosoft.us",
+        "11111111-2222-3333-4444-555555555555",
+    ],
+)
+def test_exo_tenant_accepts_a_guid_or_native_domain(tenant: str) -> None:
+    assert Settings.from_env({"EXO_TENANT": tenant}).exo_tenant == tenant
 
 
 @pytest.mark.parametrize(
@@ -26,6 +40,10 @@ def test_defaults() -> None:
         ("AUDIT_SCHEDULE", "0 2 * * *", "six fields"),
         ("ALERT_EMAIL_TO", "secops@contoso.com, nobody", "not an email address"),
         ("EXO_TENANT", "contoso.onmicrosoft.com/extra", "tenant GUID or domain"),
+        ("EXO_TENANT", "contoso.com", "*.onmicrosoft.com"),
+        ("EXO_TENANT", "https://outlook.office365.com", "tenant GUID or domain"),
+        ("EXO_TENANT", "1111-2222", "tenant GUID or domain"),
+        ("REMEDIATION_VERIFY_SECONDS", "soon", "whole number"),
         (
             "ALERT_TEAMS_WEBHOOK_URL",
             "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams/)",
