@@ -11,6 +11,7 @@ from remediation_fixtures import APPROVER, NOW, OTHER, box, make_evaluation, new
 from auditor.core.errors import Refused
 from auditor.core.proposals import Proposal, Result, State
 from auditor.remediation.plan import plan
+from auditor.storage.proposal_rows import clean, pack, unpack
 from auditor.storage.proposal_store import ProposalStore
 
 
@@ -111,10 +112,11 @@ def test_rejected_cannot_be_approved(store: ProposalStore) -> None:
 def test_tampered_target_row_is_refused(store: ProposalStore) -> None:
     proposal = org_proposal()
     store.save(proposal, now=NOW)
-    row = next(iter(store.targets.partition(proposal.id)))
-    row = {k: v for k, v in row.items() if k != "_etag"}
-    row["After"] = "true"  # someone with storage access turns a pin into a revocation
-    store.targets.replace(row)
+    row = store.targets.get(proposal.id, "plan.0000")
+    assert row is not None
+    targets = unpack(row)
+    targets[0]["after"] = True  # someone with storage access turns a pin into a revocation
+    store.targets.replace({**clean(row), **pack(targets)})
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
     assert caught.value.code == "tampered"

@@ -119,7 +119,11 @@ def proposal_store(
 ) -> ProposalStore:
     if tables is None and not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required for remediation proposals")
-    store = ProposalStore(tables or table_service(settings), prefix=settings.table_prefix)
+    store = ProposalStore(
+        tables or table_service(settings),
+        prefix=settings.table_prefix,
+        signing_key=settings.approval_signing_key,
+    )
     store.create_tables()
     return store
 
@@ -172,17 +176,15 @@ def proposer_from_settings(
 
     def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
         store = proposal_store(settings, tables=tables)
-        ids: list[str] = []
-        for proposal in plan(
+        proposals = plan(
             evaluation,
             run_id=run_id,
             created_at=now,
             force_true=settings.remediation_force_true,
             expiry_days=settings.remediation_expiry_days,
             include_grants=True,
-        ):
-            store.save(proposal, now=now)
-            ids.append(proposal.id)
-        return ids
+        )
+        # One living proposal per plan: identical → confirmed, changed → superseded.
+        return store.sync(proposals, run_id=run_id, now=now)
 
     return propose
