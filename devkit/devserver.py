@@ -11,6 +11,12 @@ host would. Timer functions are not run.
 Development only: it binds to loopback and refuses anything else. `--as TOKEN-or-file` adds
 `Authorization: Bearer <token>` to requests that carry none, standing in for the sign-in a
 browser would do in front of a real deployment.
+
+Because it signs requests in on the browser's behalf, any page the browser visits could make
+it act: so it answers only requests whose `Host` is its own loopback address (no DNS
+rebinding), refuses any request whose `Origin` is not its own origin or that the browser marks
+`Sec-Fetch-Site: cross-site`, and marks every request it injected the token into
+(`auditor.web.api.BROWSER_HEADER`), so the API requires the page's anti-forgery token for it.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from auditor.cli.options import read_token
 from auditor.functions import remediation as remediation_functions
+from auditor.web.api import BROWSER_HEADER
 
 __all__ = ["DevServer", "Route", "main"]
 
@@ -111,6 +118,22 @@ class DevServer:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
+    def _hosts(self) -> set[str]:
+        host, port = self.server.server_address[:2]
+        return {f"{host!s}:{port}", f"localhost:{port}"}
+
+    def refusal(self, headers: dict[str, str]) -> str | None:
+        """Why a request is refused before dispatch (foreign Host or Origin), or None."""
+        lower = {k.lower(): v.strip() for k, v in headers.items()}
+        if lower.get("host", "").lower() not in self._hosts():
+            return "unexpected Host: the dev server answers only to its own loopback address"
+        origin = lower.get("origin")
+        if origin is not None and origin.lower() not in {f"http://{h}" for h in self._hosts()}:
+            return "cross-origin request refused"
+        if lower.get("sec-fetch-site", "").lower() == "cross-site":
+            return "cross-site request refused"
+        return None
+
     def start(self) -> DevServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -160,8 +183,17 @@ class DevServer:
                 continue
             if method not in route.methods:
                 return 405, {"Allow": ", ".join(sorted(route.methods))}, b"method not allowed"
+            refused = self.refusal(headers)
+            if refused is not None:
+                return 403, {"Content-Type": "text/plain"}, refused.encode()
+            headers = {k: v for k, v in headers.items() if k.lower() != BROWSER_HEADER}
             if self.inject_token and not any(k.lower() == "authorization" for k in headers):
-                headers = {**headers, "Authorization": f"Bearer {self.inject_token}"}
+                # Signed in on the browser's behalf: the API then wants the anti-forgery token.
+                headers = {
+                    **headers,
+                    "Authorization": f"Bearer {self.inject_token}",
+                    BROWSER_HEADER: "1",
+                }
             request = remediation_functions.build_http_request(
                 method,
                 f"{self.url}{raw_path}",

@@ -29,6 +29,7 @@ from auditor.remediation.plan import plan
 from auditor.storage.audit_store import AuditStore
 from auditor.storage.connect import connect
 from auditor.storage.proposal_store import ProposalStore
+from auditor.storage.tables import OpCounter
 
 __all__ = [
     "credentials",
@@ -115,7 +116,10 @@ def store_from_settings(settings: Settings) -> AuditStore:
 
 
 def proposal_store(
-    settings: Settings, *, tables: TableServiceClient | None = None
+    settings: Settings,
+    *,
+    tables: TableServiceClient | None = None,
+    counter: OpCounter | None = None,
 ) -> ProposalStore:
     if tables is None and not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required for remediation proposals")
@@ -123,6 +127,7 @@ def proposal_store(
         tables or table_service(settings),
         prefix=settings.table_prefix,
         signing_key=settings.approval_signing_key,
+        counter=counter,
     )
     store.create_tables()
     return store
@@ -164,7 +169,10 @@ def announcer(
 
 
 def proposer_from_settings(
-    settings: Settings, *, tables: TableServiceClient | None = None
+    settings: Settings,
+    *,
+    tables: TableServiceClient | None = None,
+    counter: OpCounter | None = None,
 ) -> Callable[[Evaluation, str, datetime], list[str]] | None:
     """Plan and store a run's remediation proposals (the nightly audit's last step).
 
@@ -175,7 +183,7 @@ def proposer_from_settings(
         return None
 
     def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
-        store = proposal_store(settings, tables=tables)
+        store = proposal_store(settings, tables=tables, counter=counter)
         proposals = plan(
             evaluation,
             run_id=run_id,
