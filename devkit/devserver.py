@@ -108,6 +108,7 @@ class DevServer:
         self.routes, self.queue_function = routes_of(functions)
         self.inject_token = inject_token
         self.queue_threads: list[threading.Thread] = []
+        self.refused: list[str] = []  # why each refused request was refused (for tests)
         server = ThreadingHTTPServer((host, port), _handler(self))
         server.daemon_threads = True
         self.server = server
@@ -128,9 +129,15 @@ class DevServer:
         if lower.get("host", "").lower() not in self._hosts():
             return "unexpected Host: the dev server answers only to its own loopback address"
         origin = lower.get("origin")
-        if origin is not None and origin.lower() not in {f"http://{h}" for h in self._hosts()}:
+        site = lower.get("sec-fetch-site", "").lower()
+        if origin == "null":
+            # The page's `no-referrer` policy makes the browser send `Origin: null` for its own
+            # form; so does any opaque origin. Only the browser's own same-origin mark tells.
+            if site != "same-origin":
+                return "request from an opaque origin refused"
+        elif origin is not None and origin.lower() not in {f"http://{h}" for h in self._hosts()}:
             return "cross-origin request refused"
-        if lower.get("sec-fetch-site", "").lower() == "cross-site":
+        if site in ("cross-site", "same-site"):
             return "cross-site request refused"
         return None
 
@@ -185,6 +192,7 @@ class DevServer:
                 return 405, {"Allow": ", ".join(sorted(route.methods))}, b"method not allowed"
             refused = self.refusal(headers)
             if refused is not None:
+                self.refused.append(refused)
                 return 403, {"Content-Type": "text/plain"}, refused.encode()
             headers = {k: v for k, v in headers.items() if k.lower() != BROWSER_HEADER}
             if self.inject_token and not any(k.lower() == "authorization" for k in headers):
