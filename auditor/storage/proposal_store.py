@@ -92,9 +92,10 @@ class ProposalStore(ProposalTables):
         now: datetime,
         plan_digest: str,
         subset: Sequence[str] | None = None,
+        actor: str = "dry-run",
     ) -> set[str] | None:
         """The selection `approve` would record, or Refused (for dry runs: the same checks)."""
-        self._refuse_unless_proposed(record, now, "dry-run")
+        self._refuse_unless_proposed(record, now, actor)
         if plan_digest != record.plan_hash:
             raise Refused(
                 "plan_changed",
@@ -128,7 +129,9 @@ class ProposalStore(ProposalTables):
         record = self.get(proposal_id)
         actor = f"{principal.name} ({principal.object_id})"
         try:
-            chosen = self.check_approvable(record, now=now, plan_digest=plan_digest, subset=subset)
+            chosen = self.check_approvable(
+                record, now=now, plan_digest=plan_digest, subset=subset, actor=actor
+            )
         except Refused as exc:
             self.audit(proposal_id, "refused", actor, f"approve: {exc.code}: {exc}", now=now)
             raise

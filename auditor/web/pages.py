@@ -155,7 +155,8 @@ def confirmation_page(
         f"<form method='post' action='{escape(reject_url)}' id='reject-form'>"
         f"<input type='hidden' name='csrf' value='{escape(form_token)}'>"
         "<input type='hidden' name='form' value='1'>"
-        "<p><label>Reason <input type='text' name='reason' size='40'></label> "
+        "<p><label>Reason (required) <input type='text' name='reason' size='40' required "
+        "maxlength='1000'></label> "
         "<button type='submit' id='reject'>Reject</button></p></form>"
     )
     return _shell(record.title, body)
