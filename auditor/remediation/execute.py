@@ -6,6 +6,11 @@ does nothing, and an execution that was cut off is resumed after its lease, skip
 that already have a result. Each target is re-read before the change, so a change applied just
 before a crash is found "already compliant" on resume, never applied twice.
 
+Before the first change `auditor.remediation.guard` verifies the signed approval record and the
+invariants; a refusal is recorded and changes nothing. Results are recorded in packed rows of
+`FLUSH_EVERY` (the lease is renewed with each); a storage error gives the lease up and is
+raised, so the queue's next delivery (or `resume_stuck`, the nightly sweep) resumes.
+
 Per target (in `step` order):
 - revoke (explicit enable): skipped if the mailbox is now allowlisted or already effectively
   disabled; else set to the planned value, read back, verified.
