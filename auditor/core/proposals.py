@@ -255,6 +255,7 @@ class Record:
             "superseded_by": self.superseded_by,
             "supersedes": self.supersedes,
             "lease_until": iso(self.lease_until),
+            "approval_record": self.approval,  # as stored; the executor verifies its MAC
             "subset": self.subset,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
