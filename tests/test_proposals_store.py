@@ -163,3 +163,31 @@ def test_start_once_and_take_over_after_the_lease(store: ProposalStore) -> None:
     assert store.start(proposal.id, now=NOW + timedelta(hours=2)) is None
     events = [e.event for e in store.trail(proposal.id)]
     assert events == ["proposed", "approved", "started", "resumed", "applied"]
+
+
+def test_large_plans_are_packed_and_subsets_of_any_size_are_signed(store: ProposalStore) -> None:
+    boxes = [box(f"keep{n}", None, guid=f"00000000-0000-0000-0001-{n:012d}") for n in range(2500)]
+    boxes.append(box("lose", None))
+    allow = "".join(f"keep{n}@contoso.com\n" for n in range(2500))
+    ev = make_evaluation(False, boxes, allow)
+    proposal = {p.scope: p for p in plan(ev, run_id="run-1", created_at=NOW)}["organisation"]
+    assert len(proposal.targets) == 2502
+    before = store.counter.snapshot()["writes"]
+    store.save(proposal, now=NOW)
+    # Two packed plan rows, the proposal row, the slot's index row, one trail row.
+    assert store.counter.snapshot()["writes"] - before == 5
+    record = store.get(proposal.id)
+    assert [t.target for t in record.targets] == list(proposal.targets)
+    pins = [t.key for t in proposal.targets if t.role.value == "pin"]
+    approved = store.approve(
+        proposal.id,
+        plan_digest=proposal.plan_hash,
+        principal=APPROVER,
+        now=NOW,
+        subset=pins[:-1],
+    )
+    chosen = {t.target.key for t in approved.targets if t.selected}
+    assert chosen == set(pins[:-1])
+    assert approved.approval is not None
+    assert approved.approval["subset_size"] == 2499
+    assert len(approved.extra["row"]["Approval"]) < 1000  # a digest, not 2,499 keys

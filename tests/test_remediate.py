@@ -320,10 +320,22 @@ def test_reselected_subset_is_refused(azurite: str) -> None:
     with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
         proposal = env.proposals()["mailboxes"]
         approve(env, proposal, subset=[proposal.targets[0].key])
+        [row] = [
+            r for r in env.store.targets.partition(proposal.id) if r["RowKey"].startswith("subset.")
+        ]
+        every = sorted(t.key for t in proposal.targets)
+        env.store.targets.replace({**clean(row), **pack(every)})  # tick the unticked one
+        refused(env, proposal, "does not hash to the subset that was approved")
+
+
+def test_widened_approval_record_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal, subset=[proposal.targets[0].key])
         row = env.store.proposals.get("proposal", proposal.id)
         assert row is not None
         approval = json.loads(row["Approval"])
-        approval["subset"] = sorted(t.key for t in proposal.targets)  # tick the unticked one
+        approval["subset_sha256"] = None  # "every target"
         set_row(env, proposal.id, Approval=json.dumps(approval), Subset=False)
         refused(env, proposal, "signature does not verify")
 

@@ -11,31 +11,40 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ApprovalRecord", "sign", "verify", "MIN_KEY_BYTES", "SCHEMA"]
+__all__ = ["ApprovalRecord", "sign", "verify", "subset_digest", "MIN_KEY_BYTES", "SCHEMA"]
 
 MIN_KEY_BYTES = 32
 SCHEMA = "smtp-auth-approval/1"
+
+
+def subset_digest(keys: Iterable[str]) -> str:
+    """sha256 of the sorted, distinct target keys, one per line: names a subset of any size
+    (the keys themselves are stored beside the record; a subset of an organisation-level plan
+    can hold ~100,000 keys, more than one table property)."""
+    return hashlib.sha256("\n".join(sorted(set(keys))).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRecord:
     proposal_id: str
     plan_hash: str
-    subset: tuple[str, ...] | None  # selected target keys (sorted), None = every target
+    subset: str | None  # `subset_digest` of the selected target keys, None = every target
     approver_oid: str
     approver_name: str
     approved_at: str  # ISO 8601, UTC
+    subset_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "proposal_id": self.proposal_id,
             "plan_hash": self.plan_hash,
-            "subset": None if self.subset is None else list(self.subset),
+            "subset_sha256": self.subset,
+            "subset_size": self.subset_size,
             "approver_oid": self.approver_oid,
             "approver_name": self.approver_name,
             "approved_at": self.approved_at,
@@ -45,15 +54,14 @@ class ApprovalRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> ApprovalRecord:
         if data.get("schema") != SCHEMA:
             raise ValueError(f"not an approval record ({data.get('schema')!r})")
-        subset = data.get("subset")
-        if subset is not None and not (
-            isinstance(subset, list) and all(isinstance(k, str) for k in subset)
-        ):
-            raise ValueError("subset must be a list of target keys or null")
+        subset = data.get("subset_sha256")
+        if subset is not None and not isinstance(subset, str):
+            raise ValueError("subset_sha256 must be a digest or null")
         return cls(
             proposal_id=str(data["proposal_id"]),
             plan_hash=str(data["plan_hash"]),
-            subset=None if subset is None else tuple(subset),
+            subset=subset,
+            subset_size=int(data.get("subset_size", 0)),
             approver_oid=str(data["approver_oid"]),
             approver_name=str(data["approver_name"]),
             approved_at=str(data["approved_at"]),

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from auditor.core.allowlist import match
-from auditor.core.approval import ApprovalRecord, verify
+from auditor.core.approval import ApprovalRecord, subset_digest, verify
 from auditor.core.errors import Refused
 from auditor.core.model import Allowlist
 from auditor.core.proposals import ORG_TARGET, Kind, Record, Role, TargetRecord, plan_hash
@@ -46,12 +46,12 @@ def verify_approval(record: Record, key: bytes | None, now: datetime) -> Approva
         raise Refused(
             "tampered", "the stored targets do not hash to the plan hash that was approved"
         )
-    keys = {t.target.key for t in record.targets}
-    chosen = keys if approval.subset is None else set(approval.subset)
-    if not chosen <= keys:
-        raise Refused("forged", "the approved subset names targets the plan does not have")
-    if {t.target.key for t in record.targets if t.selected} != chosen:
-        raise Refused("tampered", "the stored selection differs from the approved subset")
+    selected = [t.target.key for t in record.targets if t.selected]
+    if approval.subset is None:
+        if len(selected) != len(record.targets):
+            raise Refused("tampered", "the stored selection differs from the approved subset")
+    elif subset_digest(selected) != approval.subset or len(selected) != approval.subset_size:
+        raise Refused("tampered", "the stored subset does not hash to the subset that was approved")
     try:
         approved_at = datetime.fromisoformat(approval.approved_at)
     except ValueError:

@@ -9,6 +9,8 @@
     binary properties `d0..dN` (like the audit's state buckets). Written once, never changed.
   * `result.<time>`: results appended by the executor, one packed row per flush (a dict
     target key -> result). Later rows win. Nothing is rewritten, so nothing is contended.
+  * `subset.<digest>`: the target keys of an approved subset, packed; the signed approval
+    record carries their digest (`auditor.core.approval.subset_digest`).
 
 An organisation-level plan of 90,000 targets is ~45 plan chunks, written once; an identical
 plan the next night writes only its proposal row (`LastConfirmed`).
@@ -46,6 +48,7 @@ __all__ = [
     "clean",
     "slot",
     "approval_subset",
+    "subset_row",
     "pack",
     "unpack",
 ]
@@ -109,23 +112,34 @@ def result_row(proposal_id: str, stamp: str, results: Mapping[str, list[str]]) -
     } | pack(dict(results))
 
 
-def targets_of(
-    rows: Iterable[Mapping[str, Any]], subset: Sequence[str] | None
-) -> tuple[TargetRecord, ...]:
+def _subset_key(digest: str) -> str:
+    return f"subset.{digest[:40]}"
+
+
+def subset_row(proposal_id: str, digest: str, keys: Iterable[str]) -> dict[str, Any]:
+    """The packed target keys of an approved subset (named by its digest: racing approvals of
+    different subsets never overwrite each other's)."""
+    return {"PartitionKey": proposal_id, "RowKey": _subset_key(digest)} | pack(sorted(keys))
+
+
+def targets_of(rows: Iterable[Mapping[str, Any]], subset: str | None) -> tuple[TargetRecord, ...]:
     """Planned targets (plan rows, in order) with the results of the result rows (later rows
-    win) and whether each is selected (`subset`: None = every target)."""
+    win) and whether each is selected (`subset`: the digest of the approved subset, whose keys
+    are in its `subset.` row; None = every target; a missing row selects nothing)."""
     plans: list[tuple[str, list[dict[str, Any]]]] = []
     results: list[tuple[str, dict[str, list[str]]]] = []
+    chosen: set[str] | None = None if subset is None else set()
     for row in rows:
         key = str(row["RowKey"])
-        if key.startswith("plan."):
+        if subset is not None and key == _subset_key(subset):
+            chosen = {str(k) for k in unpack(row)}
+        elif key.startswith("plan."):
             plans.append((key, unpack(row)))
         elif key.startswith("result."):
             results.append((key, unpack(row)))
     merged: dict[str, list[str]] = {}
     for _key, found in sorted(results):
         merged.update(found)
-    chosen = None if subset is None else set(subset)
     out: list[TargetRecord] = []
     for _key, planned in sorted(plans):
         for data in planned:
@@ -172,16 +186,14 @@ def _json(value: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def approval_subset(row: Mapping[str, Any]) -> list[str] | None:
-    """The subset named by the row's approval record (unverified: for display and selection;
-    the executor verifies the signature before acting on it)."""
+def approval_subset(row: Mapping[str, Any]) -> str | None:
+    """The subset digest named by the row's approval record (unverified: for display and
+    selection; the executor verifies the signature and the digest before acting on it)."""
     approval = _json(row.get("Approval"))
     if approval is None:
         return None
-    subset = approval.get("subset")
-    if isinstance(subset, list):
-        return [str(k) for k in subset]
-    return None
+    subset = approval.get("subset_sha256")
+    return subset if isinstance(subset, str) else None
 
 
 def record_of(row: Mapping[str, Any], targets: tuple[TargetRecord, ...]) -> Record:

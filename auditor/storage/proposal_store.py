@@ -23,10 +23,10 @@ from typing import Any
 
 from azure.data.tables import TableServiceClient
 
-from auditor.core.approval import ApprovalRecord, sign
+from auditor.core.approval import ApprovalRecord, sign, subset_digest
 from auditor.core.errors import ConfigError, Refused
 from auditor.core.proposals import Principal, Record, Role, State, plan_hash
-from auditor.storage.proposal_rows import iso
+from auditor.storage.proposal_rows import iso, subset_row
 from auditor.storage.proposal_tables import ProposalTables
 from auditor.storage.tables import Conflict, OpCounter
 
@@ -135,10 +135,15 @@ class ProposalStore(ProposalTables):
         except Refused as exc:
             self.audit(proposal_id, "refused", actor, f"approve: {exc.code}: {exc}", now=now)
             raise
+        digest = None if chosen is None else subset_digest(chosen)
+        if chosen is not None and digest is not None:
+            # The keys beside the record, before it: an approved row never lacks its subset.
+            self.targets.replace(subset_row(record.id, digest, chosen))
         approval = ApprovalRecord(
             proposal_id=record.id,
             plan_hash=record.plan_hash,
-            subset=None if chosen is None else tuple(sorted(chosen)),
+            subset=digest,
+            subset_size=len(chosen) if chosen is not None else len(record.targets),
             approver_oid=principal.object_id,
             approver_name=principal.name,
             approved_at=iso(now),
