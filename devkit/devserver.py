@@ -238,6 +238,7 @@ def _handler(dev: DevServer) -> type[BaseHTTPRequestHandler]:
                 log.exception("function failed for %s %s", self.command, self.path)
                 status, out_headers, payload = 500, {"Content-Type": "text/plain"}, b"error"
             self.send_response(status)
+            out_headers = {"X-Content-Type-Options": "nosniff", **out_headers}
             for key, value in out_headers.items():
                 if key.lower() not in ("content-length", "transfer-encoding"):
                     self.send_header(key, value)
