@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import EMULATOR_TOKEN
-from remediation_fixtures import APPROVER
+from remediation_fixtures import APPROVER, SIGNING_KEY
 
 from auditor.cli.main import main
 from auditor.core.allowlist import read_allowlist
@@ -150,7 +150,7 @@ def test_apply_allowlist_dry_run_then_grant_applied_once(
     assert proposal["stored"] is True
     assert {g: dict(state.cas[g]) for g in guids} == before  # stored, not applied
 
-    store = ProposalStore(connect(env.storage), prefix=env.table_prefix)
+    store = ProposalStore(connect(env.storage), prefix=env.table_prefix, signing_key=SIGNING_KEY)
     record = store.get(proposal["id"])
     assert record.kind.value == "grant"
     assert {t.target.guid for t in record.targets} == {disabled, inheriting}
