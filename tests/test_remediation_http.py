@@ -578,3 +578,29 @@ def test_a_malformed_secret_setting_is_named_never_echoed(
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"ALERT_TEAMS_WEBHOOK_URL": "not-a-url-sig=abc123"})
     assert caught.value.where == "ALERT_TEAMS_WEBHOOK_URL" and "abc123" not in str(caught.value)
+
+
+def test_the_nightly_timer_sweeps_an_approval_whose_queue_message_was_lost(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    from datetime import timedelta
+
+    from auditor.functions.audit import _sweep_remediations
+
+    with approval_app(azurite, app_functions, True, {"a": False}, inline_limit=0) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        response, queued = app.call(
+            "remediation_approve",
+            proposal.id,
+            method="POST",
+            token=app.issuer.token(),
+            body=approve_json(proposal.plan_hash),
+            headers=JSON,
+        )
+        assert response.status_code == 202 and queued is not None  # ... and then lost
+        _sweep_remediations()
+        assert app.env.store.get(proposal.id).state is State.APPROVED  # not yet: in the queue
+        app.env.clock[0] += timedelta(minutes=10)
+        _sweep_remediations()  # what the nightly timer runs before the audit
+        assert app.env.store.get(proposal.id).state is State.APPLIED
+        assert app.env.setting("a") is None
