@@ -136,11 +136,21 @@ class Proposal:
 
 
 def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
-    """sha256 of the canonical JSON of the targets, in order: what the approver saw."""
-    canonical = json.dumps(
-        [t.to_dict() for t in targets], sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 of the canonical JSON of the targets, in order: what the approver saw.
+
+    Fed one target at a time (the bytes are those of `json.dumps(list, sort_keys=True,
+    separators=(",", ":"))`): a 100,000-target plan is never held as one JSON document."""
+    digest = hashlib.sha256(b"[")
+    for index, target in enumerate(targets):
+        if index:
+            digest.update(b",")
+        digest.update(
+            json.dumps(
+                target.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+            ).encode("utf-8")
+        )
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 class State(StrEnum):
