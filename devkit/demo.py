@@ -213,6 +213,7 @@ def demo_env(
         "APPROVER_ROLE": idp.role,
         "APPROVER_JWKS_URL": idp.jwks_url,
         "AUDITOR_FORM_SECRET": secrets.token_hex(32),
+        "APPROVAL_SIGNING_KEY": secrets.token_hex(32),
         "REMEDIATION_PUBLIC_URL": public_url,
     }
 

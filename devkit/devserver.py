@@ -11,6 +11,12 @@ host would. Timer functions are not run.
 Development only: it binds to loopback and refuses anything else. `--as TOKEN-or-file` adds
 `Authorization: Bearer <token>` to requests that carry none, standing in for the sign-in a
 browser would do in front of a real deployment.
+
+Because it signs requests in on the browser's behalf, any page the browser visits could make
+it act: so it answers only requests whose `Host` is its own loopback address (no DNS
+rebinding), refuses any request whose `Origin` is not its own origin or that the browser marks
+`Sec-Fetch-Site: cross-site`, and marks every request it injected the token into
+(`auditor.web.api.BROWSER_HEADER`), so the API requires the page's anti-forgery token for it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from auditor.cli.options import read_token
 from auditor.functions import remediation as remediation_functions
+from auditor.web.api import BROWSER_HEADER
 
 __all__ = ["DevServer", "Route", "main"]
 
@@ -99,6 +106,7 @@ class DevServer:
         self.routes, self.queue_function = routes_of(functions)
         self.inject_token = inject_token
         self.queue_threads: list[threading.Thread] = []
+        self.refused: list[str] = []  # why each refused request was refused (for tests)
         server = ThreadingHTTPServer((host, port), _handler(self))
         server.daemon_threads = True
         self.server = server
@@ -108,6 +116,28 @@ class DevServer:
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def _hosts(self) -> set[str]:
+        host, port = self.server.server_address[:2]
+        return {f"{host!s}:{port}", f"localhost:{port}"}
+
+    def refusal(self, headers: dict[str, str]) -> str | None:
+        """Why a request is refused before dispatch (foreign Host or Origin), or None."""
+        lower = {k.lower(): v.strip() for k, v in headers.items()}
+        if lower.get("host", "").lower() not in self._hosts():
+            return "unexpected Host: the dev server answers only to its own loopback address"
+        origin = lower.get("origin")
+        site = lower.get("sec-fetch-site", "").lower()
+        if origin == "null":
+            # The page's `no-referrer` policy makes the browser send `Origin: null` for its own
+            # form; so does any opaque origin. Only the browser's own same-origin mark tells.
+            if site != "same-origin":
+                return "request from an opaque origin refused"
+        elif origin is not None and origin.lower() not in {f"http://{h}" for h in self._hosts()}:
+            return "cross-origin request refused"
+        if site in ("cross-site", "same-site"):
+            return "cross-site request refused"
+        return None
 
     def start(self) -> DevServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -158,8 +188,18 @@ class DevServer:
                 continue
             if method not in route.methods:
                 return 405, {"Allow": ", ".join(sorted(route.methods))}, b"method not allowed"
+            refused = self.refusal(headers)
+            if refused is not None:
+                self.refused.append(refused)
+                return 403, {"Content-Type": "text/plain"}, refused.encode()
+            headers = {k: v for k, v in headers.items() if k.lower() != BROWSER_HEADER}
             if self.inject_token and not any(k.lower() == "authorization" for k in headers):
-                headers = {**headers, "Authorization": f"Bearer {self.inject_token}"}
+                # Signed in on the browser's behalf: the API then wants the anti-forgery token.
+                headers = {
+                    **headers,
+                    "Authorization": f"Bearer {self.inject_token}",
+                    BROWSER_HEADER: "1",
+                }
             request = remediation_functions.build_http_request(
                 method,
                 f"{self.url}{raw_path}",
@@ -196,6 +236,7 @@ def _handler(dev: DevServer) -> type[BaseHTTPRequestHandler]:
                 log.exception("function failed for %s %s", self.command, self.path)
                 status, out_headers, payload = 500, {"Content-Type": "text/plain"}, b"error"
             self.send_response(status)
+            out_headers = {"X-Content-Type-Options": "nosniff", **out_headers}
             for key, value in out_headers.items():
                 if key.lower() not in ("content-length", "transfer-encoding"):
                     self.send_header(key, value)

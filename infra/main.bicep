@@ -83,6 +83,10 @@ param approverTenantId string = subscription().tenantId
 @secure()
 param formSecret string = ''
 
+@description('APPROVAL_SIGNING_KEY: signs approval records (32+ bytes); the executor runs nothing whose approval does not verify. When given, written to Key Vault as "auditor-approval-signing-key"; the azd preprovision hook generates one once.')
+@secure()
+param approvalSigningKey string = ''
+
 @description('REMEDIATION_FORCE_TRUE: revoke explicit enables with true even when the organisation blocks.')
 param remediationForceTrue bool = false
 
@@ -137,6 +141,7 @@ var deploymentContainerName = 'app-package-${take(suffix, 13)}'
 var remediationQueueName = 'remediations'
 var teamsSecretName = 'teams-webhook-url'
 var formSecretName = 'auditor-form-secret'
+var approvalKeyName = 'auditor-approval-signing-key'
 
 var roleStorageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var roleStorageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -352,6 +357,17 @@ resource formSecretValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!e
   }
 }
 
+resource approvalKeyValue 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(approvalSigningKey)) {
+  parent: vault
+  name: approvalKeyName
+  properties: {
+    //checkov:skip=CKV_AZURE_114:contentType is set just below; checkov does not read the properties of a conditional (if) resource.
+    //checkov:skip=CKV_AZURE_41:Rotated by azd provision with a new APPROVAL_SIGNING_KEY (README "Rotate"); approvals signed with the old key are then refused.
+    value: approvalSigningKey
+    contentType: 'text/plain'
+  }
+}
+
 resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'to-log-analytics'
   scope: vault
@@ -528,6 +544,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     secretsUser
     teamsSecret
     formSecretValue
+    approvalKeyValue
   ]
   properties: {
     //checkov:skip=CKV_AZURE_13:checkov reads every Microsoft.Web/sites/config as the 'web' config; this one is 'appsettings', a name/value map (the site itself is checked above).
@@ -576,6 +593,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // Only referenced when this deployment wrote the secret: an unresolved reference would leave the
     // literal (public) reference text as the secret. Empty turns approvals off (fail closed).
     AUDITOR_FORM_SECRET: empty(formSecret) ? '' : '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${formSecretName})'
+    APPROVAL_SIGNING_KEY: empty(approvalSigningKey) ? '' : '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${approvalKeyName})'
     REMEDIATION_PUBLIC_URL: 'https://${functionApp.properties.defaultHostName}'
     REMEDIATION_FORCE_TRUE: remediationForceTrue ? 'true' : 'false'
     REMEDIATION_EXPIRY_DAYS: string(remediationExpiryDays)

@@ -170,6 +170,14 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "APPROVAL_SIGNING_KEY",
+        None,
+        "Secret (32+ bytes) that signs each approval record (HMAC-SHA256); the executor runs "
+        "nothing whose approval does not verify. Required to approve and execute remediations; "
+        "from Key Vault.",
+        secret=True,
+    ),
+    Setting(
         "REMEDIATION_PUBLIC_URL",
         None,
         "Public base URL of the Function App (`https://<app>.azurewebsites.net`), for "
@@ -228,13 +236,20 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
+def _shown(name: str, value: str) -> str:
+    """A setting's value for an error message: never a secret's."""
+    if _BY_NAME[name].secret:
+        return f"a value of {len(value)} characters (not shown: the setting is a secret)"
+    return repr(value)
+
+
 def _url(env: Mapping[str, str], name: str) -> str | None:
     value = _get(env, name)
     if value is None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
+        raise ConfigError(name, f"must be an http(s) URL, got {_shown(name, value)}")
     return value.rstrip("/")
 
 
@@ -269,6 +284,9 @@ def _remediation_settings(env: Mapping[str, str]) -> dict[str, Any]:
     secret = _get(env, "AUDITOR_FORM_SECRET")
     if secret is not None and len(secret) < 32:
         raise ConfigError("AUDITOR_FORM_SECRET", "must be at least 32 characters")
+    signing = _get(env, "APPROVAL_SIGNING_KEY")
+    if signing is not None and len(signing.encode("utf-8")) < 32:
+        raise ConfigError("APPROVAL_SIGNING_KEY", "must be at least 32 bytes")
     audiences = tuple(
         a.strip() for a in (_get(env, "APPROVER_AUDIENCE") or "").split(",") if a.strip()
     )
@@ -279,6 +297,7 @@ def _remediation_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "approver_jwks_url": jwks,
         "easy_auth_enabled": _bool(env, "EASY_AUTH_ENABLED"),
         "form_secret": secret,
+        "approval_signing_key": signing.encode("utf-8") if signing else None,
         "remediation_public_url": _url(env, "REMEDIATION_PUBLIC_URL"),
         "remediation_force_true": _bool(env, "REMEDIATION_FORCE_TRUE"),
         "remediation_expiry_days": _int(env, "REMEDIATION_EXPIRY_DAYS", 1, 90),
@@ -334,6 +353,7 @@ class Settings:
     approver_jwks_url: str | None = None
     easy_auth_enabled: bool = False
     form_secret: str | None = field(default=None, repr=False)
+    approval_signing_key: bytes | None = field(default=None, repr=False)
     remediation_public_url: str | None = None
     remediation_force_true: bool = False
     remediation_expiry_days: int = 7

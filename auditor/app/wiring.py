@@ -31,6 +31,7 @@ from auditor.remediation.plan import plan
 from auditor.storage.audit_store import AuditStore
 from auditor.storage.connect import connect
 from auditor.storage.proposal_store import ProposalStore
+from auditor.storage.tables import OpCounter
 
 __all__ = [
     "credentials",
@@ -117,11 +118,19 @@ def store_from_settings(settings: Settings) -> AuditStore:
 
 
 def proposal_store(
-    settings: Settings, *, tables: TableServiceClient | None = None
+    settings: Settings,
+    *,
+    tables: TableServiceClient | None = None,
+    counter: OpCounter | None = None,
 ) -> ProposalStore:
     if tables is None and not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required for remediation proposals")
-    store = ProposalStore(tables or table_service(settings), prefix=settings.table_prefix)
+    store = ProposalStore(
+        tables or table_service(settings),
+        prefix=settings.table_prefix,
+        signing_key=settings.approval_signing_key,
+        counter=counter,
+    )
     store.create_tables()
     return store
 
@@ -162,7 +171,10 @@ def announcer(
 
 
 def proposer_from_settings(
-    settings: Settings, *, tables: TableServiceClient | None = None
+    settings: Settings,
+    *,
+    tables: TableServiceClient | None = None,
+    counter: OpCounter | None = None,
 ) -> Callable[[Evaluation, str, datetime], list[str]] | None:
     """Plan and store a run's remediation proposals (the nightly audit's last step).
 
@@ -173,18 +185,16 @@ def proposer_from_settings(
         return None
 
     def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
-        store = proposal_store(settings, tables=tables)
-        ids: list[str] = []
-        for proposal in plan(
+        store = proposal_store(settings, tables=tables, counter=counter)
+        proposals = plan(
             evaluation,
             run_id=run_id,
             created_at=now,
             force_true=settings.remediation_force_true,
             expiry_days=settings.remediation_expiry_days,
             include_grants=True,
-        ):
-            store.save(proposal, now=now)
-            ids.append(proposal.id)
-        return ids
+        )
+        # One living proposal per plan: identical → confirmed, changed → superseded.
+        return store.sync(proposals, run_id=run_id, now=now)
 
     return propose

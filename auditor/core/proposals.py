@@ -24,6 +24,7 @@ __all__ = [
     "ORG_TARGET",
     "State",
     "TERMINAL",
+    "OPEN",
     "Result",
     "TargetRecord",
     "Record",
@@ -135,11 +136,21 @@ class Proposal:
 
 
 def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
-    """sha256 of the canonical JSON of the targets, in order: what the approver saw."""
-    canonical = json.dumps(
-        [t.to_dict() for t in targets], sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """sha256 of the canonical JSON of the targets, in order: what the approver saw.
+
+    Fed one target at a time (the bytes are those of `json.dumps(list, sort_keys=True,
+    separators=(",", ":"))`): a 100,000-target plan is never held as one JSON document."""
+    digest = hashlib.sha256(b"[")
+    for index, target in enumerate(targets):
+        if index:
+            digest.update(b",")
+        digest.update(
+            json.dumps(
+                target.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+            ).encode("utf-8")
+        )
+    digest.update(b"]")
+    return digest.hexdigest()
 
 
 class State(StrEnum):
@@ -151,11 +162,20 @@ class State(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    SUPERSEDED = "superseded"  # a later audit planned something else (or nothing) instead
 
 
 TERMINAL = frozenset(
-    {State.APPLIED, State.PARTIALLY_APPLIED, State.FAILED, State.REJECTED, State.EXPIRED}
+    {
+        State.APPLIED,
+        State.PARTIALLY_APPLIED,
+        State.FAILED,
+        State.REJECTED,
+        State.EXPIRED,
+        State.SUPERSEDED,
+    }
 )
+OPEN = frozenset({State.PROPOSED})  # still waiting for a decision
 
 
 class Result(StrEnum):
@@ -204,6 +224,14 @@ class Record:
     finished_at: datetime | None = None
     outcome: str = ""
     rejected_by: str | None = None
+    rejected_at: datetime | None = None
+    reject_reason: str = ""
+    last_confirmed: str = ""  # the latest audit run that planned exactly this
+    superseded_by: str | None = None
+    supersedes: str | None = None
+    lease_until: datetime | None = None
+    approval: dict[str, Any] | None = None  # the signed approval record (core.approval)
+    approval_mac: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -231,6 +259,13 @@ class Record:
             ),
             "approved_at": iso(self.approved_at),
             "rejected_by": self.rejected_by,
+            "rejected_at": iso(self.rejected_at),
+            "reject_reason": self.reject_reason or None,
+            "last_confirmed": self.last_confirmed or None,
+            "superseded_by": self.superseded_by,
+            "supersedes": self.supersedes,
+            "lease_until": iso(self.lease_until),
+            "approval_record": self.approval,  # as stored; the executor verifies its MAC
             "subset": self.subset,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),

@@ -31,4 +31,21 @@ def nightly_audit(timer: func.TimerRequest) -> None:
         logging.getLogger("auditor.timer").warning(
             "audit timer past_due=true: a scheduled run was missed (host down or overrunning)"
         )
+    _sweep_remediations()
     audit_from_settings(Settings.from_env())
+
+
+def _sweep_remediations() -> None:
+    """Resume stuck remediations (lease passed, queue message lost) before the audit. Never
+    stops the audit: remediation may not be configured, or storage may be down."""
+    from auditor.core.errors import AuditorError
+    from auditor.web.runtime import service
+
+    log = logging.getLogger("auditor.remediation")
+    try:
+        resumed = service().sweep()
+    except AuditorError as exc:
+        log.warning("remediation sweep skipped: %s", exc)
+        return
+    for record in resumed:
+        log.info("remediation %s resumed by the sweep: %s", record.id, record.state.value)

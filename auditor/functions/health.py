@@ -11,6 +11,7 @@ from auditor.core import routes
 __all__ = ["blueprint"]
 
 blueprint = func.Blueprint()  # type: ignore[no-untyped-call]
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 @blueprint.function_name("health")
@@ -24,6 +25,10 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         Settings.from_env()
     except ConfigError as exc:
         body = {"status": "misconfigured", "setting": exc.where, "version": __version__}
-        return func.HttpResponse(json.dumps(body), status_code=500, mimetype="application/json")
+        return func.HttpResponse(
+            json.dumps(body), status_code=500, mimetype="application/json", headers=_HEADERS
+        )
     body = {"status": "ok", "version": __version__}
-    return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(body), status_code=200, mimetype="application/json", headers=_HEADERS
+    )

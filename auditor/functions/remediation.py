@@ -64,9 +64,14 @@ def _remediation(
 
     try:
         svc = service()
-    except ConfigError as exc:
+    except ConfigError as exc:  # the setting's name and what is wrong; never its value
         body = {"error": "misconfigured", "setting": exc.where, "message": exc.detail}
-        return func.HttpResponse(json.dumps(body), status_code=500, mimetype="application/json")
+        return func.HttpResponse(
+            json.dumps(body),
+            status_code=500,
+            mimetype="application/json",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
     web = WebRequest(
         method=req.method,
         url=req.url,

@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ __all__ = [
     "LEEWAY_SECONDS",
 ]
 
+log = logging.getLogger(__name__)
 LEEWAY_SECONDS = 60
 JWKS_TTL_SECONDS = 3600
 JWKS_MIN_REFRESH_SECONDS = 30
@@ -71,8 +73,16 @@ class JwksCache:
     """The tenant's signing keys, fetched with an injected `httpx.Client` and cached.
 
     Keys are kept `ttl` seconds; an unknown `kid` forces one refresh, at most every
-    `min_refresh` seconds, so a flood of forged tokens cannot make us hammer the endpoint.
+    `min_refresh` seconds, so a flood of forged tokens cannot make us hammer the endpoint. The
+    fetch runs outside the lock and single-flight (concurrent callers wait for the one fetch in
+    progress, callers with a cached key are never held up by it); after a failed fetch the
+    endpoint is left alone for a growing backoff (`BACKOFF_SECONDS`, doubling, at most
+    `MAX_BACKOFF_SECONDS`) and cached keys keep serving. A caller is only told that the keys
+    are unavailable: the key URL and the upstream error go to the log.
     """
+
+    BACKOFF_SECONDS = 5.0
+    MAX_BACKOFF_SECONDS = 300.0
 
     def __init__(
         self,
@@ -90,32 +100,87 @@ class JwksCache:
         self._clock = clock
         self._keys: dict[str, Any] = {}
         self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._inflight: threading.Event | None = None
         self._lock = threading.Lock()
-        self.fetches = 0
+        self.fetches = 0  # successful fetches
+        self.attempts = 0  # every request sent
 
-    def _fetch(self) -> None:
-        try:
-            response = self._client.get(self.url, timeout=10)
-            response.raise_for_status()
-            document = response.json()
-            keyset = jwt.PyJWKSet.from_dict(document)
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
-            raise AuthError(401, f"cannot read the signing keys from {self.url}: {exc}") from exc
-        self.fetches += 1
-        self._keys = {k.key_id: k.key for k in keyset.keys if k.key_id}
-        self._fetched_at = self._clock()
+    def _download(self) -> dict[str, Any]:
+        """GET the key set (no lock held)."""
+        response = self._client.get(self.url, timeout=10)
+        response.raise_for_status()
+        keyset = jwt.PyJWKSet.from_dict(response.json())
+        return {k.key_id: k.key for k in keyset.keys if k.key_id}
+
+    def _needs_fetch(self, kid: str, now: float) -> bool:
+        if now < self._retry_at:
+            return False  # backing off after a failure
+        if self._fetched_at is None or now - self._fetched_at > self._ttl:
+            return True
+        last = self._attempted_at if self._attempted_at is not None else self._fetched_at
+        return kid not in self._keys and now - last >= self._min_refresh
 
     def key(self, kid: str) -> Any:
+        leader = False
         with self._lock:
             now = self._clock()
-            stale = self._fetched_at is None or now - self._fetched_at > self._ttl
-            unknown = kid not in self._keys and now - (self._fetched_at or 0) >= self._min_refresh
-            if stale or unknown:
-                self._fetch()
+            if not self._needs_fetch(kid, now):
+                found = self._keys.get(kid)
+                if found is None:
+                    raise self._missing()
+                return found
+            waiting = self._inflight
+            if waiting is None:
+                self._inflight = waiting = threading.Event()
+                self._attempted_at = now
+                leader = True
+        if leader:
+            self._lead(waiting)
+        else:
+            waiting.wait(timeout=15)
+        with self._lock:
             found = self._keys.get(kid)
         if found is None:
-            raise AuthError(401, "the token is signed by an unknown key")
+            raise self._missing()
         return found
+
+    def _lead(self, done: threading.Event) -> None:
+        try:
+            self.attempts += 1
+            keys = self._download()
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            with self._lock:
+                self._failures += 1
+                delay = min(
+                    self.BACKOFF_SECONDS * 2 ** (self._failures - 1), self.MAX_BACKOFF_SECONDS
+                )
+                self._retry_at = self._clock() + delay
+            log.warning(
+                "approver signing keys: fetching %s failed (%s: %s); next try in %.0f s",
+                self.url,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+        else:
+            with self._lock:
+                self._keys = keys
+                self._fetched_at = self._clock()
+                self._failures = 0
+                self._retry_at = 0.0
+                self.fetches += 1
+        finally:
+            with self._lock:
+                self._inflight = None
+            done.set()
+
+    def _missing(self) -> AuthError:
+        if self._failures and not self._keys:
+            return AuthError(401, "the token cannot be validated now: signing keys unavailable")
+        return AuthError(401, "the token is signed by an unknown key")
 
 
 def _claim(claims: Mapping[str, Any], names: tuple[str, ...]) -> str | None:

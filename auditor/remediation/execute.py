@@ -6,6 +6,11 @@ does nothing, and an execution that was cut off is resumed after its lease, skip
 that already have a result. Each target is re-read before the change, so a change applied just
 before a crash is found "already compliant" on resume, never applied twice.
 
+Before the first change `auditor.remediation.guard` verifies the signed approval record and the
+invariants; a refusal is recorded and changes nothing. Results are recorded in packed rows of
+`FLUSH_EVERY` (the lease is renewed with each); a storage error gives the lease up and is
+raised, so the queue's next delivery (or `resume_stuck`, the nightly sweep) resumes.
+
 Per target (in `step` order):
 - revoke (explicit enable): skipped if the mailbox is now allowlisted or already effectively
   disabled; else set to the planned value, read back, verified.
@@ -28,6 +33,7 @@ and at the end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -35,17 +41,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from auditor.core.allowlist import match
-from auditor.core.errors import AuditorError, InputError
+from auditor.core.errors import AuditorError, InputError, Refused, StoreError
 from auditor.core.model import Allowlist, Effective, Setting, Status
 from auditor.core.policy import effective_state, evaluate
 from auditor.core.proposals import Record, Result, Role, State, TargetRecord
 from auditor.core.snapshot import RawRecord, build_snapshot, mailbox_from_records
+from auditor.remediation.guard import check_invariants, named_now, verify_approval
 from auditor.remediation.plan import org_blockers
 from auditor.remediation.verify import Check, Verifier
 from auditor.storage.proposal_store import ProposalStore
+from auditor.storage.proposal_tables import TargetResult
 
-__all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state"]
+__all__ = ["Exchange", "execute", "preview", "Preview", "outcome_state", "resume_stuck"]
+
+FLUSH_EVERY = 50  # target results per packed result row (and lease renewal)
 
 _show = Setting.text  # the one setting codec, short for the many messages below
 
@@ -117,12 +126,21 @@ def _decide_mailbox(
     allowlist: Allowlist,
     today: Any,
     ambiguous: frozenset[str] = frozenset(),
+    named: Mapping[str, str] | None = None,
 ) -> _Decision:
     t = target.target
     setting = _setting(live, t.display)
-    where = _allowlisted(
-        allowlist, _keys(live, target), today, ambiguous if t.role is Role.GRANT else frozenset()
-    )
+    if named is not None and t.role in (Role.PIN, Role.GRANT):
+        # Enabling (or pinning) only what the allowlist names now in a fresh read of every
+        # mailbox: never by the UPN or address stored with the plan.
+        where: str | None = named.get((t.guid or t.key).lower())
+    else:
+        where = _allowlisted(
+            allowlist,
+            _keys(live, target),
+            today,
+            ambiguous if t.role is Role.GRANT else frozenset(),
+        )
     state, _via = effective_state(setting, True, org)
     if t.role is Role.REVOKE:
         if where:
@@ -199,20 +217,25 @@ class _Run:
         self.results: dict[str, Result] = {t.target.key: t.result for t in record.targets}
         self.org: bool | None = None
         self.ambiguous: frozenset[str] = frozenset()  # entry keys naming several mailboxes
+        self.named: dict[str, str] | None = None  # GUID -> allowlist entry, read now
+        self.buffer: list[TargetResult] = []
 
     def put(
         self, target: TargetRecord, result: Result, detail: str, before: str = "", after: str = ""
     ) -> None:
         self.results[target.target.key] = result
-        self.store.record_target(
-            self.record.id,
-            target,
-            result,
-            detail,
-            now=self.now(),
-            observed_before=before,
-            observed_after=after,
-        )
+        self.buffer.append((target, result, detail, before, after))
+        if len(self.buffer) >= FLUSH_EVERY or target.target.role is Role.ORG:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the buffered results (one packed row) and renew the lease. A crash loses at
+        most the buffer: those targets are re-checked on resume, never applied twice."""
+        if not self.buffer:
+            return
+        self.store.record_results(self.record.id, self.buffer, now=self.now())
+        self.buffer = []
+        self.store.renew(self.record, now=self.now())
 
     def mailbox(self, target: TargetRecord) -> None:
         t = target.target
@@ -220,7 +243,13 @@ class _Run:
         try:
             live = self.exchange.get_cas_mailbox(guid)
             decision = _decide_mailbox(
-                target, live, self.org, self.allowlist, self.now().date(), self.ambiguous
+                target,
+                live,
+                self.org,
+                self.allowlist,
+                self.now().date(),
+                self.ambiguous,
+                self.named,
             )
         except AuditorError as exc:
             self.put(target, Result.FAILED, f"could not re-read before the change: {exc}")
@@ -358,11 +387,40 @@ def execute(
     `load_allowlist` is called at execution time: a mailbox allowlisted since the plan is not
     lowered. If it cannot be read, nothing is changed and the proposal fails. A change is read
     back until it shows or `verify_seconds` (REMEDIATION_VERIFY_SECONDS) pass, with up to
-    `verify_workers` reads at once.
+    `verify_workers` reads at once. A storage error mid-run gives the lease up and is raised:
+    the next delivery (or the nightly sweep) resumes.
     """
     record = store.start(proposal_id, now=now())
     if record is None:
         return store.get(proposal_id)
+    try:
+        verify_approval(record, store.signing_key, now())
+        check_invariants(record)
+    except Refused as exc:
+        why = f"refused, nothing changed: {exc.code}: {exc}"
+        log.error("remediation %s: %s", record.id, why)
+        final = store.finish(record.id, State.FAILED, why, now=now(), event="refused")
+        _announce(announce, final)
+        return final
+    try:
+        verifier = Verifier(bound=verify_seconds, workers=verify_workers, sleep=sleep, clock=clock)
+        return _execute(record, store, exchange, load_allowlist, now, announce, verifier)
+    except (StoreError, Refused) as exc:
+        log.error("remediation %s: interrupted, to be resumed: %s", record.id, exc)
+        with contextlib.suppress(StoreError, Refused):  # else the lease runs out by itself
+            store.release(record, now=now(), why=f"interrupted: {exc}")
+        raise
+
+
+def _execute(
+    record: Record,
+    store: ProposalStore,
+    exchange: Exchange,
+    load_allowlist: Callable[[], Allowlist],
+    now: Callable[[], datetime],
+    announce: Callable[[Record], None] | None,
+    verifier: Verifier,
+) -> Record:
     pending = sorted(
         (t for t in record.targets if t.selected and t.result is Result.PENDING),
         key=lambda t: (t.target.step, t.row),
@@ -373,7 +431,6 @@ def execute(
         return _abort(
             store, record, pending, f"the allowlist could not be re-read: {exc}", now, announce
         )
-    verifier = Verifier(bound=verify_seconds, workers=verify_workers, sleep=sleep, clock=clock)
     run = _Run(store, exchange, allowlist, now, record, verifier)
     try:
         run.org = _setting(exchange.get_transport_config(), "organisation")
@@ -386,11 +443,17 @@ def execute(
             now,
             announce,
         )
-    if any(t.target.role is Role.GRANT for t in pending):
-        # Enabling is only for an entry that names exactly one mailbox: one read of every
-        # mailbox tells whether an entry has come to name several since the plan.
+    if any(t.target.role in (Role.PIN, Role.GRANT) for t in pending):
+        # Pinning and enabling only for an entry that names exactly one mailbox now: one read
+        # of every mailbox tells which mailboxes the allowlist names validly today.
         try:
-            run.ambiguous = _ambiguous_entries(exchange, allowlist, record.tenant)
+            run.named, run.ambiguous = named_now(
+                exchange.get_cas_mailboxes(),
+                exchange.get_mailboxes(),
+                allowlist,
+                record.tenant,
+                now().date(),
+            )
         except (AuditorError, InputError) as exc:
             return _abort(
                 store, record, pending, f"the mailboxes could not be re-read: {exc}", now, announce
@@ -400,6 +463,7 @@ def execute(
         role = target.target.role
         if role is Role.ORG:
             run.verify()  # the pins' results decide whether the organisation may flip
+            run.flush()
             run.organisation(target, pins)
         elif role is Role.REVOKE and target.target.step == 3:
             run.verify()
@@ -407,32 +471,47 @@ def execute(
         else:
             run.mailbox(target)
     run.verify()
-    final = store.get(proposal_id)
+    run.flush()
+    final = store.get(record.id)
     state = outcome_state(list(final.targets))
     counts: dict[str, int] = {}
     for t in final.targets:
         if t.selected:
             counts[t.result.value] = counts.get(t.result.value, 0) + 1
     summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no targets"
-    finished = store.finish(proposal_id, state, summary, now=now())
+    finished = store.finish(record.id, state, summary, now=now())
     _announce(announce, finished)
     return finished
 
 
-def _ambiguous_entries(exchange: Exchange, allowlist: Allowlist, tenant: str) -> frozenset[str]:
-    snapshot = build_snapshot(
-        {
-            "schema": "smtp-auth-snapshot/1",
-            "tenant": tenant,
-            "collected_at": "1970-01-01T00:00:00Z",
-            "transport_config": None,
-            "cas_mailboxes": exchange.get_cas_mailboxes(),
-            "mailboxes": exchange.get_mailboxes(),
-            "errors": [],
-        },
-        source="re-check",
-    )
-    return frozenset(match(allowlist, snapshot.mailboxes or ()).ambiguous())
+def resume_stuck(
+    *,
+    store: ProposalStore,
+    exchange: Callable[[], Exchange],
+    load_allowlist: Callable[[], Allowlist],
+    now: Callable[[], datetime],
+    announce: Callable[[Record], None] | None = None,
+    verify_seconds: float = 120.0,
+) -> list[Record]:
+    """The nightly sweep: execute approved proposals whose queue message was lost and resume
+    running ones whose lease has passed. One failing proposal does not stop the others."""
+    done: list[Record] = []
+    for proposal_id in store.stuck(now()):
+        try:
+            done.append(
+                execute(
+                    proposal_id,
+                    store=store,
+                    exchange=exchange(),
+                    load_allowlist=load_allowlist,
+                    now=now,
+                    announce=announce,
+                    verify_seconds=verify_seconds,
+                )
+            )
+        except AuditorError as exc:
+            log.error("remediation %s: sweep could not resume it: %s", proposal_id, exc)
+    return done
 
 
 def _abort(
@@ -443,8 +522,9 @@ def _abort(
     now: Callable[[], datetime],
     announce: Callable[[Record], None] | None,
 ) -> Record:
-    for target in pending:
-        store.record_target(record.id, target, Result.FAILED, f"not changed: {why}", now=now())
+    store.record_results(
+        record.id, [(t, Result.FAILED, f"not changed: {why}", "", "") for t in pending], now=now()
+    )
     final = store.finish(record.id, State.FAILED, why, now=now())
     _announce(announce, final)
     return final

@@ -45,11 +45,16 @@ def summary_lines(record: Record) -> list[str]:
     return lines
 
 
+def _text(text: str, **style: Any) -> dict[str, Any]:
+    """A RichTextBlock of one TextRun: Adaptive Cards render a TextRun as plain text, never as
+    Markdown, so a mailbox name, an Exchange error or a token's name cannot format the card
+    or smuggle a link into it."""
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text, **style}]}
+
+
 def teams_message(record: Record, status_url: str | None) -> dict[str, Any]:
-    body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": record.title, "weight": "Bolder", "wrap": True},
-    ]
-    body += [{"type": "TextBlock", "text": line, "wrap": True} for line in summary_lines(record)]
+    body: list[dict[str, Any]] = [_text(record.title, weight="Bolder")]
+    body += [_text(line) for line in summary_lines(record)]
     actions = (
         [{"type": "Action.OpenUrl", "title": "Status", "url": status_url}] if status_url else []
     )

@@ -52,9 +52,10 @@ _UNMATCHED = "SMTPAUTH-ALLOWLIST-UNMATCHED"
 _COLLECTION = "SMTPAUTH-COLLECTION"
 
 
-def _proposal_id(kind: Kind, scope: str, tenant: str, run_id: str, digest: str) -> str:
-    """Same run, kind, scope and targets give the same id; safe as a Table Storage key."""
-    seed = "\n".join((kind.value, scope, tenant.lower(), run_id, digest))
+def _proposal_id(kind: Kind, scope: str, tenant: str, digest: str) -> str:
+    """Same kind, scope, tenant and targets give the same id, whatever the run: an identical
+    plan the next night is the same proposal. Safe as a Table Storage key."""
+    seed = "\n".join((kind.value, scope, tenant.lower(), digest))
     short = hashlib.sha256(seed.encode("utf-8")).hexdigest()[:16]
     return f"{'rev' if kind is Kind.REVOCATION else 'grant'}-{scope[:3]}-{short}"
 
@@ -72,7 +73,7 @@ def _make(
     ordered = tuple(sorted(targets, key=lambda t: (t.step, t.key)))
     digest = plan_hash(ordered)
     return Proposal(
-        id=_proposal_id(kind, scope, evaluation.tenant, run_id, digest),
+        id=_proposal_id(kind, scope, evaluation.tenant, digest),
         kind=kind,
         scope=scope,
         tenant=evaluation.tenant,

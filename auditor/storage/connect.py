@@ -34,7 +34,8 @@ def connect(value: str | None, *, credential: Callable[[], Any] | Any = None) ->
         try:
             return TableServiceClient.from_connection_string(text)
         except ValueError as exc:
-            raise ConfigError(SETTING, f"not a valid connection string: {exc}") from exc
+            # The SDK's message may quote the value: a secret, never echoed.
+            raise ConfigError(SETTING, "is not a valid connection string (not shown)") from exc
     raise ConfigError(
         SETTING,
         "must be a connection string or a table endpoint URL "

@@ -13,7 +13,13 @@ function key is not an identity):
 
 Status codes: 400 bad request or subset, 401 not authenticated, 403 not an approver or a bad
 anti-forgery token, 404 unknown proposal, 409 already used / tampered, 410 expired or rejected,
-412 plan hash differs from the proposal's, 415 unsupported body, 500 misconfigured.
+412 plan hash differs from the proposal's, 415 unsupported body, 500 misconfigured (naming the
+setting, never its value).
+
+Every response carries `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`; HTML
+also a CSP with `default-src 'none'; base-uri 'none'` and `frame-ancestors 'none'`. A request
+body must declare its type (`application/json` or the form's): a body without a content type is
+what a cross-site `no-cors` fetch can send, and is refused (415).
 """
 
 from __future__ import annotations
@@ -28,11 +34,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from auditor.core import routes
-from auditor.core.errors import AuditorError, InputError, Refused
+from auditor.core.errors import AuditorError, ConfigError, InputError, Refused
 from auditor.core.model import Allowlist
-from auditor.core.proposals import Principal, Record, Result, Role
+from auditor.core.proposals import Principal, Record, Result, Role, State
 from auditor.identity.approver import ApproverAuth, AuthError, check_form_token, form_token
-from auditor.remediation.execute import Exchange, execute, preview
+from auditor.remediation.execute import Exchange, execute, preview, resume_stuck
 from auditor.storage.proposal_store import ProposalStore
 from auditor.web.pages import confirmation_page, message_page, status_page
 
@@ -46,8 +52,12 @@ STATUS = {
     "already_used": 409,
     "not_running": 409,
     "tampered": 409,
+    "forged": 409,
+    "invariant": 409,
+    "unverified": 500,
     "expired": 410,
     "rejected": 410,
+    "superseded": 410,
     "plan_changed": 412,
     "too_large": 413,
     "unsupported": 415,
@@ -75,15 +85,28 @@ class WebResponse:
     enqueue: str | None = None  # a queue message the adapter must send (approve only)
 
 
+# Marks a request the dev server authenticated on the browser's behalf (it injected the bearer
+# token): such a request needs the anti-forgery token like a form. Set by no real deployment;
+# a client that sends it only makes its own request stricter.
+BROWSER_HEADER = "x-auditor-browser-session"
+COMMON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
 def _json(status: int, document: Any, headers: dict[str, str] | None = None) -> WebResponse:
-    return WebResponse(status, json.dumps(document, indent=1), "application/json", headers or {})
+    return WebResponse(
+        status,
+        json.dumps(document, indent=1),
+        "application/json",
+        {**COMMON_HEADERS, **(headers or {})},
+    )
 
 
 def _html(status: int, page: str, headers: dict[str, str] | None = None) -> WebResponse:
-    base = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
-    base["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
-    )
+    base = {**COMMON_HEADERS, "X-Frame-Options": "DENY", "Content-Security-Policy": CSP}
     return WebResponse(status, page, "text/html", {**base, **(headers or {})})
 
 
@@ -126,7 +149,9 @@ def _parse_body(req: WebRequest) -> _Body:
             csrf=(fields.get("csrf") or [""])[0],
             reason=(fields.get("reason") or [""])[0],
         )
-    if ctype in ("application/json", "") and req.body.strip():
+    if ctype == "" and req.body.strip():
+        raise Refused("unsupported", "a request body needs a Content-Type (application/json)")
+    if ctype == "application/json" and req.body.strip():
         try:
             data = json.loads(req.body)
         except (ValueError, UnicodeDecodeError):
@@ -216,14 +241,19 @@ class RemediationHttp:
             )
         except Refused as exc:
             return self._error(req, STATUS.get(exc.code, 400), exc.code, str(exc))
+        except ConfigError as exc:  # names the setting; its message never carries a value
+            return self._error(req, 500, "misconfigured", f"setting {exc.where}: {exc.detail}")
         except InputError as exc:
             return self._error(req, 500, "misconfigured", str(exc))
 
     def _principal(self, req: WebRequest) -> Principal:
         return self.auth.authenticate(req.headers)
 
-    def _check_csrf(self, body: _Body, principal: Principal, record: Record, digest: str) -> None:
-        if not (body.form or principal.source == "easyauth"):
+    def _check_csrf(
+        self, req: WebRequest, body: _Body, principal: Principal, record: Record, digest: str
+    ) -> None:
+        browser = bool(_header(req.headers, BROWSER_HEADER))
+        if not (body.form or principal.source == "easyauth" or browser):
             return  # a bearer token is never sent by a browser on its own: no CSRF
         if not self.form_secret:
             raise AuthError(403, "form approval is disabled: AUDITOR_FORM_SECRET is not set")
@@ -257,6 +287,10 @@ class RemediationHttp:
                     status_url=self._url(req, record.id, "status"),
                     form_token=token,
                     approver=f"{principal.name} ({principal.object_id})",
+                    now=self.now(),
+                    successor_url=(
+                        self._url(req, record.superseded_by) if record.superseded_by else None
+                    ),
                 ),
             )
 
@@ -286,7 +320,7 @@ class RemediationHttp:
             principal = self._principal(req)
             body = _parse_body(req)
             record = self.store.get(proposal_id, with_targets=False)
-            self._check_csrf(body, principal, record, record.plan_hash)
+            self._check_csrf(req, body, principal, record, record.plan_hash)
             record = self.store.reject(
                 proposal_id, principal=principal, now=self.now(), reason=body.reason
             )
@@ -312,7 +346,7 @@ class RemediationHttp:
             if not body.plan_hash:
                 raise Refused("bad_request", "plan_hash is required: approve what you saw")
             record = self.store.get(proposal_id)
-            self._check_csrf(body, principal, record, body.plan_hash)
+            self._check_csrf(req, body, principal, record, body.plan_hash)
             subset = self._subset(record, body)
             if body.dry_run:
                 return self._dry_run(req, record, body, principal, subset)
@@ -391,13 +425,16 @@ class RemediationHttp:
         principal: Principal,
         subset: list[str] | None,
     ) -> WebResponse:
-        self.store.check_approvable(record, now=self.now(), plan_digest=body.plan_hash)
+        # The same checks and the same selection (pins, consequences) as a real approval.
+        chosen = self.store.check_approvable(
+            record, now=self.now(), plan_digest=body.plan_hash, subset=subset
+        )
         shown = preview(
             record,
             exchange=self.exchange(),
             allowlist=self.load_allowlist(),
             today=self.now().date(),
-            subset=None if subset is None else set(subset),
+            subset=chosen,
         )
         self.store.audit(
             record.id,
@@ -426,7 +463,8 @@ class RemediationHttp:
         )
 
     def run_queued(self, message: str) -> Record:
-        """Execute the proposal named by a queue message. Safe to deliver twice."""
+        """Execute the proposal named by a queue message. Safe to deliver twice: the message
+        only names the proposal; what runs is what its signed approval record says."""
         try:
             data = json.loads(message)
             proposal_id = str(data["id"])
@@ -434,4 +472,20 @@ class RemediationHttp:
             raise InputError(
                 "queue message", f'expected {{"id": ...}}, got {message[:200]!r}'
             ) from exc
-        return self._execute(proposal_id)
+        record = self._execute(proposal_id)
+        if record.state in (State.APPROVED, State.RUNNING):
+            # Another executor holds the lease, or this one was interrupted: fail the message
+            # so the host delivers it again later (the nightly sweep is the last resort).
+            raise AuditorError(f"proposal {proposal_id} is still {record.state.value}; retry")
+        return record
+
+    def sweep(self) -> list[Record]:
+        """Resume what is stuck (lost queue message, execution cut off): the nightly timer."""
+        return resume_stuck(
+            store=self.store,
+            exchange=self.exchange,
+            load_allowlist=self.load_allowlist,
+            now=self.now,
+            announce=self.announce,
+            verify_seconds=self.verify_seconds,
+        )

@@ -6,11 +6,12 @@ locked-down browser and leaks nothing to third parties. Every value is escaped.
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from typing import Any
 
 from auditor.core.model import Setting
-from auditor.core.proposals import Record, Role, State
+from auditor.core.proposals import Record, Result, Role, State
 
 __all__ = ["confirmation_page", "status_page", "message_page"]
 
@@ -44,6 +45,37 @@ def _role_text(role: Role) -> str:
     }[role]
 
 
+def _closed_note(record: Record, now: datetime | None, successor_url: str | None) -> str:
+    """Why this proposal cannot be approved (empty when it can)."""
+    if record.state is State.SUPERSEDED:
+        if record.superseded_by:
+            link = (
+                f" <a id='successor' href='{escape(successor_url)}'>"
+                f"{escape(record.superseded_by)}</a>"
+                if successor_url
+                else f" {escape(record.superseded_by)}"
+            )
+            return (
+                "<p class='warn' id='closed'>This proposal was <b>superseded</b>: a later audit "
+                f"planned a different change.{link} is the current proposal.</p>"
+            )
+        return (
+            "<p class='warn' id='closed'>This proposal is <b>stale</b>: the latest audit no "
+            f"longer proposes it ({escape(record.outcome)}). Nothing here can be approved.</p>"
+        )
+    if record.state is State.PROPOSED and now is not None and now > record.expires_at:
+        return (
+            "<p class='warn' id='closed'>This proposal has <b>expired</b>; it can no longer be "
+            "approved.</p>"
+        )
+    if record.state is not State.PROPOSED:
+        return (
+            f"<p class='warn' id='closed'>This proposal is <b>{escape(record.state.value)}</b>; "
+            "it can no longer be approved.</p>"
+        )
+    return ""
+
+
 def confirmation_page(
     record: Record,
     *,
@@ -52,6 +84,8 @@ def confirmation_page(
     status_url: str,
     form_token: str,
     approver: str,
+    now: datetime | None = None,
+    successor_url: str | None = None,
 ) -> str:
     """The plan as the approver will approve it. A GET of this page changes nothing."""
     rows: list[str] = []
@@ -94,17 +128,17 @@ def confirmation_page(
         f"{escape(record.id)}</code></td></tr>"
         f"<tr><th>tenant</th><td>{escape(record.tenant)}</td></tr>"
         f"<tr><th>from audit run</th><td>{escape(record.run_id)}</td></tr>"
+        "<tr><th>last confirmed by run</th><td id='last-confirmed'>"
+        f"{escape(record.last_confirmed)}</td></tr>"
         f"<tr><th>state</th><td class='state' id='state'>{escape(record.state.value)}</td></tr>"
         f"<tr><th>expires</th><td>{escape(record.expires_at.isoformat())}</td></tr>"
         "<tr><th>plan hash</th><td><code id='plan-hash'>"
         f"{escape(record.plan_hash)}</code></td></tr>"
         f"<tr><th>signed in as</th><td>{escape(approver)}</td></tr></table>"
     )
-    if record.state is not State.PROPOSED:
-        body += (
-            f"<p class='warn'>This proposal is <b>{escape(record.state.value)}</b>; it can no "
-            f"longer be approved. <a href='{escape(status_url)}'>Status</a></p>"
-        )
+    closed = _closed_note(record, now, successor_url)
+    if closed:
+        body += closed + f"<p><a href='{escape(status_url)}'>Status</a></p>"
         return _shell(record.title, body)
     body += (
         f"<form method='post' action='{escape(approve_url)}' id='approve-form'>"
@@ -121,21 +155,45 @@ def confirmation_page(
         f"<form method='post' action='{escape(reject_url)}' id='reject-form'>"
         f"<input type='hidden' name='csrf' value='{escape(form_token)}'>"
         "<input type='hidden' name='form' value='1'>"
-        "<p><label>Reason <input type='text' name='reason' size='40'></label> "
+        "<p><label>Reason (required) <input type='text' name='reason' size='40' required "
+        "maxlength='1000'></label> "
         "<button type='submit' id='reject'>Reject</button></p></form>"
     )
     return _shell(record.title, body)
 
 
+_NOT_RUN = frozenset({State.REJECTED, State.EXPIRED, State.SUPERSEDED})
+
+
 def status_page(record: Record, trail: list[Any] | None = None) -> str:
+    def result(t: Any) -> str:
+        # A proposal that never ran has no pending targets: nothing will happen to them.
+        if record.state in _NOT_RUN and t.result is Result.PENDING:
+            return "not run"
+        return str(t.result.value)
+
     rows = "".join(
-        f"<tr class='{escape(t.result.value)}'><td>{escape(t.target.display)}</td>"
+        f"<tr class='{escape(result(t))}'><td>{escape(t.target.display)}</td>"
         f"<td>{escape(_role_text(t.target.role))}</td>"
         f"<td><code>{_show(t.target.before)}</code> → <code>{_show(t.target.after)}</code></td>"
-        f"<td class='{escape(t.result.value)}'>{escape(t.result.value)}</td>"
+        f"<td class='{escape(result(t))}'>{escape(result(t))}</td>"
         f"<td>{escape(t.detail)}</td></tr>"
         for t in record.targets
     )
+    rejected = ""
+    if record.state is State.REJECTED:
+        rejected = (
+            f"<tr><th>rejected by</th><td id='rejected-by'>{escape(record.rejected_by or '')}"
+            "</td></tr><tr><th>rejected at</th><td id='rejected-at'>"
+            f"{escape(record.rejected_at.isoformat() if record.rejected_at else '')}</td></tr>"
+            f"<tr><th>reason</th><td id='reject-reason'>{escape(record.reject_reason)}</td></tr>"
+        )
+    superseded = ""
+    if record.state is State.SUPERSEDED:
+        superseded = (
+            "<tr><th>superseded by</th><td id='superseded-by'>"
+            f"{escape(record.superseded_by or 'nothing (stale)')}</td></tr>"
+        )
     approved = (
         f"{escape(record.approver_name or '')} ({escape(record.approver_oid or '')}) at "
         f"{escape(record.approved_at.isoformat() if record.approved_at else '')}"
@@ -152,7 +210,7 @@ def status_page(record: Record, trail: list[Any] | None = None) -> str:
         "<table>"
         f"<tr><th>proposal</th><td><code>{escape(record.id)}</code></td></tr>"
         f"<tr><th>state</th><td class='state' id='state'>{escape(record.state.value)}</td></tr>"
-        f"<tr><th>approved by</th><td id='approver'>{approved}</td></tr>"
+        f"<tr><th>approved by</th><td id='approver'>{approved}</td></tr>{rejected}{superseded}"
         f"<tr><th>outcome</th><td id='outcome'>{escape(record.outcome)}</td></tr>"
         f"<tr><th>plan hash</th><td><code>{escape(record.plan_hash)}</code></td></tr></table>"
         "<h2>Targets</h2><table id='targets'><tr><th>mailbox</th><th>effect</th><th>change</th>"

@@ -14,6 +14,7 @@ from azure.data.tables import TableServiceClient
 
 from auditor.app import wiring
 from auditor.app.settings import Settings
+from auditor.core.errors import ConfigError
 from auditor.web.api import RemediationHttp
 
 __all__ = ["build_service", "service", "install", "reset"]
@@ -29,6 +30,10 @@ def build_service(
     tables: TableServiceClient | None = None,
 ) -> RemediationHttp:
     """The service for these settings; `http` and `tables` may be injected (tests, dev server)."""
+    if settings.approval_signing_key is None:
+        raise ConfigError(
+            "APPROVAL_SIGNING_KEY", "is required for remediation (it signs approval records)"
+        )
     client = http or httpx.Client(timeout=httpx.Timeout(120.0, connect=15.0))
     return RemediationHttp(
         store=wiring.proposal_store(settings, tables=tables),

@@ -10,6 +10,11 @@ if [ -z "${AUDITOR_FORM_SECRET:-}" ]; then
     azd env set AUDITOR_FORM_SECRET "$(openssl rand -hex 32)"
     echo "generated AUDITOR_FORM_SECRET (stored in the azd environment and, on provision, Key Vault)"
 fi
+# The key that signs approval records: generated once, like the form secret.
+if [ -z "${APPROVAL_SIGNING_KEY:-}" ]; then
+    azd env set APPROVAL_SIGNING_KEY "$(openssl rand -hex 32)"
+    echo "generated APPROVAL_SIGNING_KEY (stored in the azd environment and, on provision, Key Vault)"
+fi
 if [ "${AUDITOR_GRAPH_GRANTS:-true}" = "false" ]; then
     echo "AUDITOR_GRAPH_GRANTS=false: skipping infra/graph/approver-app.bicep"
     exit 0

@@ -17,8 +17,9 @@ from auditor.core.proposals import State
 from auditor.exchange.collect import collect_snapshot
 from auditor.remediation.execute import execute
 from auditor.storage.proposal_store import ProposalStore
+from auditor.storage.tables import OpCounter
 from tests.support.remediation_env import DOMAIN, remediation_env
-from tests.support.remediation_fixtures import APPROVER
+from tests.support.remediation_fixtures import APPROVER, SIGNING_KEY
 from tests.support.store_helpers import new_store
 
 
@@ -30,7 +31,7 @@ def test_audit_stores_proposals_and_the_next_audit_verifies_the_fix(
     allow.write_text("keep@contoso.com\nlonely@contoso.com\n", encoding="utf-8")
     prefix = f"p{uuid.uuid4().hex[:8]}"
     tables = TableServiceClient.from_connection_string(azurite)
-    settings = Settings(storage=azurite, table_prefix=prefix)
+    settings = Settings(storage=azurite, table_prefix=prefix, approval_signing_key=SIGNING_KEY)
     with remediation_env(azurite, True, boxes, allow.read_text()) as env:
         audit_store = new_store(azurite)
         times = iter([datetime(2026, 11, 27, 2, tzinfo=UTC) + timedelta(days=d) for d in range(9)])
@@ -50,7 +51,7 @@ def test_audit_stores_proposals_and_the_next_audit_verifies_the_fix(
 
         first = audit()
         assert first.exit_code == 1
-        store = ProposalStore(tables, prefix=prefix)
+        store = ProposalStore(tables, prefix=prefix, signing_key=SIGNING_KEY)
         records = {store.get(pid).kind.value: store.get(pid) for pid in first.proposals}
         assert set(records) == {"revocation", "grant"}  # never mixed in one proposal
         revoke = records["revocation"]
@@ -76,3 +77,63 @@ def test_audit_stores_proposals_and_the_next_audit_verifies_the_fix(
         assert second.exit_code == 0  # the next audit verifies: no failing mailbox is left
         again = {store.get(pid).kind.value for pid in second.proposals}
         assert again == {"grant"}  # the allowlisted mailboxes are still unused
+        # The same grant plan the next night is the same, living proposal, confirmed again.
+        assert second.proposals == (grant.id,)
+        confirmed = store.get(grant.id)
+        assert confirmed.state is State.PROPOSED and confirmed.last_confirmed == second.run_id
+        assert [r.id for r in store.recent()] == [grant.id]  # open ones only
+        assert store.get(revoke.id).state is State.APPLIED
+
+
+def test_identical_nightly_runs_keep_one_proposal_and_write_o_changes(
+    azurite: str, tmp_path: Path
+) -> None:
+    # The organisation allows SMTP AUTH: one organisation-level plan with every inheriting
+    # mailbox in it (pins and losers), plus explicit enables.
+    boxes: dict[str, bool | None] = {f"u{n}": None for n in range(120)}
+    boxes.update({"erp": False, "scan": False, "keep": None})
+    allow = tmp_path / "allow.txt"
+    allow.write_text("keep@contoso.com\n", encoding="utf-8")
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    tables = TableServiceClient.from_connection_string(azurite)
+    settings = Settings(storage=azurite, table_prefix=prefix, approval_signing_key=SIGNING_KEY)
+    counter = OpCounter()
+    with remediation_env(azurite, False, boxes, allow.read_text()) as env:
+        audit_store = new_store(azurite)
+        times = iter([datetime(2026, 11, 27, 2, tzinfo=UTC) + timedelta(days=d) for d in range(9)])
+
+        def audit() -> Any:
+            return run_audit(
+                store=audit_store,
+                collect=lambda now: collect_snapshot(env.exchange, tenant=DOMAIN, now=now),
+                tenant=DOMAIN,
+                allowlist_path=allow,
+                clock=lambda: next(times),
+                proposer=proposer_from_settings(settings, tables=tables, counter=counter),
+            )
+
+        first = audit()
+        first_writes = counter.snapshot()["writes"]
+        store = ProposalStore(tables, prefix=prefix, signing_key=SIGNING_KEY)
+        org = next(store.get(p) for p in first.proposals if store.get(p).scope == "organisation")
+        assert len(org.targets) == 122  # 1 pin, 120 losers, the organisation
+        for night in range(2):
+            before = counter.snapshot()["writes"]
+            again = audit()
+            writes = counter.snapshot()["writes"] - before
+            assert again.proposals == first.proposals  # the same proposals, not new ones
+            # One entity per living proposal (its LastConfirmed run), nothing per target.
+            assert writes == len(first.proposals), (night, writes)
+        assert first_writes > writes
+        assert store.get(org.id).last_confirmed == again.run_id
+        assert len(store.recent()) == len(first.proposals)
+
+        # A changed plan supersedes the open one, linked to its successor.
+        env.emulator.state.cas[next(iter(env.emulator.state.cas))][
+            "SmtpClientAuthenticationDisabled"
+        ] = False
+        changed = audit()
+        assert org.id not in changed.proposals
+        old = store.get(org.id)
+        assert old.state is State.SUPERSEDED and old.superseded_by in changed.proposals
+        assert store.get(old.superseded_by or "").supersedes == org.id

@@ -10,6 +10,7 @@ import pytest
 from auditor.core.errors import Refused
 from auditor.core.proposals import Proposal, Result, State
 from auditor.remediation.plan import plan
+from auditor.storage.proposal_rows import clean, pack, unpack
 from auditor.storage.proposal_store import ProposalStore
 from tests.support.remediation_fixtures import APPROVER, NOW, OTHER, box, make_evaluation, new_store
 
@@ -111,10 +112,11 @@ def test_rejected_cannot_be_approved(store: ProposalStore) -> None:
 def test_tampered_target_row_is_refused(store: ProposalStore) -> None:
     proposal = org_proposal()
     store.save(proposal, now=NOW)
-    row = next(iter(store.targets.partition(proposal.id)))
-    row = {k: v for k, v in row.items() if k != "_etag"}
-    row["After"] = "true"  # someone with storage access turns a pin into a revocation
-    store.targets.replace(row)
+    row = store.targets.get(proposal.id, "plan.0000")
+    assert row is not None
+    targets = unpack(row)
+    targets[0]["after"] = True  # someone with storage access turns a pin into a revocation
+    store.targets.replace({**clean(row), **pack(targets)})
     with pytest.raises(Refused) as caught:
         store.approve(proposal.id, plan_digest=proposal.plan_hash, principal=APPROVER, now=NOW)
     assert caught.value.code == "tampered"
@@ -161,3 +163,31 @@ def test_start_once_and_take_over_after_the_lease(store: ProposalStore) -> None:
     assert store.start(proposal.id, now=NOW + timedelta(hours=2)) is None
     events = [e.event for e in store.trail(proposal.id)]
     assert events == ["proposed", "approved", "started", "resumed", "applied"]
+
+
+def test_large_plans_are_packed_and_subsets_of_any_size_are_signed(store: ProposalStore) -> None:
+    boxes = [box(f"keep{n}", None, guid=f"00000000-0000-0000-0001-{n:012d}") for n in range(2500)]
+    boxes.append(box("lose", None))
+    allow = "".join(f"keep{n}@contoso.com\n" for n in range(2500))
+    ev = make_evaluation(False, boxes, allow)
+    proposal = {p.scope: p for p in plan(ev, run_id="run-1", created_at=NOW)}["organisation"]
+    assert len(proposal.targets) == 2502
+    before = store.counter.snapshot()["writes"]
+    store.save(proposal, now=NOW)
+    # Two packed plan rows, the proposal row, the slot's index row, one trail row.
+    assert store.counter.snapshot()["writes"] - before == 5
+    record = store.get(proposal.id)
+    assert [t.target for t in record.targets] == list(proposal.targets)
+    pins = [t.key for t in proposal.targets if t.role.value == "pin"]
+    approved = store.approve(
+        proposal.id,
+        plan_digest=proposal.plan_hash,
+        principal=APPROVER,
+        now=NOW,
+        subset=pins[:-1],
+    )
+    chosen = {t.target.key for t in approved.targets if t.selected}
+    assert chosen == set(pins[:-1])
+    assert approved.approval is not None
+    assert approved.approval["subset_size"] == 2499
+    assert len(approved.extra["row"]["Approval"]) < 1000  # a digest, not 2,499 keys

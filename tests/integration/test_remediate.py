@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
-from typing import cast
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from auditor.core.errors import InputError
+import pytest
+from azure.data.tables import TableServiceClient
+
+from auditor.core.approval import ApprovalRecord, sign
+from auditor.core.errors import InputError, StoreError
 from auditor.core.model import Allowlist
-from auditor.core.proposals import Proposal, Record, Result, State, TargetRecord
-from auditor.remediation.execute import execute, preview
+from auditor.core.proposals import (
+    Kind,
+    Proposal,
+    Record,
+    Result,
+    Role,
+    State,
+    Target,
+    TargetRecord,
+    plan_hash,
+)
+from auditor.remediation.execute import execute, preview, resume_stuck
+from auditor.remediation.plan import plan
 from auditor.remediation.verify import Check, Verifier
-from tests.support.remediation_env import Env, remediation_env
-from tests.support.remediation_fixtures import APPROVER, NOW
+from auditor.storage.proposal_rows import clean, pack, unpack
+from auditor.storage.proposal_store import ProposalStore
+from tests.support.remediation_env import DOMAIN, Env, guid, remediation_env
+from tests.support.remediation_fixtures import APPROVER, NOW, SIGNING_KEY, box, make_evaluation
 
 
 def approve(env: Env, proposal: Proposal, subset: list[str] | None = None) -> None:
@@ -300,3 +320,264 @@ def test_verifier_backs_off_and_reads_last_at_the_bound() -> None:
     assert [c.result for c in done] == [Result.APPLIED, Result.FAILED]
     assert done[0].detail == "x; verified after 1.5 s, 3 reads"
     assert done[1].detail.startswith("verify failed: read back false, expected true, still after")
+
+
+# -- whoever can write the storage account cannot get an unapproved change executed -----------
+
+
+def set_row(env: Env, proposal_id: str, **changes: Any) -> None:
+    """Write the proposal row directly, as someone with the storage account's key could."""
+    row = env.store.proposals.get("proposal", proposal_id)
+    assert row is not None
+    row = {**clean(row), **changes}
+    env.store.proposals.replace({k: v for k, v in row.items() if v is not None})
+
+
+def edit_plan(env: Env, proposal_id: str, edit: Callable[[list[dict[str, Any]]], None]) -> str:
+    """Edit the stored targets and recompute the plain plan hash over them; the new hash."""
+    row = env.store.targets.get(proposal_id, "plan.0000")
+    assert row is not None
+    targets = unpack(row)
+    edit(targets)
+    env.store.targets.replace({**clean(row), **pack(targets)})
+    digest = plan_hash([Target.from_dict(t) for t in targets])
+    set_row(env, proposal_id, PlanHash=digest)
+    return digest
+
+
+def refused(env: Env, proposal: Proposal, word: str) -> Record:
+    """Deliver the queue message; the executor refuses, records why, changes nothing."""
+    before = {g: dict(r) for g, r in env.emulator.state.cas.items()}
+    record = run(env, proposal)
+    assert record.state is State.FAILED, record.outcome
+    assert record.outcome.startswith("refused, nothing changed") and word in record.outcome
+    assert "refused" in [e.event for e in env.store.trail(proposal.id)]
+    assert not [r for r in env.emulator.requests if r.cmdlet.startswith("Set-")]
+    assert env.emulator.state.cas == before
+    return record
+
+
+def test_forged_state_without_an_approval_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        set_row(env, proposal.id, State="approved")  # + a queue message {"id": ...}
+        refused(env, proposal, "approval record missing")
+
+
+def test_forged_approval_fields_without_the_key_are_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        forged = ApprovalRecord(proposal.id, proposal.plan_hash, None, "x", "Mallory", "2026-11-27")
+        other_key = b"not-the-app-key-but-long-enough-0123456789"
+        set_row(
+            env,
+            proposal.id,
+            State="approved",
+            Approval=json.dumps(forged.to_dict()),
+            ApprovalMac=sign(other_key, forged),
+        )
+        refused(env, proposal, "signature does not verify")
+
+
+def test_edited_target_with_recomputed_hash_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False, "c": True}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+
+        def retarget(targets: list[dict[str, Any]]) -> None:
+            targets[0]["after"] = False  # keep it enabled ...
+            targets[1]["guid"] = targets[1]["key"] = guid(3)  # ... and hit another mailbox
+
+        edit_plan(env, proposal.id, retarget)
+        refused(env, proposal, "do not hash to the plan hash that was approved")
+
+
+def test_reselected_subset_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal, subset=[proposal.targets[0].key])
+        [row] = [
+            r for r in env.store.targets.partition(proposal.id) if r["RowKey"].startswith("subset.")
+        ]
+        every = sorted(t.key for t in proposal.targets)
+        env.store.targets.replace({**clean(row), **pack(every)})  # tick the unticked one
+        refused(env, proposal, "does not hash to the subset that was approved")
+
+
+def test_widened_approval_record_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal, subset=[proposal.targets[0].key])
+        row = env.store.proposals.get("proposal", proposal.id)
+        assert row is not None
+        approval = json.loads(row["Approval"])
+        approval["subset_sha256"] = None  # "every target"
+        set_row(env, proposal.id, Approval=json.dumps(approval), Subset=False)
+        refused(env, proposal, "signature does not verify")
+
+
+def test_removed_approval_record_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        set_row(env, proposal.id, Approval=None, ApprovalMac=None)
+        refused(env, proposal, "approval record missing")
+
+
+def test_approval_of_another_proposal_is_refused(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False}, "") as env:
+        mailboxes = env.proposals()["mailboxes"]
+        approve(env, mailboxes)
+        row = env.store.proposals.get("proposal", mailboxes.id)
+        assert row is not None
+        # A second, never approved proposal gets a copy of the first one's valid approval.
+        other = plan(make_evaluation(True, [box("zed", False)]), run_id="run-9", created_at=NOW)[0]
+        env.store.save(other, now=NOW)
+        set_row(
+            env,
+            other.id,
+            State="approved",
+            Approval=row["Approval"],
+            ApprovalMac=row["ApprovalMac"],
+        )
+        refused(env, other, "approval record is for proposal")
+
+
+def handmade(kind: Kind, scope: str, targets: list[Target]) -> Proposal:
+    ordered = tuple(targets)
+    return Proposal(
+        id=f"hand-{scope}",
+        kind=kind,
+        scope=scope,
+        tenant=DOMAIN,
+        run_id="run-1",
+        created_at=NOW,
+        expires_at=NOW + timedelta(days=7),
+        title="handmade",
+        targets=ordered,
+        plan_hash=plan_hash(ordered),
+    )
+
+
+def mailbox_target(n: int, role: Role, before: bool | None, after: bool | None) -> Target:
+    return Target(
+        key=guid(n),
+        role=role,
+        display=f"mailbox {n}",
+        before=before,
+        after=after,
+        step=1,
+        reason="handmade",
+        guid=guid(n),
+    )
+
+
+def test_invariant_violations_are_refused_even_when_validly_approved(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": True, "b": None}, "") as env:
+        cases = [
+            # A "revocation" that enables: true -> false.
+            handmade(Kind.REVOCATION, "raise", [mailbox_target(1, Role.REVOKE, True, False)]),
+            # A revocation carrying a grant.
+            handmade(Kind.REVOCATION, "mixed", [mailbox_target(1, Role.GRANT, True, False)]),
+            # A "grant" that writes true.
+            handmade(Kind.GRANT, "grant", [mailbox_target(2, Role.GRANT, None, True)]),
+        ]
+        for proposal in cases:
+            env.store.save(proposal, now=NOW)
+            approve(env, proposal)
+            refused(env, proposal, "invariant")
+        assert env.setting("a") is True and env.setting("b") is None
+
+
+def test_grant_only_to_mailboxes_the_allowlist_names_now(azurite: str) -> None:
+    with remediation_env(azurite, True, {"listed": True, "victim": True}, "listed\n") as env:
+        # A validly approved grant whose stored UPN and address name the allowlisted mailbox
+        # but whose Guid is another one: judged by the live read, the victim is not named.
+        target = Target(
+            key=guid(2),
+            role=Role.GRANT,
+            display="listed@contoso.com",
+            before=True,
+            after=False,
+            step=1,
+            reason="handmade",
+            guid=guid(2),
+            upn="listed@contoso.com",
+            address="listed@contoso.com",
+        )
+        proposal = handmade(Kind.GRANT, "allowlist", [target])
+        env.store.save(proposal, now=NOW)
+        approve(env, proposal)
+        record = run(env, proposal)
+        [result] = record.targets
+        assert result.result is Result.SKIPPED and "no longer allowlisted" in result.detail
+        assert env.setting("victim") is True
+
+
+# -- nothing stuck: a storage failure mid-run is resumed to the end ----------------------------
+
+
+class FlakyStore(ProposalStore):
+    """The real store on Azurite whose next `failures` result writes fail like a dropped
+    connection would (the storage error the adapter raises)."""
+
+    failures = 0
+
+    def record_results(self, proposal_id: str, results: Any, *, now: datetime) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("write remediationtargets: Table Storage unreachable: injected")
+        super().record_results(proposal_id, results, now=now)
+
+
+def test_storage_failure_mid_run_is_resumed_by_the_next_delivery(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False, "c": False}, "") as env:
+        flaky = FlakyStore(
+            TableServiceClient.from_connection_string(azurite),
+            prefix=f"f{uuid.uuid4().hex[:8]}",
+            signing_key=SIGNING_KEY,
+        )
+        flaky.create_tables()
+        env.store = flaky
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        flaky.failures = 1
+        with pytest.raises(StoreError):
+            run(env, proposal)  # the changes were made, their results could not be recorded
+        stuck = flaky.get(proposal.id)
+        assert stuck.state is State.RUNNING
+        assert flaky.lease_expired(stuck, env.now())  # the lease was given up at once
+        writes = sum(1 for r in env.emulator.requests if r.cmdlet == "Set-CASMailbox")
+        record = run(env, proposal)  # the queue delivers the message again
+        assert record.state is State.APPLIED and record.attempts == 2, record.outcome
+        assert all(t.result is not Result.PENDING for t in record.targets)
+        assert {t.result for t in record.targets} == {Result.SKIPPED}  # re-checked: done
+        assert sum(1 for r in env.emulator.requests if r.cmdlet == "Set-CASMailbox") == writes
+        events = [e.event for e in flaky.trail(proposal.id)]
+        assert "interrupted" in events and "resumed" in events and events[-1] == "applied"
+
+
+def test_nightly_sweep_resumes_a_running_proposal_whose_lease_passed(azurite: str) -> None:
+    with remediation_env(azurite, True, {"a": False, "b": False}, "") as env:
+        proposal = env.proposals()["mailboxes"]
+        approve(env, proposal)
+        env.store.start(proposal.id, now=NOW)  # an executor started and died: no release
+        assert (
+            resume_stuck(
+                store=env.store,
+                exchange=lambda: env.exchange,
+                load_allowlist=env.allowlist,
+                now=env.now,
+            )
+            == []
+        )  # its lease is still running
+        env.clock[0] = NOW + timedelta(minutes=10)
+        [record] = resume_stuck(
+            store=env.store,
+            exchange=lambda: env.exchange,
+            load_allowlist=env.allowlist,
+            now=env.now,
+        )
+        assert record.state is State.APPLIED
+        assert {t.result for t in record.targets} == {Result.APPLIED}
+        assert env.setting("a") is None and env.setting("b") is None

@@ -42,6 +42,7 @@ def test_plan_approve_and_status_from_the_command_line(azurite: str, tmp_path: P
             "APPROVER_TENANT_ID": TENANT,
             "APPROVER_AUDIENCE": AUDIENCE,
             "APPROVER_JWKS_URL": issuer.url,
+            "APPROVAL_SIGNING_KEY": "cli-test-approval-signing-key-0123456789",
         }
         snapshot = tmp_path / "snapshot.json"
         done = run(env, "snapshot", "--out", str(snapshot))

@@ -372,3 +372,235 @@ def test_expired_proposal_is_gone(azurite: str, app_functions: dict[str, Any]) -
         assert response.status_code == 410
         assert body(response)["error"] == "expired"
         assert app.env.setting("a") is False
+
+
+def test_security_headers_on_every_response(azurite: str, app_functions: dict[str, Any]) -> None:
+    with approval_app(azurite, app_functions, True, {"a": False}) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        token = app.issuer.token()
+        responses = [
+            app.call("remediation_page", proposal.id, token=token)[0],
+            app.call("remediation_page", proposal.id)[0],  # 401
+            app.call("remediation_status", proposal.id, token=token)[0],
+            app.call("remediation_status", "rev-mai-nope", token=token)[0],  # 404
+            app.call(
+                "remediation_status",
+                proposal.id,
+                token=token,
+                headers={"Accept": "text/html"},
+            )[0],
+            app.call(
+                "remediation_approve",
+                proposal.id,
+                method="POST",
+                token=token,
+                body=approve_json(proposal.plan_hash, dry_run=True),
+                headers=JSON,
+            )[0],
+        ]
+        for response in responses:
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            if response.mimetype == "text/html":
+                assert "base-uri 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_a_body_without_a_content_type_is_refused(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    with approval_app(azurite, app_functions, True, {"a": False}) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        response, _ = app.call(
+            "remediation_approve",
+            proposal.id,
+            method="POST",
+            token=app.issuer.token(),
+            body=approve_json(proposal.plan_hash),  # what a no-cors fetch of a Blob sends
+        )
+        assert response.status_code == 415
+        assert app.env.store.get(proposal.id).state is State.PROPOSED
+
+
+def test_reject_needs_a_reason_and_the_status_page_shows_it(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    with approval_app(azurite, app_functions, True, {"a": False, "b": False}) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        token = app.issuer.token()
+
+        def reject(reason: str) -> Any:
+            return app.call(
+                "remediation_reject",
+                proposal.id,
+                method="POST",
+                token=token,
+                body=json.dumps({"reason": reason}).encode(),
+                headers=JSON,
+            )[0]
+
+        assert reject("   ").status_code == 400
+        assert app.env.store.get(proposal.id).state is State.PROPOSED
+        assert reject("change freeze until <b>January</b>").status_code == 200
+        page, _ = app.call(
+            "remediation_status", proposal.id, token=token, headers={"Accept": "text/html"}
+        )
+        html = page.get_body().decode()
+        assert "Ada Approver" in html.split("id='rejected-by'>")[1].split("<")[0]
+        assert app.env.now().isoformat() in html.split("id='rejected-at'>")[1].split("<")[0]
+        assert "change freeze until &lt;b&gt;January&lt;/b&gt;" in html
+        assert ">pending<" not in html and "not run" in html
+        document = body(app.call("remediation_status", proposal.id, token=token)[0])
+        assert document["reject_reason"] == "change freeze until <b>January</b>"
+
+
+def test_superseded_and_stale_proposals_say_so_and_cannot_be_approved(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    with approval_app(azurite, app_functions, True, {"a": False, "b": False}) as app:
+        first = app.env.proposals()["mailboxes"]
+        token = app.issuer.token()
+        # The next night "a" was fixed by hand: a different plan supersedes the first.
+        app.env.emulator.state.cas[next(iter(app.env.emulator.state.cas))][
+            "SmtpClientAuthenticationDisabled"
+        ] = True
+        second = app.env.proposals()["mailboxes"]
+        assert second.id != first.id
+        old = app.env.store.get(first.id)
+        assert old.state is State.SUPERSEDED and old.superseded_by == second.id
+        page = app.call("remediation_page", first.id, token=token)[0].get_body().decode()
+        assert "superseded" in page and second.id in page and "id='approve'" not in page
+        response, _ = app.call(
+            "remediation_approve",
+            first.id,
+            method="POST",
+            token=token,
+            body=approve_json(first.plan_hash),
+            headers=JSON,
+        )
+        assert response.status_code == 410 and body(response)["error"] == "superseded"
+        # A night later nothing is left to propose: the open proposal is stale.
+        app.env.store.sync([], run_id="run-3", now=app.env.now())
+        page = app.call("remediation_page", second.id, token=token)[0].get_body().decode()
+        assert "stale" in page and "id='approve'" not in page
+        assert app.env.store.recent() == []
+        assert app.env.setting("b") is False
+
+
+def test_dry_run_uses_the_same_subset_rules_as_approval(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    boxes = {"keep": None, "keep2": None, "lose": None}
+    allow = "keep@contoso.com\nkeep2@contoso.com\n"
+    with approval_app(azurite, app_functions, False, boxes, allow) as app:
+        proposal = app.env.proposals()["organisation"]
+        pins = [t.key for t in proposal.targets if t.role.value == "pin"]
+
+        def dry(targets: list[str]) -> Any:
+            return app.call(
+                "remediation_approve",
+                proposal.id,
+                method="POST",
+                token=app.issuer.token(),
+                body=approve_json(proposal.plan_hash, dry_run=True, targets=targets),
+                headers=JSON,
+            )[0]
+
+        # The organisation without every pin: refused by the dry run as by the approval.
+        refused = dry(["organisation", pins[0]])
+        assert refused.status_code == 400 and body(refused)["error"] == "bad_subset"
+        # The organisation with its pins: the losers come with it, as they would on approval.
+        shown = body(dry(["organisation", *pins]))
+        assert {line["role"] for line in shown["targets"]} == {"pin", "org", "revoke"}
+        only_pin = body(dry(pins[:1]))
+        assert [line["key"] for line in only_pin["targets"]] == pins[:1]
+        assert app.env.store.get(proposal.id).state is State.PROPOSED
+
+
+def test_outcome_card_renders_names_as_text_not_markdown() -> None:
+    from datetime import UTC, datetime
+
+    from auditor.core.proposals import Kind, Record, Result, Role, Target, TargetRecord
+    from auditor.remediation.notice import teams_message
+
+    evil = "[click me](https://evil.test) **urgent** _x_"
+    target = Target(evil, Role.REVOKE, evil, False, None, 1, "r", guid="g")
+    record = Record(
+        id="rev-mai-1",
+        kind=Kind.REVOCATION,
+        scope="mailboxes",
+        tenant="contoso",
+        run_id="r",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        expires_at=datetime(2026, 1, 8, tzinfo=UTC),
+        title="Revoke",
+        plan_hash="0" * 64,
+        state=State.FAILED,
+        etag="",
+        targets=(TargetRecord("0", target, True, Result.FAILED, f"Exchange said {evil}"),),
+        approver_oid="oid",
+        approver_name=f"Mallory {evil}",
+    )
+    card = teams_message(record, None)["attachments"][0]["content"]
+    assert all(block["type"] == "RichTextBlock" for block in card["body"])
+    runs = [inline for block in card["body"] for inline in block["inlines"]]
+    assert all(inline["type"] == "TextRun" for inline in runs)
+    texts = " ".join(inline["text"] for inline in runs)
+    assert f"Mallory {evil}" in texts and f"Failed: {evil}: Exchange said {evil}" in texts
+
+
+def test_a_malformed_secret_setting_is_named_never_echoed(
+    azurite: str, app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditor.web import runtime
+
+    secret = "hunter2-not-long-enough"
+    monkeypatch.setenv("APPROVAL_SIGNING_KEY", secret)
+    monkeypatch.setenv("ALERT_TEAMS_WEBHOOK_URL", "not-a-url-but-a-secret-sig=abc123")
+    runtime.reset()
+    try:
+        request = remediation_functions.build_http_request(
+            "GET",
+            "http://127.0.0.1/api/remediations/x/status",
+            headers={},
+            body=b"",
+            route_params={"id": "x"},
+        )
+        response = app_functions["remediation_status"].get_user_function()(request)
+        text = response.get_body().decode()
+        assert response.status_code == 500
+        assert "APPROVAL_SIGNING_KEY" in text or "ALERT_TEAMS_WEBHOOK_URL" in text
+        assert secret not in text and "abc123" not in text
+    finally:
+        runtime.reset()
+    from auditor.app.settings import Settings
+    from auditor.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"ALERT_TEAMS_WEBHOOK_URL": "not-a-url-sig=abc123"})
+    assert caught.value.where == "ALERT_TEAMS_WEBHOOK_URL" and "abc123" not in str(caught.value)
+
+
+def test_the_nightly_timer_sweeps_an_approval_whose_queue_message_was_lost(
+    azurite: str, app_functions: dict[str, Any]
+) -> None:
+    from datetime import timedelta
+
+    from auditor.functions.audit import _sweep_remediations
+
+    with approval_app(azurite, app_functions, True, {"a": False}, inline_limit=0) as app:
+        proposal = app.env.proposals()["mailboxes"]
+        response, queued = app.call(
+            "remediation_approve",
+            proposal.id,
+            method="POST",
+            token=app.issuer.token(),
+            body=approve_json(proposal.plan_hash),
+            headers=JSON,
+        )
+        assert response.status_code == 202 and queued is not None  # ... and then lost
+        _sweep_remediations()
+        assert app.env.store.get(proposal.id).state is State.APPROVED  # not yet: in the queue
+        app.env.clock[0] += timedelta(minutes=10)
+        _sweep_remediations()  # what the nightly timer runs before the audit
+        assert app.env.store.get(proposal.id).state is State.APPLIED
+        assert app.env.setting("a") is None

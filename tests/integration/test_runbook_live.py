@@ -22,7 +22,7 @@ from auditor.remediation.execute import execute
 from auditor.storage.connect import connect
 from auditor.storage.proposal_store import ProposalStore
 from tests.support.builders import EMULATOR_TOKEN
-from tests.support.remediation_fixtures import APPROVER
+from tests.support.remediation_fixtures import APPROVER, SIGNING_KEY
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_apply_allowlist_dry_run_then_grant_applied_once(
     assert proposal["stored"] is True
     assert {g: dict(state.cas[g]) for g in guids} == before  # stored, not applied
 
-    store = ProposalStore(connect(env.storage), prefix=env.table_prefix)
+    store = ProposalStore(connect(env.storage), prefix=env.table_prefix, signing_key=SIGNING_KEY)
     record = store.get(proposal["id"])
     assert record.kind.value == "grant"
     assert {t.target.guid for t in record.targets} == {disabled, inheriting}

@@ -40,6 +40,9 @@ class Issuer:
         self.published: list[dict[str, Any]] = [jwk(self.key, self.kid)]
         self.hits = 0
         self.url = ""
+        self.status = 200  # what the JWKS endpoint answers (500: a failing endpoint)
+        self.gate = threading.Event()  # cleared: requests wait here (a slow endpoint)
+        self.gate.set()
 
     def token(
         self,
@@ -84,8 +87,12 @@ def jwks_server(issuer: Issuer) -> Iterator[Issuer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             issuer.hits += 1
-            body = json.dumps({"keys": issuer.published}).encode()
-            self.send_response(200)
+            issuer.gate.wait(timeout=20)
+            if issuer.status != 200:
+                body = b'{"error": "upstream trouble at https://internal.example/secret"}'
+            else:
+                body = json.dumps({"keys": issuer.published}).encode()
+            self.send_response(issuer.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

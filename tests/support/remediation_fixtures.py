@@ -62,8 +62,11 @@ def make_evaluation(
     return evaluate(snapshot, allowlist, TODAY, evaluated_at=NOW)
 
 
-def new_store(connection: str) -> ProposalStore:
+SIGNING_KEY = b"approval-signing-key-for-tests-0123456789"
+
+
+def new_store(connection: str, *, signing_key: bytes | None = SIGNING_KEY) -> ProposalStore:
     service = TableServiceClient.from_connection_string(connection)
-    store = ProposalStore(service, prefix=f"t{uuid.uuid4().hex[:10]}")
+    store = ProposalStore(service, prefix=f"t{uuid.uuid4().hex[:10]}", signing_key=signing_key)
     store.create_tables()
     return store

@@ -28,6 +28,7 @@ from auditor.core.allowlist import read_allowlist
 from auditor.core.errors import InputError, Refused
 from auditor.core.model import Allowlist
 from auditor.core.policy import evaluate
+from auditor.core.proposals import Kind
 from auditor.core.snapshot import read_snapshot
 from auditor.remediation.plan import plan
 from auditor.storage.proposal_store import ProposalStore
@@ -39,13 +40,20 @@ def register(sub: Any) -> None:
     listing: argparse.ArgumentParser = sub.add_parser(
         "remediations",
         help="list remediation proposals (or plan new ones from a snapshot)",
-        description="List remediation proposals stored in AUDITOR_STORAGE, newest first. "
+        description="List open remediation proposals stored in AUDITOR_STORAGE, newest first "
+        "(--all: every proposal). "
         "With --plan-from, evaluate a snapshot, plan proposals and store them.",
     )
     listing.add_argument("--plan-from", type=Path, help="snapshot JSON file to plan from")
     listing.add_argument("--allowlist", type=Path, help="allowlist for --plan-from")
     listing.add_argument("--today", help="evaluate as of this UTC date (YYYY-MM-DD)")
     listing.add_argument("--grants", action="store_true", help="also plan allowlist grants")
+    listing.add_argument(
+        "--all",
+        dest="everything",
+        action="store_true",
+        help="also list decided, executed and superseded proposals (default: open ones)",
+    )
     listing.add_argument("--format", choices=("text", "json"), default="text")
     listing.set_defaults(func=run_list)
 
@@ -102,12 +110,13 @@ def run_list(args: argparse.Namespace, env: dict[str, str] | None = None) -> int
             expiry_days=settings.remediation_expiry_days,
             include_grants=args.grants,
         )
-        for proposal in proposals:
-            stored = store.save(proposal, now=now)
-            print(f"{'stored ' if stored else 'exists '} {proposal.id}  {proposal.title}")
+        kinds = (Kind.REVOCATION, Kind.GRANT) if args.grants else (Kind.REVOCATION,)
+        ids = store.sync(proposals, run_id=f"snapshot-{digest}", now=now, kinds=kinds)
+        for proposal, stored_as in zip(proposals, ids, strict=True):
+            print(f"stored  {stored_as}  {proposal.title}")  # new, or confirmed if identical
         if not proposals:
             print("nothing to propose")
-    records = store.recent()
+    records = store.recent(everything=args.everything)
     if args.format == "json":
         print(json.dumps([r.to_json() for r in records], indent=1))
         return EXIT_OK
@@ -117,7 +126,7 @@ def run_list(args: argparse.Namespace, env: dict[str, str] | None = None) -> int
             f"{r.created_at:%Y-%m-%d} expires {r.expires_at:%Y-%m-%d}  {r.title}"
         )
     if not records:
-        print("no remediation proposals")
+        print("no remediation proposals" if args.everything else "no open remediation proposals")
     return EXIT_OK
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -174,3 +176,54 @@ def test_form_token_is_bound_to_proposal_plan_and_approver() -> None:
         check_form_token("s3cret", token, "rev-mai-1", "hash1", "oid-1", now=10**9)
     with pytest.raises(AuthError, match="malformed"):
         check_form_token("s3cret", "x", "rev-mai-1", "hash1", "oid-1", now=1001)
+
+
+def test_jwks_failures_back_off_and_reveal_nothing(issuer: Issuer) -> None:
+    clock = [1000.0]
+    cache = JwksCache(issuer.url, httpx.Client(), min_refresh=0, clock=lambda: clock[0])
+    auth = ApproverAuth(tenant_id=TENANT, audiences=(AUDIENCE,), role=ROLE, jwks=cache)
+    issuer.status = 500
+    for _ in range(20):  # a flood of tokens while the endpoint fails: one request
+        with pytest.raises(AuthError) as caught:
+            auth.authenticate(bearer(issuer.token(kid=f"kid-{_}")))
+        message = str(caught.value)
+        assert caught.value.status == 401 and "unavailable" in message
+        assert "127.0.0.1" not in message and "500" not in message and "internal" not in message
+    assert (cache.attempts, issuer.hits) == (1, 1)
+    clock[0] += 6  # the first backoff (5 s) has passed: one more try, then 10 s
+    with pytest.raises(AuthError):
+        cache.key("k1")
+    clock[0] += 6
+    with pytest.raises(AuthError):
+        cache.key("k1")
+    assert cache.attempts == 2
+    issuer.status = 200
+    clock[0] += 5
+    assert cache.key("k1") is not None  # recovered: the backoff is reset
+    assert (cache.attempts, cache.fetches) == (3, 1)
+
+
+def test_jwks_fetch_is_single_flight_and_holds_no_lock(issuer: Issuer) -> None:
+    cache = JwksCache(issuer.url, httpx.Client(), min_refresh=0)
+    assert cache.key("k1") is not None
+    second = new_key()
+    issuer.gate.clear()  # the endpoint hangs until the gate opens
+    issuer.published.append(jwk(second, "k2"))
+    found: list[object] = []
+    waiters = [threading.Thread(target=lambda: found.append(cache.key("k2"))) for _ in range(4)]
+    waiters[0].start()
+    deadline = time.monotonic() + 10
+    while issuer.hits < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert issuer.hits == 2  # the leader's fetch is in flight, blocked at the endpoint
+    for thread in waiters[1:]:
+        thread.start()
+    started = time.monotonic()
+    assert cache.key("k1") is not None  # a cached key is served while the fetch hangs
+    assert time.monotonic() - started < 1.0
+    time.sleep(0.2)
+    issuer.gate.set()
+    for thread in waiters:
+        thread.join(timeout=20)
+    assert len(found) == 4 and all(k is not None for k in found)
+    assert issuer.hits == 2  # one fetch for the four callers

@@ -133,7 +133,14 @@ def test_ids_hashes_and_expiry_are_stable() -> None:
     other_run = plan(ev, run_id="r2", created_at=NOW)
     assert [p.id for p in first] == [p.id for p in again]
     assert [p.plan_hash for p in first] == [p.plan_hash for p in other_run]
-    assert {p.id for p in first}.isdisjoint(p.id for p in other_run)
+    # One living proposal per plan: the id comes from the plan, not from the run.
+    assert [p.id for p in first] == [p.id for p in other_run]
+    changed = plan(
+        evaluation(False, [box("a", False), box("c", False), box("b", None)], "b@contoso.com\n"),
+        run_id="r2",
+        created_at=NOW,
+    )
+    assert {p.id for p in first if p.scope == "mailboxes"}.isdisjoint(p.id for p in changed)
     for proposal in first:
         assert proposal.plan_hash == plan_hash(proposal.targets)
         assert (proposal.expires_at - proposal.created_at).days == 7
