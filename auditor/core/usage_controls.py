@@ -140,17 +140,16 @@ def judge_usage(evaluation: Evaluation, snapshot: Snapshot, usage: UsageEvidence
             continue
         used_unlisted += 1
         mailbox = by_key[key]
-        f = mailbox_findings.get(key)
-        if f is not None and f.status is Status.FAIL:
-            if f.via == "inherited":
+        judged = mailbox_findings.get(key)
+        if judged is not None and judged.status is Status.FAIL:
+            if judged.via == "inherited":
                 break_org += 1
             else:
                 break_revoke += 1
-        now = (
-            f"SMTP AUTH is now {f.effective.value}" + (f" ({f.via})" if f.via else "") + " for it"
-            if f is not None and f.effective is not None
-            else "SMTP AUTH is now disabled for it"
-        )
+        now = "SMTP AUTH is now disabled for it"
+        if judged is not None and judged.effective is not None:
+            via = f" ({judged.via})" if judged.via else ""
+            now = f"SMTP AUTH is now {judged.effective.value}{via} for it"
         extra.append(
             Finding(
                 id=finding_id(UNAPPROVED, key),
