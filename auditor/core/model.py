@@ -21,6 +21,7 @@ __all__ = [
     "Evaluation",
     "Finding",
     "Mailbox",
+    "MailboxUsage",
     "PreviousRun",
     "PriorFinding",
     "Readiness",
@@ -221,6 +222,23 @@ class Finding(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxUsage:
+    """One mailbox's SMTP AUTH sign-ins in the window (`core.usage`), keyed by `Mailbox.key`."""
+
+    key: str
+    successes: int = 0
+    failures: int = 0
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    last_ip: str | None = None
+    last_app: str | None = None
+
+    @property
+    def used(self) -> bool:
+        return self.successes > 0
+
+
+@dataclass(frozen=True, slots=True)
 class Readiness:
     """Who used SMTP AUTH in the sign-in window and what the switch-off would break.
 
@@ -239,6 +257,9 @@ class Readiness:
     stale_exceptions: int = 0  # allowlisted and enabled, but no use in the window
     failures_only: int = 0  # mailboxes with failed SMTP AUTH sign-ins and no success
     unmatched_signins: int = 0  # successful or failed sign-ins of no known mailbox
+    # Mailbox key -> its use, for mailboxes with a successful sign-in in the window: what a
+    # revocation would break (remediation.plan annotates its targets with it).
+    mailboxes: Mapping[str, MailboxUsage] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

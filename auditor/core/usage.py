@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from auditor.core.model import Mailbox
+from auditor.core.model import Mailbox, MailboxUsage
 
 __all__ = [
     "SMTP_CLIENT_APPS",
@@ -76,23 +76,6 @@ class SignIn:
     @property
     def succeeded(self) -> bool:
         return self.error_code == 0
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxUsage:
-    """One mailbox's SMTP AUTH sign-ins in the window."""
-
-    key: str
-    successes: int = 0
-    failures: int = 0
-    last_success: datetime | None = None
-    last_failure: datetime | None = None
-    last_ip: str | None = None
-    last_app: str | None = None
-
-    @property
-    def used(self) -> bool:
-        return self.successes > 0
 
 
 @dataclass(frozen=True, slots=True)

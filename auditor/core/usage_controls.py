@@ -177,6 +177,7 @@ def judge_usage(evaluation: Evaluation, snapshot: Snapshot, usage: UsageEvidence
         stale_exceptions=stale,
         failures_only=failures_only,
         unmatched_signins=matched.unmatched,
+        mailboxes={k: u for k, u in matched.by_mailbox.items() if u.used},
     )
     return _with(evaluation, extra, readiness)
 
