@@ -33,6 +33,7 @@ import httpx
 from auditor.alerts.decide import failed_run_evaluation
 from auditor.app import wiring
 from auditor.app.alerting import RunAlerter, run_alerter
+from auditor.app.attribution import ChangeCollector, gather_changes, save_changes
 from auditor.app.settings import Settings
 from auditor.app.usage import UsageCollector, gather_usage, save_usage
 from auditor.core.allowlist import LoadedAllowlist, load_allowlist
@@ -224,13 +225,15 @@ def run_audit(
     alerter: RunAlerter | None = None,
     proposer: Proposer | None = None,
     usage: UsageCollector | None = None,
+    changes: ChangeCollector | None = None,
 ) -> RunSummary:
     """One audit. Returns the summary of a complete run; raises for anything less (see module).
 
     With `alerter` (see `notify.run_alerter`) the run's alert is decided against the previous
     run and delivered after recording, also for failed and incomplete runs; a delivery failure
     never fails the audit. With `usage` (app.usage) the sign-in evidence is read, judged and
-    kept with the run; its failure makes it unknown and never fails the audit."""
+    kept with the run; its failure makes it unknown and never fails the audit. `changes`
+    (app.attribution) likewise reads and keeps the audit log of who changed the setting."""
     allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
     started = time.perf_counter()
     ops_before = store.counter.snapshot()
@@ -251,6 +254,7 @@ def run_audit(
                 mark = time.perf_counter()
                 signins = gather_usage(store, usage, now)
                 durations["usage"] = time.perf_counter() - mark
+            changelog = gather_changes(store, changes, now) if changes is not None else None
             mark = time.perf_counter()
             gc.collect()  # what is left of the reads, before the snapshot is built
             # From here hundreds of thousands of small acyclic objects: the cyclic collector
@@ -279,6 +283,8 @@ def run_audit(
         del evidence, snapshot
         if signins is not None:
             save_usage(store, handle.run_id, signins)
+        if changelog is not None:
+            save_changes(store, handle.run_id, changelog)
         durations["record"] = time.perf_counter() - mark
         durations["total"] = time.perf_counter() - started
         after = store.counter.snapshot()
@@ -386,6 +392,7 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
     with (
         wiring.exchange_collector(settings) as collect,
         wiring.usage_collector(settings) as usage,
+        wiring.change_collector(settings) as changes,
         httpx.Client(timeout=30.0) as alert_http,
     ):
         return run_audit(
@@ -397,4 +404,5 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
             alerter=run_alerter(settings, http=alert_http, ledger=store),
             proposer=wiring.proposer_from_settings(settings),
             usage=usage,
+            changes=changes,
         )

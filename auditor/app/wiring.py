@@ -16,13 +16,16 @@ import httpx
 from azure.data.tables import TableServiceClient
 
 from auditor.alerts.deliver import GRAPH_SCOPE, Channels
+from auditor.app.attribution import ChangeCollector, incremental_changes
 from auditor.app.settings import Settings
 from auditor.app.usage import incremental_usage
 from auditor.core.allowlist import load_allowlist
+from auditor.core.attribution import ChangeLog
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
 from auditor.core.ports import TokenProvider
 from auditor.core.usage import UsageEvidence
+from auditor.exchange.auditlog import read_changes
 from auditor.exchange.client import ExchangeClient, collect_evidence, exchange_scope
 from auditor.graph.signins import SignInReader
 from auditor.identity.approver import ApproverAuth, JwksCache
@@ -41,6 +44,7 @@ __all__ = [
     "graph_token_provider",
     "graph_tokens",
     "usage_collector",
+    "change_collector",
     "alert_channels",
     "table_service",
     "store_from_settings",
@@ -125,6 +129,25 @@ def usage_collector(
 
         def collect(now: datetime, previous: UsageEvidence | None) -> UsageEvidence:
             return incremental_usage(read, now, previous, settings.usage_lookback_days)
+
+        yield collect
+
+
+@contextmanager
+def change_collector(settings: Settings) -> Iterator[ChangeCollector | None]:
+    """The nightly audit-log read of who changed SMTP AUTH (`Search-UnifiedAuditLog`, with
+    USAGE_EVIDENCE), incremental from the last run's log; None when off."""
+    if not settings.usage_evidence or not settings.exo_tenant:
+        yield None
+        return
+    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
+        client = exchange_client(settings, http)
+
+        def read(start: datetime, end: datetime) -> ChangeLog:
+            return read_changes(client, start=start, end=end)
+
+        def collect(now: datetime, previous: ChangeLog | None) -> ChangeLog:
+            return incremental_changes(read, now, previous)
 
         yield collect
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from devkit.emulator.auditlog import AuditLog
 from devkit.emulator.faults import Fault, Faults
 from devkit.emulator.records import (
     CAS_SETTABLE,
@@ -47,6 +48,7 @@ _CMDLETS = {
         "Get-Mailbox",
         "Set-CASMailbox",
         "Set-TransportConfig",
+        "Search-UnifiedAuditLog",
     )
 }
 _PREFER = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
@@ -121,6 +123,7 @@ class Endpoint:
         self.link_ttl = link_ttl
         self.lock = threading.RLock()
         self._cursors: dict[str, _Cursor] = {}
+        self.auditlog = AuditLog()  # Search-UnifiedAuditLog over the Set-* served (auditlog.py)
 
     # ---- entry point -------------------------------------------------------------------
 
@@ -233,9 +236,17 @@ class Endpoint:
                 return _ok([record], [], None, base, tenant)
             if cmdlet in ("Get-CASMailbox", "Get-Mailbox"):
                 return self._list(cmdlet, parameters, select, size, cursor, tenant, base)
+            if cmdlet == "Search-UnifiedAuditLog":
+                try:
+                    return _ok(self.auditlog.search(parameters), [], None, base, tenant)
+                except (ValueError, TypeError) as exc:
+                    raise _bad_parameter(str(exc)) from exc
             if cmdlet == "Set-CASMailbox":
-                return self._set_cas(parameters, base, tenant)
-            return self._set_transport(parameters, base, tenant)
+                reply = self._set_cas(parameters, base, tenant)
+            else:
+                reply = self._set_transport(parameters, base, tenant)
+            self.auditlog.record(cmdlet, parameters, self.state.domain)
+            return reply
 
     def _list(
         self,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from devkit.emulator.auditlog import AuditLog
 from devkit.emulator.endpoint import Endpoint, Reply, error_body
 from devkit.emulator.faults import Faults
 from devkit.tenantgen import Tenant
@@ -201,6 +202,11 @@ class Emulator:
         if self._server is None:
             raise RuntimeError("emulator not started")
         return int(self._server.server_address[1])
+
+    @property
+    def auditlog(self) -> AuditLog:
+        """The tenant's unified audit log (auditlog.py): lag, actor, clock, records."""
+        return self._endpoint.auditlog
 
     @property
     def base_url(self) -> str:
