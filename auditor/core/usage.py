@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from auditor.core.model import Mailbox, MailboxUsage
+from auditor.core.model import Mailbox, MailboxUsage, Readiness
 
 __all__ = [
     "SMTP_CLIENT_APPS",
@@ -42,6 +42,7 @@ __all__ = [
     "break_note",
     "BREAK_PREFIX",
     "window_start",
+    "readiness_text",
 ]
 
 # `clientAppUsed` values of basic-auth SMTP submission ("Authenticated SMTP" in the portal and
@@ -336,3 +337,19 @@ def decode_usage(data: bytes) -> UsageEvidence:
 
 def with_lookback(evidence: UsageEvidence, lookback_days: int) -> UsageEvidence:
     return replace(evidence, lookback_days=lookback_days)
+
+
+def readiness_text(readiness: Readiness | None) -> str:
+    """One line for reports, cards and mails: the readiness, or why it is not known."""
+    r = readiness
+    if r is None or r.state == UsageState.OFF.value:
+        return "usage evidence: off"
+    if r.state != UsageState.COLLECTED.value:
+        return f"usage evidence: unknown ({r.reason})"
+    return (
+        f"SMTP AUTH sign-ins in the last {r.lookback_days} days: {r.used} mailbox(es) used it, "
+        f"{r.used_allowlisted} allowlisted, {r.used_not_allowlisted} not allowlisted; "
+        f"{r.break_at_org_switch} will break at the organisation switch, "
+        f"{r.break_at_revocation} at the mailbox revocation; {r.stale_exceptions} stale "
+        "exception(s)"
+    )

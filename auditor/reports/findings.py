@@ -15,6 +15,7 @@ from typing import Any
 
 from auditor.core.controls import all_controls, control
 from auditor.core.model import Effective, Evaluation, Finding, Mailbox, Setting, Status
+from auditor.core.usage import readiness_text
 
 __all__ = [
     "FORMATS",
@@ -139,19 +140,9 @@ def readiness_dict(evaluation: Evaluation) -> dict[str, Any]:
 
 
 def readiness_line(evaluation: Evaluation) -> str:
-    """One line for texts, cards and mails: the readiness, or why it is not known."""
-    r = evaluation.readiness
-    if r is None or r.state == "off":
-        return "Readiness: usage evidence: off"
-    if r.state != "collected":
-        return f"Readiness: usage evidence: unknown ({r.reason})"
-    return (
-        f"Readiness (SMTP AUTH sign-ins in the last {r.lookback_days} days): {r.used} "
-        f"mailbox(es) used it, {r.used_allowlisted} allowlisted, {r.used_not_allowlisted} not "
-        f"allowlisted; {r.break_at_org_switch} will break at the organisation switch, "
-        f"{r.break_at_revocation} at the mailbox revocation; {r.stale_exceptions} stale "
-        "exception(s)"
-    )
+    """One line for texts: the readiness, or why it is not known (`core.usage`)."""
+    text = readiness_text(evaluation.readiness)
+    return f"Readiness: {text}"
 
 
 def render_json(evaluation: Evaluation) -> str:

@@ -176,7 +176,7 @@ def test_readiness_in_text_and_json() -> None:
     assert document["readiness"]["break_at_org_switch"] == 1
     text = render_text(evaluation)
     assert (
-        "Readiness (SMTP AUTH sign-ins in the last 30 days): 2 mailbox(es) used it, "
+        "Readiness: SMTP AUTH sign-ins in the last 30 days: 2 mailbox(es) used it, "
         "1 allowlisted, 1 not allowlisted; 1 will break at the organisation switch" in text
     )
 
