@@ -154,10 +154,12 @@ def attributor(store: AuditStore) -> Attributor | None:
         before = [r for r in runs if r.run_id < run_id]
         previous_at = before[-1].started_at if before else None
         this = next((r for r in runs if r.run_id == run_id), None)
-        seen_at = (this.finished_at if this is not None else None) or run_time(run_id)
+        started = run_time(run_id)  # the run's clock: what its own audit-log read reached
+        # The change was read during the run: records up to its end may be the one.
+        seen_at = max((this.finished_at if this is not None else None) or started, started)
         value, known = Setting.from_code(after) if after else (None, False)
         if collected is None or (
-            collected.collected_at is not None and seen_at > collected.collected_at
+            collected.collected_at is not None and started > collected.collected_at
         ):
             reason = failure or "the audit log has not been read since this change"
             return Attribution("unknown", reason=f"the audit log read failed: {reason}")

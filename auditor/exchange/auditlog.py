@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor.core.attribution import AdminChange, ChangeLog, merge_changes, parse_audit_record
@@ -32,14 +32,18 @@ RESULT_SIZE = 5000
 MAX_SESSION_ROWS = 50_000
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(moment: datetime, *, up: bool = False) -> str:
+    """Whole seconds (the cmdlet's resolution); `up` rounds an end up so it is included."""
+    moment = moment.astimezone(UTC)
+    if up and moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def search_parameters(start: datetime, end: datetime, session_id: str) -> dict[str, Any]:
     return {
         "StartDate": _stamp(start),
-        "EndDate": _stamp(end),
+        "EndDate": _stamp(end, up=True),
         "RecordType": "ExchangeAdmin",
         "Operations": list(OPERATIONS),
         "SessionId": session_id,
