@@ -86,6 +86,13 @@ def judge_usage(evaluation: Evaluation, snapshot: Snapshot, usage: UsageEvidence
         return _with(evaluation, [finding], readiness)
     since = usage.window_start
     assert since is not None
+    if snapshot.mailboxes is None:  # nothing to match the sign-ins to: unknown, not "no use"
+        readiness = Readiness(
+            state=UsageState.UNKNOWN.value,
+            reason="the mailboxes were not collected, so no sign-in could be matched",
+            lookback_days=usage.lookback_days,
+        )
+        return replace(evaluation, readiness=readiness)
     mailboxes: tuple[Mailbox, ...] = snapshot.mailboxes or ()
     matched: UsageMatch = match_usage(usage, mailboxes)
     allowlisted = validly_allowlisted(evaluation.findings)

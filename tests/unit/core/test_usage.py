@@ -188,3 +188,9 @@ def test_stored_form_round_trips_and_merge_dedupes() -> None:
     assert again.signins == evidence.signins and again.state is UsageState.COLLECTED
     merged = merge_signins([a, b], [a], since=NOW - timedelta(days=30))
     assert merged == (a,)
+
+
+def test_sign_ins_without_mailboxes_are_not_no_use() -> None:
+    evaluation = run(collected(signin(1)), org=False, cas_records=None)
+    assert evaluation.readiness is not None and evaluation.readiness.state == "unknown"
+    assert not [f for f in evaluation.findings if f.control == "SMTPAUTH-EXCEPTION-STALE"]
