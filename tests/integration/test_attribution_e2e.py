@@ -106,6 +106,16 @@ def test_change_attributed_after_the_audit_record_lags(
     timeline = attributed_timeline(store, mailbox_timeline(store, address))
     changed = next(e for e in timeline.entries if e.cause == "changed")
     assert changed.changed_by == "changed by alice@contoso.com at 14:02 UTC (from 198.51.100.8)"
+    # the organisation flip, on the timeline of a mailbox that inherits it, is bob's
+    other = next(
+        r
+        for r in emu.state.cas.values()
+        if r["SmtpClientAuthenticationDisabled"] is None and r is not target
+    )
+    flipped = attributed_timeline(store, mailbox_timeline(store, other["PrimarySmtpAddress"]))
+    org_entry = next(e for e in flipped.entries if e.cause == "organisation")
+    assert org_entry.changed_by is not None
+    assert org_entry.changed_by.startswith("changed by bob@contoso.com at 14:02 UTC")
     text = render_history(timeline, "text")
     assert "changed_by" in text and "changed by alice@contoso.com at 14:02 UTC" in text
 
