@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "parse_signin",
     "merge_signins",
     "match_usage",
+    "UsageMatch",
     "encode_usage",
     "decode_usage",
     "break_note",
@@ -333,10 +334,6 @@ def decode_usage(data: bytes) -> UsageEvidence:
         pages=int(document.get("pages") or 0),
         source=str(document.get("source") or ""),
     )
-
-
-def with_lookback(evidence: UsageEvidence, lookback_days: int) -> UsageEvidence:
-    return replace(evidence, lookback_days=lookback_days)
 
 
 def readiness_text(readiness: Readiness | None) -> str:
