@@ -38,10 +38,13 @@ from auditor.core.routes import remediation_url
 from auditor.reports.findings import render
 from auditor.reports.history import render_history, render_runs
 from auditor.web import runtime as remediation_runtime
+from devkit import demo_usage
 from devkit.demo_identity import DemoIdentity
+from devkit.demo_usage import admin_change, collectors, print_usage, seed_signins
 from devkit.devserver import DevServer
 from devkit.devservices import ROOT, azurite, free_port
 from devkit.emulator import Emulator
+from devkit.graph_emulator import GraphEmulator
 from devkit.receiver import Receiver
 from devkit.tenantgen import Tenant, generate_tenant
 
@@ -310,6 +313,7 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
         emu = stack.enter_context(Emulator(tenant, token=TOKEN))
         teams = stack.enter_context(Receiver("teams", out_dir=alerts))
         graph = stack.enter_context(Receiver("graph", out_dir=alerts))
+        signins = stack.enter_context(GraphEmulator(token=demo_usage.GRAPH_TOKEN))
         idp = stack.enter_context(DemoIdentity())
         port = free_port()
         env = demo_env(
@@ -349,6 +353,9 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
         alerter = run_alerter(settings, http=http, ledger=store)
         proposer = wiring.proposer_from_settings(settings)
         collect = stack.enter_context(wiring.exchange_collector(settings))
+        for note in seed_signins(signins, tenant, roles, now):  # usage evidence (issue 15)
+            print(f"Sign-ins: {note}")
+        usage, change_log, exchange = collectors(signins, emu, tenant, TOKEN, http)
 
         def audit() -> RunSummary:
             return run_audit(
@@ -359,6 +366,8 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
                 expiring_days=settings.expiring_days,
                 alerter=alerter,
                 proposer=proposer,
+                usage=usage,
+                changes=change_log,
             )
 
         first = audit()
@@ -373,6 +382,8 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
         protected = {g for guids in roles.values() for g in guids}
         for note in change_tenant(tenant, protected):
             print(f"  {note}")
+        changed_by_hand = admin_change(emu, exchange, tenant, protected)
+        print(f"  alice@contoso.com enabled SMTP AUTH for {changed_by_hand} (Set-CASMailbox)")
         time.sleep(0.01)  # distinct run timestamps
         second = audit()
         _line("\nSecond audit", second)
@@ -381,6 +392,10 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
             verify_fix(second, fix)
         print_changes(second)
         assert second.evaluation is not None
+        history = print_usage(
+            second.evaluation, print_proposals(settings, second.proposals), store, changed_by_hand
+        )
+        (out / "usage-history.txt").write_text(history, encoding="utf-8")
         for fmt in ("html", "json", "csv"):
             (out / f"findings.{fmt}").write_text(render(second.evaluation, fmt), encoding="utf-8")
         (out / "runs.txt").write_text(render_runs(store.runs(), "text"), encoding="utf-8")

@@ -54,6 +54,11 @@ param alertEmailFrom string = ''
 @description('ALERT_EMAIL_TO: comma-separated recipients of alert emails.')
 param alertEmailTo string = ''
 
+@description('USAGE_LOOKBACK_DAYS: days of SMTP AUTH sign-ins judged (Entra keeps 30).')
+@minValue(1)
+@maxValue(30)
+param usageLookbackDays int = 30
+
 @description('ALERT_DIGEST: true sends a daily summary even when nothing changed.')
 param alertDigest bool = true
 
@@ -584,6 +589,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ALERT_REPORT_BASE_URL: alertReportBaseUrl
     GRAPH_BASE_URL: graphBaseUrl
     GRAPH_ACCESS_TOKEN: '' // break-glass only; production uses the managed identity
+    // Usage evidence (sign-ins, AuditLog.Read.All in graph/exchange-grant.bicep) and change
+    // attribution (Search-UnifiedAuditLog, View-Only Audit Logs in Grant-ExchangePermissions.ps1).
+    USAGE_EVIDENCE: 'true'
+    USAGE_LOOKBACK_DAYS: string(usageLookbackDays)
     // Approvals (infra/graph/approver-app.bicep): v2 tokens carry the client id as audience.
     APPROVER_TENANT_ID: approverTenantId
     APPROVER_AUDIENCE: approverClientId

@@ -42,6 +42,7 @@ from auditor.core.model import (
     Snapshot,
     Status,
 )
+from auditor.core.usage import readiness_text
 
 __all__ = [
     "Alert",
@@ -136,6 +137,7 @@ class Alert:
     report_url: str | None = None
     remediation_url: str | None = None
     open_violations: int = 0
+    readiness: str | None = None  # usage evidence summary (core.usage.readiness_text), if any
 
     @property
     def headline(self) -> str:
@@ -385,6 +387,7 @@ def decide(
         report_url=report_url,
         remediation_url=remediation_url,
         open_violations=open_violations,
+        readiness=readiness_text(current.readiness) if current.readiness is not None else None,
     )
 
 

@@ -69,7 +69,7 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
     org = org_text(alert.org_disabled)
     if alert.org_change is not None:
         org += f" (changed; was {org_text(alert.org_change.before)})"
-    return [
+    facts = [
         ("Tenant", alert.tenant),
         ("Run", alert.run_id),
         ("Run time (UTC)", alert.evaluated_at.strftime("%Y-%m-%d %H:%M")),
@@ -88,6 +88,9 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
             f"{c.get('mailboxes_enabled_inherited', 0)} inherited)",
         ),
     ]
+    if alert.readiness:
+        facts.append(("Readiness", alert.readiness))
+    return facts
 
 
 def _html_section(title: str, items: Sequence[AlertItem], key: str) -> str:

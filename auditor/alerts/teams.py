@@ -110,6 +110,8 @@ def _header(alert: Alert) -> list[dict[str, Any]]:
             f"{c.get('mailboxes_enabled_inherited', 0)} inherited)",
         ),
     ]
+    if alert.readiness:
+        blocks.append(_fact("Readiness", alert.readiness))
     return blocks
 
 

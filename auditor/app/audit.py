@@ -33,7 +33,9 @@ import httpx
 from auditor.alerts.decide import failed_run_evaluation
 from auditor.app import wiring
 from auditor.app.alerting import RunAlerter, run_alerter
+from auditor.app.attribution import ChangeCollector, gather_changes, save_changes
 from auditor.app.settings import Settings
+from auditor.app.usage import UsageCollector, gather_usage, save_usage
 from auditor.core.allowlist import LoadedAllowlist, load_allowlist
 from auditor.core.errors import AuditorError, CollectionFailed, ConfigError, InputError
 from auditor.core.evidence import encode_document, read_evidence
@@ -41,6 +43,7 @@ from auditor.core.history import FindingEvent, MailboxChange
 from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapshot
 from auditor.core.policy import evaluate
 from auditor.core.records import OrgChange, RecordResult
+from auditor.core.usage import UsageEvidence
 from auditor.storage.audit_store import AuditStore, RunHandle
 
 __all__ = [
@@ -128,7 +131,11 @@ def _collect(collect: Collector, now: datetime) -> bytes:
 
 
 def _evaluate(
-    evidence: bytes, allowlist: LoadedAllowlist, now: datetime, expiring_days: int
+    evidence: bytes,
+    allowlist: LoadedAllowlist,
+    now: datetime,
+    expiring_days: int,
+    usage: UsageEvidence | None = None,
 ) -> tuple[Snapshot, Evaluation]:
     # Built from the very bytes that are stored, streamed: no raw records held besides them.
     snapshot = read_evidence(evidence, source="Exchange collection")
@@ -138,6 +145,7 @@ def _evaluate(
         now.date(),
         evaluated_at=now,
         expiring_days=expiring_days,
+        usage=usage,
     )
     return snapshot, evaluation
 
@@ -216,12 +224,16 @@ def run_audit(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     alerter: RunAlerter | None = None,
     proposer: Proposer | None = None,
+    usage: UsageCollector | None = None,
+    changes: ChangeCollector | None = None,
 ) -> RunSummary:
     """One audit. Returns the summary of a complete run; raises for anything less (see module).
 
     With `alerter` (see `notify.run_alerter`) the run's alert is decided against the previous
     run and delivered after recording, also for failed and incomplete runs; a delivery failure
-    never fails the audit."""
+    never fails the audit. With `usage` (app.usage) the sign-in evidence is read, judged and
+    kept with the run; its failure makes it unknown and never fails the audit. `changes`
+    (app.attribution) likewise reads and keeps the audit log of who changed the setting."""
     allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
     started = time.perf_counter()
     ops_before = store.counter.snapshot()
@@ -237,12 +249,18 @@ def run_audit(
             # cyclic garbage holding its body, and the evidence collector holds no records.
             evidence = _collect(collect, now)
             durations["collect"] = time.perf_counter() - mark
+            signins = None
+            if usage is not None:
+                mark = time.perf_counter()
+                signins = gather_usage(store, usage, now)
+                durations["usage"] = time.perf_counter() - mark
+            changelog = gather_changes(store, changes, now) if changes is not None else None
             mark = time.perf_counter()
             gc.collect()  # what is left of the reads, before the snapshot is built
             # From here hundreds of thousands of small acyclic objects: the cyclic collector
             # would walk them again and again (seconds); reference counting frees them.
             gc.disable()
-            snapshot, evaluation = _evaluate(evidence, allowlist, now, expiring_days)
+            snapshot, evaluation = _evaluate(evidence, allowlist, now, expiring_days, signins)
             durations["evaluate"] = time.perf_counter() - mark
         except (AuditorError, OSError, ValueError) as exc:
             durations["total"] = time.perf_counter() - started
@@ -263,6 +281,10 @@ def run_audit(
             durations,
         )
         del evidence, snapshot
+        if signins is not None:
+            save_usage(store, handle.run_id, signins)
+        if changelog is not None:
+            save_changes(store, handle.run_id, changelog)
         durations["record"] = time.perf_counter() - mark
         durations["total"] = time.perf_counter() - started
         after = store.counter.snapshot()
@@ -367,7 +389,12 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     store = store or wiring.store_from_settings(settings)
-    with wiring.exchange_collector(settings) as collect, httpx.Client(timeout=30.0) as alert_http:
+    with (
+        wiring.exchange_collector(settings) as collect,
+        wiring.usage_collector(settings) as usage,
+        wiring.change_collector(settings) as changes,
+        httpx.Client(timeout=30.0) as alert_http,
+    ):
         return run_audit(
             store=store,
             collect=collect,
@@ -376,4 +403,6 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
             expiring_days=settings.expiring_days,
             alerter=run_alerter(settings, http=alert_http, ledger=store),
             proposer=wiring.proposer_from_settings(settings),
+            usage=usage,
+            changes=changes,
         )

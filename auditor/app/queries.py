@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from auditor.app.usage import stored_usage
 from auditor.core.allowlist import parse_allowlist
 from auditor.core.errors import InputError
 from auditor.core.model import Allowlist, Effective, Evaluation, Setting, normalise_identity
@@ -167,6 +168,11 @@ def run_evaluation(
     evaluated_at = run.finished_at or run.started_at
     day = today or run.today or evaluated_at.date()
     evaluation = evaluate(
-        snapshot, allowlist, day, evaluated_at=evaluated_at, expiring_days=run.expiring_days
+        snapshot,
+        allowlist,
+        day,
+        evaluated_at=evaluated_at,
+        expiring_days=run.expiring_days,
+        usage=stored_usage(store, run.run_id),  # the sign-ins the run kept (None: usage off)
     )
     return run, evaluation

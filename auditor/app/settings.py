@@ -125,6 +125,19 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "USAGE_EVIDENCE",
+        "false",
+        "`true`: read SMTP AUTH sign-ins (Graph `auditLogs/signIns`, needs AuditLog.Read.All and "
+        "Entra ID P1/P2) and who changed the setting (`Search-UnifiedAuditLog`, needs View-Only "
+        "Audit Logs); judge stale exceptions and unapproved use.",
+    ),
+    Setting(
+        "USAGE_LOOKBACK_DAYS",
+        "30",
+        "Days of sign-ins judged (1-30; Entra keeps sign-ins 30 days): an exception unused for "
+        "this long is stale.",
+    ),
+    Setting(
         "ALERT_DIGEST",
         "false",
         "`true`: send a short daily summary even when nothing changed, so silence can be "
@@ -346,6 +359,8 @@ class Settings:
     graph_access_token: str | None = field(default=None, repr=False)
     alert_digest: bool = False
     alert_report_base_url: str | None = None
+    usage_evidence: bool = False
+    usage_lookback_days: int = 30
 
     approver_tenant_id: str | None = None
     approver_audiences: tuple[str, ...] = ()
@@ -408,4 +423,6 @@ class Settings:
             graph_access_token=_get(env, "GRAPH_ACCESS_TOKEN"),
             alert_digest=_bool(env, "ALERT_DIGEST"),
             alert_report_base_url=_url(env, "ALERT_REPORT_BASE_URL"),
+            usage_evidence=_bool(env, "USAGE_EVIDENCE"),
+            usage_lookback_days=_int(env, "USAGE_LOOKBACK_DAYS", 1, 30),
         )

@@ -16,16 +16,23 @@ import httpx
 from azure.data.tables import TableServiceClient
 
 from auditor.alerts.deliver import GRAPH_SCOPE, Channels
+from auditor.app.attribution import ChangeCollector, incremental_changes
 from auditor.app.settings import Settings
+from auditor.app.usage import incremental_usage
 from auditor.core.allowlist import load_allowlist
+from auditor.core.attribution import ChangeLog
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
+from auditor.core.ports import TokenProvider
+from auditor.core.usage import UsageEvidence
+from auditor.exchange.auditlog import read_changes
 from auditor.exchange.client import ExchangeClient, exchange_scope
 from auditor.exchange.collect import collect_evidence
 from auditor.exchange.transport import CONNECT_TIMEOUT, HTTP_TIMEOUT
+from auditor.graph.signins import SignInReader
 from auditor.identity.approver import ApproverAuth, JwksCache
 from auditor.identity.azure import azure_credential
-from auditor.identity.tokens import Credentials, token_provider
+from auditor.identity.tokens import Credentials, StaticToken, token_provider
 from auditor.remediation import notice
 from auditor.remediation.plan import plan
 from auditor.storage.audit_store import AuditStore
@@ -38,6 +45,9 @@ __all__ = [
     "exchange_client",
     "exchange_collector",
     "graph_token_provider",
+    "graph_tokens",
+    "usage_collector",
+    "change_collector",
     "alert_channels",
     "table_service",
     "store_from_settings",
@@ -93,6 +103,56 @@ def graph_token_provider(settings: Settings) -> Callable[[], str]:
     """An app-only Graph token from the same identity as Exchange (never `EXO_ACCESS_TOKEN`)."""
     provider = token_provider(credentials(settings, exchange_token=False), GRAPH_SCOPE)
     return lambda: provider.get_token()
+
+
+def graph_tokens(settings: Settings, http: httpx.Client | None = None) -> TokenProvider:
+    """App-only Graph tokens: `GRAPH_ACCESS_TOKEN` (local stand-ins, break-glass) if set, else
+    the identity's own for `https://graph.microsoft.com/.default`."""
+    if settings.graph_access_token:
+        return StaticToken(settings.graph_access_token)
+    return token_provider(credentials(settings, exchange_token=False), GRAPH_SCOPE, http=http)
+
+
+@contextmanager
+def usage_collector(
+    settings: Settings,
+) -> Iterator[Callable[[datetime, UsageEvidence | None], UsageEvidence] | None]:
+    """The nightly sign-in read (USAGE_EVIDENCE), incremental from the last run's evidence;
+    None when usage evidence is off. Its HTTP client closes on exit."""
+    if not settings.usage_evidence:
+        yield None
+        return
+    with httpx.Client(timeout=httpx.Timeout(60.0, connect=15.0)) as http:
+        reader = SignInReader(
+            base_url=settings.graph_base_url, tokens=graph_tokens(settings, http), http=http
+        )
+
+        def read(since: datetime, now: datetime, lookback_days: int) -> UsageEvidence:
+            return reader.read(since, now=now, lookback_days=lookback_days)
+
+        def collect(now: datetime, previous: UsageEvidence | None) -> UsageEvidence:
+            return incremental_usage(read, now, previous, settings.usage_lookback_days)
+
+        yield collect
+
+
+@contextmanager
+def change_collector(settings: Settings) -> Iterator[ChangeCollector | None]:
+    """The nightly audit-log read of who changed SMTP AUTH (`Search-UnifiedAuditLog`, with
+    USAGE_EVIDENCE), incremental from the last run's log; None when off."""
+    if not settings.usage_evidence or not settings.exo_tenant:
+        yield None
+        return
+    with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
+        client = exchange_client(settings, http)
+
+        def read(start: datetime, end: datetime) -> ChangeLog:
+            return read_changes(client, start=start, end=end)
+
+        def collect(now: datetime, previous: ChangeLog | None) -> ChangeLog:
+            return incremental_changes(read, now, previous)
+
+        yield collect
 
 
 def alert_channels(settings: Settings) -> Channels:

@@ -21,8 +21,10 @@ __all__ = [
     "Evaluation",
     "Finding",
     "Mailbox",
+    "MailboxUsage",
     "PreviousRun",
     "PriorFinding",
+    "Readiness",
     "Severity",
     "Snapshot",
     "Status",
@@ -220,6 +222,47 @@ class Finding(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxUsage:
+    """One mailbox's SMTP AUTH sign-ins in the window (`core.usage`), keyed by `Mailbox.key`."""
+
+    key: str
+    successes: int = 0
+    failures: int = 0
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    last_ip: str | None = None
+    last_app: str | None = None
+
+    @property
+    def used(self) -> bool:
+        return self.successes > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Who used SMTP AUTH in the sign-in window and what the switch-off would break.
+
+    `state` is the usage evidence's: "collected", "unknown" (then `reason` says why and the
+    counts are not known) or "off" (USAGE_EVIDENCE is false)."""
+
+    state: str
+    reason: str = ""
+    lookback_days: int = 30
+    window_start: datetime | None = None
+    used: int = 0  # mailboxes with a successful SMTP AUTH sign-in in the window
+    used_allowlisted: int = 0
+    used_not_allowlisted: int = 0
+    break_at_org_switch: int = 0  # used, inheriting and not allowlisted: cut off by the switch
+    break_at_revocation: int = 0  # used, explicitly enabled and not allowlisted
+    stale_exceptions: int = 0  # allowlisted and enabled, but no use in the window
+    failures_only: int = 0  # mailboxes with failed SMTP AUTH sign-ins and no success
+    unmatched_signins: int = 0  # successful or failed sign-ins of no known mailbox
+    # Mailbox key -> its use, for mailboxes with a successful sign-in in the window: what a
+    # revocation would break (remediation.plan annotates its targets with it).
+    mailboxes: Mapping[str, MailboxUsage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     """The findings of one snapshot against one allowlist on one day."""
 
@@ -230,6 +273,7 @@ class Evaluation:
     findings: tuple[Finding, ...]
     counts: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    readiness: Readiness | None = None  # None: evaluated without usage evidence (off)
 
     def exit_code(self) -> int:
         """0 compliant, 1 any fail, 3 no fail but some evidence unknown (README, contracts)."""

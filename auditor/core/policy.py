@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from auditor.core.allowlist import match
 from auditor.core.controls import control
@@ -29,6 +30,9 @@ from auditor.core.model import (
     Snapshot,
     Status,
 )
+
+if TYPE_CHECKING:
+    from auditor.core.usage import UsageEvidence
 
 __all__ = ["evaluate", "effective_state", "finding_id", "DEFAULT_EXPIRING_DAYS"]
 
@@ -234,8 +238,12 @@ def evaluate(
     *,
     evaluated_at: datetime,
     expiring_days: int = DEFAULT_EXPIRING_DAYS,
+    usage: UsageEvidence | None = None,
 ) -> Evaluation:
-    """All findings of README, contracts for one snapshot, allowlist and day."""
+    """All findings of README, contracts for one snapshot, allowlist and day.
+
+    With `usage` (sign-in evidence, `core.usage`) the usage controls are judged too
+    (`core.usage_controls`); without it the evaluation is as before and says "usage: off"."""
     # A tenant whose organisation allows SMTP AUTH yields a finding per mailbox: hundreds of
     # thousands of small acyclic tuples, over which the cyclic garbage collector would walk
     # the whole snapshot again and again (about 40% of the time). Reference counting frees
@@ -243,7 +251,13 @@ def evaluate(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _evaluate(snapshot, allowlist, today, evaluated_at, expiring_days)
+        evaluation = _evaluate(snapshot, allowlist, today, evaluated_at, expiring_days)
+        if usage is not None:
+            # Imported here: usage_controls builds on this module (finding_id).
+            from auditor.core.usage_controls import judge_usage
+
+            evaluation = judge_usage(evaluation, snapshot, usage)
+        return evaluation
     finally:
         if was_enabled:
             gc.enable()

@@ -15,7 +15,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from auditor.core.usage import BREAK_PREFIX as BREAK
+
 __all__ = [
+    "will_break",
     "Kind",
     "Role",
     "Target",
@@ -133,6 +136,16 @@ class Proposal:
     @property
     def gains(self) -> tuple[str, ...]:
         return tuple(t.display for t in self.targets if t.role is Role.GRANT)
+
+    @property
+    def will_break(self) -> tuple[Target, ...]:
+        """Revoked targets that used SMTP AUTH in the sign-in window (`remediation.plan`)."""
+        return will_break(self.targets)
+
+
+def will_break(targets: Iterable[Target]) -> tuple[Target, ...]:
+    """The revoked targets whose reason says "will break: last used ...", in order."""
+    return tuple(t for t in targets if t.role is Role.REVOKE and t.reason.startswith(BREAK))
 
 
 def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
@@ -271,6 +284,10 @@ class Record:
             "finished_at": iso(self.finished_at),
             "attempts": self.attempts,
             "outcome": self.outcome,
+            "will_break": [
+                {"key": t.key, "display": t.display, "detail": t.reason.split("; ")[0]}
+                for t in will_break(r.target for r in self.targets)
+            ],
             "targets": [
                 {
                     **t.target.to_dict(),

@@ -75,6 +75,7 @@ class TimelineEntry:
     rtype: str | None
     removed: bool
     fields: tuple[str, ...] = ()
+    changed_by: str | None = None  # who made the change, from the audit log (app.attribution)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,11 @@ Two kinds, never mixed in one proposal, so an approver never enables and disable
   flagged `SMTPAUTH-ALLOWLIST-UNUSED` or `SMTPAUTH-ALLOWLIST-INHERITED` (the policy only raises
   those for current, unambiguous entries).
 
+Break impact: with usage evidence (the evaluation's readiness, or `usage`), every revoked
+mailbox that signed in with SMTP AUTH in the window has its reason start with "will break: last
+used ..., from ..." (`core.usage.break_note`), so the approver sees, and the plan hash covers,
+who will notice; `Proposal.will_break` lists them first and apart.
+
 Never acted upon: allowlisted (exempt) mailboxes are never lowered; evidence that is `unknown`
 is never changed. The organisation-level revocation is not proposed at all while evidence that
 decides who keeps SMTP AUTH is missing (see `org_blockers`): flipping the organisation blind
@@ -25,10 +30,13 @@ could cut off an approved sender.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from auditor.core.model import Effective, Evaluation, Finding, Status
+from auditor.core.model import Effective, Evaluation, Finding, MailboxUsage, Status
 from auditor.core.proposals import ORG_TARGET, Kind, Proposal, Role, Target, plan_hash
+from auditor.core.usage import break_note
 
 __all__ = [
     "Kind",
@@ -106,6 +114,18 @@ def _mailbox_target(
     )
 
 
+def _breaks(
+    target: Target | None, finding: Finding, used: Mapping[str, MailboxUsage]
+) -> Target | None:
+    """The target, its reason led by "will break: ..." if the mailbox used SMTP AUTH lately."""
+    if target is None or finding.mailbox is None:
+        return target
+    usage = used.get(finding.mailbox.key)
+    if usage is None or not usage.used:
+        return target
+    return replace(target, reason=f"{break_note(usage)}; {target.reason}")
+
+
 def _failing(finding: Finding, via: str) -> bool:
     return (
         finding.control == _MAILBOX
@@ -153,14 +173,18 @@ def plan(
     force_true: bool = False,
     expiry_days: int = DEFAULT_EXPIRY_DAYS,
     include_grants: bool = False,
+    usage: Mapping[str, MailboxUsage] | None = None,
 ) -> list[Proposal]:
     """Revocation proposals for one run (and grant proposals with `include_grants`).
 
     At most one proposal per scope: `revoke-mailboxes` (explicit enables), `revoke-organisation`
-    (pin-first, then the organisation switch), `grant-allowlist` (see `plan_grants`).
+    (pin-first, then the organisation switch), `grant-allowlist` (see `plan_grants`). `usage`
+    (mailbox key -> use in the window; default: the evaluation's readiness) marks what breaks.
     """
     if expiry_days < 1:
         raise ValueError("expiry_days must be at least 1")
+    if usage is None:
+        usage = evaluation.readiness.mailboxes if evaluation.readiness is not None else {}
     org = evaluation.org_disabled
     proposals: list[Proposal] = []
 
@@ -177,7 +201,7 @@ def plan(
                 "explicitly enabled and not allowlisted: back to organisation control (null), "
                 "which blocks SMTP AUTH"
             )
-        target = _mailbox_target(f, Role.REVOKE, after, 1, why)
+        target = _breaks(_mailbox_target(f, Role.REVOKE, after, 1, why), f, usage)
         if target is not None:
             explicit.append(target)
     if explicit:
@@ -216,12 +240,17 @@ def plan(
         losing = 0
         for f in evaluation.findings:
             if _failing(f, "inherited"):
-                lose = _mailbox_target(
+                lose = _breaks(
+                    _mailbox_target(
+                        f,
+                        Role.REVOKE,
+                        None,
+                        3,
+                        "inherits (null) and is not allowlisted: loses SMTP AUTH with the "
+                        "organisation",
+                    ),
                     f,
-                    Role.REVOKE,
-                    None,
-                    3,
-                    "inherits (null) and is not allowlisted: loses SMTP AUTH with the organisation",
+                    usage,
                 )
                 if lose is not None:
                     # Informational: the mailbox itself is not written; the org flip revokes it.

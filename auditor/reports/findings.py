@@ -15,8 +15,18 @@ from typing import Any
 
 from auditor.core.controls import all_controls, control
 from auditor.core.model import Effective, Evaluation, Finding, Mailbox, Setting, Status
+from auditor.core.usage import readiness_text
 
-__all__ = ["FORMATS", "SCHEMA", "render", "findings_document", "finding_dict", "iso"]
+__all__ = [
+    "FORMATS",
+    "SCHEMA",
+    "render",
+    "findings_document",
+    "finding_dict",
+    "iso",
+    "readiness_dict",
+    "readiness_line",
+]
 
 SCHEMA = "smtp-auth-findings/1"
 FORMATS = ("text", "json", "csv", "md", "html")
@@ -103,7 +113,36 @@ def findings_document(evaluation: Evaluation) -> dict[str, Any]:
         "summary": dict(evaluation.counts),
         "warnings": list(evaluation.warnings),
         "findings": [finding_dict(f) for f in _sorted(evaluation.findings)],
+        "readiness": readiness_dict(evaluation),
     }
+
+
+def readiness_dict(evaluation: Evaluation) -> dict[str, Any]:
+    """Who used SMTP AUTH in the sign-in window (`state` "off" without usage evidence)."""
+    r = evaluation.readiness
+    if r is None:
+        return {"state": "off", "reason": "USAGE_EVIDENCE is false"}
+    out: dict[str, Any] = {"state": r.state, "reason": r.reason or None}
+    if r.state == "collected":
+        out.update(
+            lookback_days=r.lookback_days,
+            window_start=iso(r.window_start) if r.window_start else None,
+            used=r.used,
+            used_allowlisted=r.used_allowlisted,
+            used_not_allowlisted=r.used_not_allowlisted,
+            break_at_org_switch=r.break_at_org_switch,
+            break_at_revocation=r.break_at_revocation,
+            stale_exceptions=r.stale_exceptions,
+            failures_only=r.failures_only,
+            unmatched_signins=r.unmatched_signins,
+        )
+    return out
+
+
+def readiness_line(evaluation: Evaluation) -> str:
+    """One line for texts: the readiness, or why it is not known (`core.usage`)."""
+    text = readiness_text(evaluation.readiness)
+    return f"Readiness: {text}"
 
 
 def render_json(evaluation: Evaluation) -> str:
@@ -176,6 +215,7 @@ def _headline(evaluation: Evaluation) -> list[str]:
         f"inherited {c.get('mailboxes_enabled_inherited', 0)}), "
         f"disabled {c.get('mailboxes_disabled', 0)}, unknown {c.get('mailboxes_unknown', 0)}",
         "Findings: " + ", ".join(f"{s.value} {c.get(s.value, 0)}" for s in _ORDER),
+        readiness_line(evaluation),
     ]
 
 

@@ -72,7 +72,7 @@ def _run_row(run: RunRecord) -> list[str]:
 
 
 def entry_dict(entry: TimelineEntry) -> dict[str, Any]:
-    return {
+    out = {
         "run_id": entry.run_id,
         "cause": entry.cause,
         "setting": entry.setting,
@@ -84,6 +84,9 @@ def entry_dict(entry: TimelineEntry) -> dict[str, Any]:
         "recipient_type_details": entry.rtype,
         "changed": list(entry.fields),
     }
+    if entry.changed_by is not None:
+        out["changed_by"] = entry.changed_by
+    return out
 
 
 def _entry_row(entry: TimelineEntry) -> list[str]:
@@ -187,4 +190,9 @@ def render_history(
     if as_of_run is not None:
         entries = [as_of] if as_of else []
         title = f"{timeline.identity} as of run {as_of_run}" + ("" if as_of else ": not yet seen")
-    return _table(title, _ENTRY_COLUMNS, [_entry_row(e) for e in entries], fmt)
+    rows = [_entry_row(e) for e in entries]
+    columns: tuple[str, ...] = _ENTRY_COLUMNS
+    if any(e.changed_by for e in entries):  # attribution (USAGE_EVIDENCE): one more column
+        columns = (*columns, "changed_by")
+        rows = [[*row, e.changed_by or ""] for row, e in zip(rows, entries, strict=True)]
+    return _table(title, columns, rows, fmt)

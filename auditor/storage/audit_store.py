@@ -462,6 +462,14 @@ class AuditStore:
             for future in pending:
                 future.result()
 
+    def write_blob(self, run_id: str, name: str, data: bytes) -> int:
+        """Store one more named blob with a run (e.g. `signins`); returns compressed bytes.
+        `read_blob(run_id, name)` gives it back."""
+        if not name.isalnum() or name in ("snapshot", "allowlist"):
+            raise StoreError(f"blob name must be letters and digits, not a run's own: {name!r}")
+        self.ensure_tables()
+        return self._write_blobs(run_key(run_id), {name: data})
+
     def read_blob(self, run_id: str, name: str) -> bytes | None:
         """A blob stored with a run (`snapshot`, `allowlist`), or None if it has none."""
         rows = sorted(

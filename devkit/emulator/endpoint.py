@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from devkit.emulator.auditlog import AuditLog
 from devkit.emulator.behaviour import ABSENT as _ABSENT
 from devkit.emulator.behaviour import Behaviour, Lag
 from devkit.emulator.errors import (
@@ -64,6 +65,7 @@ _CMDLETS = {
         "Get-Mailbox",
         "Set-CASMailbox",
         "Set-TransportConfig",
+        "Search-UnifiedAuditLog",
     )
 }
 
@@ -94,6 +96,7 @@ class Endpoint:
         self.lock = threading.RLock()
         self.lag = Lag(behaviour.replication_delay)
         self._cursors: dict[str, _Cursor] = {}
+        self.auditlog = AuditLog()  # Search-UnifiedAuditLog over the Set-* served (auditlog.py)
 
     # ---- entry point -------------------------------------------------------------------
 
@@ -207,9 +210,17 @@ class Endpoint:
                 return _ok([record], [], None, base, tenant)
             if cmdlet in ("Get-CASMailbox", "Get-Mailbox"):
                 return self._list(cmdlet, parameters, select, size, cursor, tenant, base, session)
+            if cmdlet == "Search-UnifiedAuditLog":
+                try:
+                    return _ok(self.auditlog.search(parameters), [], None, base, tenant)
+                except (ValueError, TypeError) as exc:
+                    raise bad_parameter(str(exc)) from exc
             if cmdlet == "Set-CASMailbox":
-                return self._set_cas(parameters, base, tenant)
-            return self._set_transport(parameters, base, tenant)
+                reply = self._set_cas(parameters, base, tenant)
+            else:
+                reply = self._set_transport(parameters, base, tenant)
+            self.auditlog.record(cmdlet, parameters, self.state.domain)
+            return reply
 
     def _list(
         self,

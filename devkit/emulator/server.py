@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from devkit.emulator.auditlog import AuditLog
 from devkit.emulator.behaviour import Behaviour, RateLimit
 from devkit.emulator.endpoint import Endpoint
 from devkit.emulator.errors import Reply, error_body
@@ -230,6 +231,11 @@ class Emulator:
         if self._server is None:
             raise RuntimeError("emulator not started")
         return int(self._server.server_address[1])
+
+    @property
+    def auditlog(self) -> AuditLog:
+        """The tenant's unified audit log (auditlog.py): lag, actor, clock, records."""
+        return self._endpoint.auditlog
 
     @property
     def base_url(self) -> str:

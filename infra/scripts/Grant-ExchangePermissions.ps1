@@ -9,8 +9,10 @@
 
     1. Registers the identity in Exchange: New-ServicePrincipal -AppId -ObjectId.
     2. Auditing: a custom role group "<Prefix> - Audit" with View-Only Configuration
-       (Get-TransportConfig) + View-Only Recipients (Get-Mailbox, Get-CASMailbox), the identity as
-       its member.
+       (Get-TransportConfig) + View-Only Recipients (Get-Mailbox, Get-CASMailbox) + View-Only
+       Audit Logs (Search-UnifiedAuditLog: who changed SmtpClientAuthenticationDisabled, for
+       USAGE_EVIDENCE), the identity as its member. View-Only Audit Logs reads the audit log and
+       changes nothing; without it change attribution stays "unknown" and nothing else breaks.
     3. Remediation, only with -EnableRemediation: a separate role group "<Prefix> - Remediate"
        with Mail Recipients (Set-CASMailbox), plus Organization Transport Settings
        (Set-TransportConfig) only with -AllowOrganizationRemediation. Without these switches the
@@ -160,8 +162,8 @@ function Set-RoleGroupState {
 
 # --- 2. Auditing: read-only ----------------------------------------------------------------------
 Set-RoleGroupState -Name "$Prefix - Audit" -IsMember $true `
-    -Roles @('View-Only Configuration', 'View-Only Recipients') `
-    -Description 'SMTP AUTH auditor: reads Get-TransportConfig, Get-Mailbox, Get-CASMailbox.'
+    -Roles @('View-Only Configuration', 'View-Only Recipients', 'View-Only Audit Logs') `
+    -Description 'SMTP AUTH auditor: reads Get-TransportConfig, Get-Mailbox, Get-CASMailbox, Search-UnifiedAuditLog.'
 
 # --- 3. Remediation: separate, opt-in ------------------------------------------------------------
 $remediationRoles = @('Mail Recipients')

@@ -44,6 +44,13 @@ def test_demo_runs_two_audits_and_writes_reports(tmp_path: Path) -> None:
     assert "added     new.printer@contoso.com" in text
     assert "removed   room-" in text
     assert "finding new      SMTPAUTH-MAILBOX new.printer@contoso.com: fail" in text
+    # Usage evidence and attribution (issue 15): a stale exception, an unapproved user, who
+    # breaks at the organisation switch, and who changed a mailbox by hand.
+    assert "WARNING  SMTPAUTH-EXCEPTION-STALE" in text
+    assert "FAIL     SMTPAUTH-USAGE-UNAPPROVED" in text and "(Old Scanner)" in text
+    assert "will break: last used" in text
+    assert "changed by alice@contoso.com at " in (out / "usage-history.txt").read_text()
+    assert json.loads((out / "findings.json").read_text())["readiness"]["state"] == "collected"
     # A proposal approved from the CLI, executed, and verified by the second audit.
     assert "$ python -m auditor approve rev-mai-" in text
     assert "executed: applied" in text

@@ -35,6 +35,8 @@ KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 EXCHANGE_MANAGE_AS_APP = "dc50a0fb-09a3-484d-be87-e023b12c6440"
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+AUDIT_LOG_READ_ALL = "b0afded3-3588-46d8-8b3d-9842eff778da"
+DIRECTORY_READ_ALL = "7ab1d382-f21e-4acd-a863-ba3e13f7da61"
 
 # App settings that Flex Consumption removed or replaced (runtime, deployment and scale moved to
 # functionAppConfig; Azure Files content share does not exist). From the Flex Consumption
@@ -380,19 +382,26 @@ def test_exchange_manage_as_app_granted_to_the_function_identity() -> None:
         for name, res in doc["resources"].items()
         if res["type"] == "Microsoft.Graph/servicePrincipals" and res["existing"]
     }
-    assert {variable(doc, sp["appId"]) for sp in sps.values()} == {EXCHANGE_ONLINE_APP_ID}
+    apps = {variable(doc, sp["appId"]): name for name, sp in sps.items()}
+    assert set(apps) == {EXCHANGE_ONLINE_APP_ID, MICROSOFT_GRAPH_APP_ID}
     grants = resources(doc, "Microsoft.Graph/appRoleAssignedTo")
-    assert len(grants) == 1
-    grant = next(iter(grants.values()))
-    assert variable(doc, grant["appRoleId"]) == EXCHANGE_MANAGE_AS_APP
-    assert render(grant["resourceId"]) == f"{next(iter(sps))}.id"
-    assert grant["principalId"] == "principalId"
+    roles = {variable(doc, g["appRoleId"]): g for g in grants.values()}
+    # Exchange.ManageAsApp, and for usage evidence Graph AuditLog.Read.All (Directory.Read.All
+    # only on request): nothing else.
+    assert set(roles) == {EXCHANGE_MANAGE_AS_APP, AUDIT_LOG_READ_ALL, DIRECTORY_READ_ALL}
+    grant = roles[EXCHANGE_MANAGE_AS_APP]
+    assert render(grant["resourceId"]) == f"{apps[EXCHANGE_ONLINE_APP_ID]}.id"
+    for role in (AUDIT_LOG_READ_ALL, DIRECTORY_READ_ALL):
+        assert render(roles[role]["resourceId"]) == f"{apps[MICROSOFT_GRAPH_APP_ID]}.id"
+    assert all(g["principalId"] == "principalId" for g in grants.values())
+    assert doc["parameters"]["grantDirectoryRead"]["default"] is False
 
 
-def test_no_entra_mail_send_or_graph_permissions() -> None:
+def test_no_entra_mail_send_or_other_graph_permissions() -> None:
     for path in INFRA.rglob("*.bicep"):
         text = re.sub(r"//.*", "", path.read_text(encoding="utf-8"))
-        assert MICROSOFT_GRAPH_APP_ID not in text, f"{path.name} grants Microsoft Graph roles"
+        if path.name != "exchange-grant.bicep":  # the sign-in log read only (test above)
+            assert MICROSOFT_GRAPH_APP_ID not in text, f"{path.name} grants Microsoft Graph roles"
         assert "Mail.Send" not in text, f"{path.name}: Mail.Send belongs in Exchange RBAC"
 
 

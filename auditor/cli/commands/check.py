@@ -71,18 +71,26 @@ def find_one(identity: str, snapshot: Snapshot) -> Mailbox:
 def _last_change(settings: Settings, mailbox: Mailbox) -> dict[str, Any] | None:
     if not settings.storage:
         return None
+    from auditor.app.attribution import attributor
     from auditor.app.wiring import store_from_settings
 
-    changes = store_from_settings(settings).mailbox_changes(mailbox.key)
+    store = store_from_settings(settings)
+    changes = store.mailbox_changes(mailbox.key)
     if not changes:
         return None
     change = changes[0]
-    return {
+    result: dict[str, Any] = {
         "run_id": change.run_id,
         "kind": change.kind,
         "before": change.before,
         "after": change.after,
     }
+    attribute_change = attributor(store) if "setting" in change.fields else None
+    if attribute_change is not None:
+        after = str((change.after or {}).get("setting") or "")
+        identities = {mailbox.key, *mailbox.match_keys}
+        result["changed_by"] = attribute_change(change.run_id, identities, after, False).text()
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,7 +176,8 @@ def _pairs(result: dict[str, Any]) -> list[tuple[str, str]]:
         )
     change = result["last_change"]
     if change:
-        pairs.append(("Last change", f"{change['kind']} in run {change['run_id']}"))
+        by = f"; {change['changed_by']}" if change.get("changed_by") else ""
+        pairs.append(("Last change", f"{change['kind']} in run {change['run_id']}{by}"))
     pairs.append(("Verdict", f"{result['verdict'].upper()}: {result['reason']}"))
     for other in result["other_findings"]:
         pairs.append(("Also", f"{other['control']} {other['status']}: {other['reason']}"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from auditor.app.attribution import attributed_timeline
 from auditor.app.queries import mailbox_timeline
 from auditor.app.settings import Settings
 from auditor.app.wiring import store_from_settings
@@ -33,7 +34,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = store_from_settings(Settings.from_env())
-    timeline = mailbox_timeline(store, args.mailbox)
+    timeline = attributed_timeline(store, mailbox_timeline(store, args.mailbox))
     as_of_run = None
     entry = None
     if args.as_of:

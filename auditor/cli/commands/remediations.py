@@ -160,6 +160,11 @@ def _show_plan(document: dict[str, Any]) -> None:
         f"{document['title']}\nproposal {document['id']} ({document['kind']}), "
         f"state {document['state']}, expires {document['expires_at']}"
     )
+    breaking = document.get("will_break") or []
+    if breaking:  # first and apart: who will notice (sign-ins in the usage window)
+        print(f"will break ({len(breaking)}): used SMTP AUTH in the sign-in window")
+        for t in breaking:
+            print(f"  {t['display']}: {t['detail']}")
     for t in document["targets"]:
         print(
             f"  {t['key']:38} {t['role']:7} {json.dumps(t['before'])} -> "

@@ -1,0 +1,1 @@
+"""Microsoft Graph adapter: the SMTP AUTH sign-in log (`signins.py`)."""
