@@ -1,4 +1,7 @@
-"""History of audits in Azure Table Storage (azure-data-tables, sync clients).
+"""History of audits in Azure Table Storage (azure-data-tables, sync clients): the facade.
+
+Modules: `runs` (runs table, run lock), `packing` (packed state buckets), `blobs` (evidence),
+`ledger` (alert ledger); this one records a run and answers questions about the history.
 
 Tables (prefix `smtpauth` by default) and what makes each question cheap:
 
@@ -31,18 +34,16 @@ Tables (prefix `smtpauth` by default) and what makes each question cheap:
 from __future__ import annotations
 
 import json
-import secrets
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import TableServiceClient
 
-from auditor.core.errors import InputError, StoreError
+from auditor.core.errors import StoreError
 from auditor.core.history import (
     BUCKETS,
     FindingEvent,
@@ -53,9 +54,7 @@ from auditor.core.history import (
     finding_changes,
     key_hash,
     mailbox_changes,
-    run_id_for,
     run_key,
-    run_time,
 )
 from auditor.core.model import (
     CollectionError,
@@ -69,8 +68,11 @@ from auditor.core.model import (
     Status,
 )
 from auditor.core.records import OrgChange, RecordResult, RunRecord
-from auditor.storage.limits import MAX_VALUE_BYTES, check_key
-from auditor.storage.tables import Conflict, NotFound, OpCounter, Operation, Table, etag_condition
+from auditor.storage.blobs import Blobs
+from auditor.storage.ledger import AlertLedgerTable
+from auditor.storage.packing import packed_operation, record_count, unpack
+from auditor.storage.runs import RunHandle, RunInProgress, Runs, as_json, run_record
+from auditor.storage.tables import OpCounter, Operation, Table
 
 __all__ = [
     "AuditStore",
@@ -78,105 +80,6 @@ __all__ = [
     "RunHandle",
     "BUCKETS",
 ]
-
-_CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
-
-
-class RunInProgress(StoreError):
-    """Another audit holds the run lock: this one refuses rather than interleave history."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunHandle:
-    run_id: str
-    tenant: str
-    started_at: datetime
-    lock_etag: str
-
-
-def _pack(data: bytes) -> dict[str, Any]:
-    """Binary properties d0..dN of at most 64 KiB each."""
-    parts = [data[i : i + MAX_VALUE_BYTES] for i in range(0, len(data), MAX_VALUE_BYTES)] or [b""]
-    if len(parts) > _CHUNKS_PER_ENTITY:
-        raise StoreError(f"packed value of {len(data)} bytes does not fit one entity")
-    out: dict[str, Any] = {"parts": len(parts)}
-    for index, part in enumerate(parts):
-        out[f"d{index}"] = part
-    return out
-
-
-def _unpack(entity: Mapping[str, Any]) -> bytes:
-    return b"".join(bytes(entity[f"d{i}"] or b"") for i in range(int(entity["parts"])))
-
-
-_SLICE = 1 << 20
-
-
-def _compress(data: bytes) -> tuple[deque[bytes], int]:
-    """zlib (level 1: 4x faster than 6 and only ~10% larger) of `data`, fed a slice at a time:
-    the compressed pieces and their length (no second, joined copy)."""
-    compressor = zlib.compressobj(1)
-    view = memoryview(data)
-    chunks: deque[bytes] = deque()
-    for start in range(0, len(data), _SLICE):
-        out = compressor.compress(view[start : start + _SLICE])
-        if out:
-            chunks.append(out)
-    chunks.append(compressor.flush())
-    return chunks, sum(len(chunk) for chunk in chunks)
-
-
-def _take(chunks: deque[bytes], size: int) -> bytes:
-    """The next `size` bytes (or what is left) of `chunks`, removed from them."""
-    parts: list[bytes] = []
-    need = size
-    while chunks and need > 0:
-        chunk = chunks.popleft()
-        if len(chunk) > need:
-            chunks.appendleft(chunk[need:])
-            chunk = chunk[:need]
-        parts.append(chunk)
-        need -= len(chunk)
-    return b"".join(parts)
-
-
-def _records(entity: Mapping[str, Any], content: bytes) -> int:
-    """How many records a stored bucket holds (its `n`, else counted)."""
-    if entity.get("n") is not None:
-        return int(entity["n"])
-    return len(json.loads(zlib.decompress(content))) if content else 0
-
-
-def _packed_operation(
-    kind: str,
-    bucket: str,
-    merged: dict[str, Any],
-    writes: Mapping[str, MailboxState | FindingState],
-    etag: str | None,
-) -> Operation:
-    """The bucket rewritten with `writes` merged into its stored records (`merged`, changed
-    in place), guarded by the ETag it had when read: a bucket another writer changed
-    meanwhile fails the batch (412); a new bucket is created (409 if one appeared)."""
-    for key, record in writes.items():
-        merged[key] = record.pack()
-    body = json.dumps(merged, separators=(",", ":")).encode("utf-8")
-    entity = {
-        "PartitionKey": kind,
-        "RowKey": bucket,
-        "n": len(merged),
-        **_pack(zlib.compress(body, 6)),
-    }
-    if etag is None:
-        return ("create", entity, {})
-    return ("update", entity, {"mode": UpdateMode.REPLACE, **etag_condition(etag)})
-
-
-def _time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):  # the SDK's TablesEntityDatetime: make it a plain one
-        return datetime.fromtimestamp(value.timestamp(), UTC)
-    return datetime.fromisoformat(str(value)).astimezone(UTC)
 
 
 class AuditStore:
@@ -203,6 +106,9 @@ class AuditStore:
         self.evidence = Table(service, f"{prefix}evidence", self.counter)
         self.alerts = Table(service, f"{prefix}alerts", self.counter)
         self._ready = False
+        self._runs = Runs(self.runs_table, self.state, lock_ttl=lock_ttl, clock=self._clock)
+        self._blobs = Blobs(self.evidence, workers=workers)
+        self._ledger = AlertLedgerTable(self.alerts, self._clock)
 
     def ensure_tables(self) -> None:
         if self._ready:
@@ -211,68 +117,19 @@ class AuditStore:
             table.create()
         self._ready = True
 
-    # -- the run lock -------------------------------------------------------------------------
+    # -- the run lock (runs.py) -----------------------------------------------------------------
 
     def begin_run(self, *, tenant: str, now: datetime | None = None) -> RunHandle:
         """Take the run lock and record a `running` run. RunInProgress if another run holds it."""
         self.ensure_tables()
-        now = now or self._clock()
-        run_id = run_id_for(now, secrets.token_hex(3))
-        lock = {
-            "PartitionKey": "lock",
-            "RowKey": "audit",
-            "owner": run_id,
-            "expires_at": now + self.lock_ttl,
-        }
-        try:
-            etag = self.state.insert(lock)
-        except Conflict:
-            current = self.state.get("lock", "audit")
-            if current is None:  # released between our two calls: try once more
-                etag = self.state.insert(lock)
-            else:
-                expires = _time(current.get("expires_at"))
-                if expires is not None and expires > now:
-                    raise RunInProgress(
-                        f"another audit (run {current.get('owner')}) is running; its lock "
-                        f"expires at {expires.isoformat()}. Not starting a second one."
-                    ) from None
-                try:  # a stale lock from a crashed run: take it over, if nobody else did
-                    etag = self.state.replace(lock, etag=current["_etag"])
-                except Conflict:
-                    raise RunInProgress(
-                        "another audit took over the expired run lock first"
-                    ) from None
-        self.runs_table.insert(
-            {
-                "PartitionKey": "run",
-                "RowKey": run_key(run_id),
-                "run_id": run_id,
-                "tenant": tenant,
-                "status": "running",
-                "complete": False,
-                "started_at": now,
-            }
-        )
-        return RunHandle(run_id=run_id, tenant=tenant, started_at=now, lock_etag=etag)
+        return self._runs.begin(tenant=tenant, now=now)
 
     def _check_lock(self, handle: RunHandle) -> None:
-        current = self.state.get("lock", "audit")
-        if current is None or current.get("owner") != handle.run_id:
-            raise RunInProgress(
-                f"run {handle.run_id} lost its lock (held by "
-                f"{current.get('owner') if current else 'nobody'}); not writing history"
-            )
+        self._runs.check_lock(handle)
 
     def release(self, handle: RunHandle) -> None:
         """Drop the lock if this run still holds it (a taken-over lock is left alone)."""
-        current = self.state.get("lock", "audit")
-        if current is None or current.get("owner") != handle.run_id:
-            return
-        try:
-            self.state.delete("lock", "audit", etag=current["_etag"])
-        except (Conflict, NotFound):
-            return
+        self._runs.release(handle)
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -393,103 +250,28 @@ class AuditStore:
         return run
 
     def _write_run(self, run: RunRecord) -> None:
-        self.runs_table.replace(
-            {
-                "PartitionKey": "run",
-                "RowKey": run_key(run.run_id),
-                "run_id": run.run_id,
-                "tenant": run.tenant,
-                "status": run.status,
-                "complete": run.complete,
-                "started_at": run.started_at,
-                "finished_at": run.finished_at,
-                "org": Setting.text(run.org_disabled),
-                "counts": run.counts,
-                "changes": run.changes,
-                "durations": {k: round(v, 3) for k, v in run.durations.items()},
-                "errors": [
-                    {"source": e.source, "message": e.message[:2000]} for e in run.errors[:20]
-                ],
-                "allowlist_source": run.allowlist_source[:1000],
-                "today": run.today.isoformat() if run.today else None,
-                "expiring_days": run.expiring_days,
-                "exit_code": run.exit_code,
-                "evidence_bytes": run.evidence_bytes,
-            }
-        )
+        self._runs.write(run)
 
     def _write_blobs(self, rkey: str, blobs: Mapping[str, bytes]) -> int:
-        """Compressed blobs in entities of up to 11 x 64 KiB; returns compressed bytes.
-
-        Each blob is compressed a slice at a time and held once, compressed; an entity is
-        built only when a worker is free to send it, so the entities of a 60 MB snapshot
-        never all exist at once."""
-        per_entity = _CHUNKS_PER_ENTITY * MAX_VALUE_BYTES
-        packed = {name: _compress(data) for name, data in blobs.items()}
-        sizes = {name: len(data) for name, data in blobs.items()}
-        total = sum(length for _, length in packed.values())
-
-        def entities() -> Iterator[dict[str, Any]]:
-            for name, (chunks, length) in packed.items():
-                count = max(1, -(-length // per_entity))
-                for index in range(count):
-                    yield {
-                        "PartitionKey": rkey,
-                        "RowKey": f"{name}.{index:04d}",
-                        "of": count,
-                        "size": sizes[name],
-                        **_pack(_take(chunks, per_entity)),
-                    }
-
-        self._bounded(self.evidence.replace, entities(), workers=min(self.workers, 4))
-        return total
-
-    @staticmethod
-    def _bounded(
-        action: Callable[[dict[str, Any]], Any], items: Iterator[dict[str, Any]], *, workers: int
-    ) -> None:
-        """`action` on each item, `workers` at a time; the next item is made when one is done
-        (each request in flight holds its body several times over: base64, JSON, bytes)."""
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending: set[Future[Any]] = set()
-            for item in items:
-                if len(pending) >= workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()
-                pending.add(pool.submit(action, item))
-                del item
-            for future in pending:
-                future.result()
+        return self._blobs.write(rkey, blobs)
 
     def read_blob(self, run_id: str, name: str) -> bytes | None:
         """A blob stored with a run (`snapshot`, `allowlist`), or None if it has none."""
-        rows = sorted(
-            self.evidence.rows_between(run_key(run_id), f"{name}.", f"{name}.~"),
-            key=lambda e: str(e["RowKey"]),
-        )
-        if not rows:
-            return None
-        if len(rows) != int(rows[0]["of"]):
-            raise StoreError(f"evidence {name} of run {run_id} is incomplete ({len(rows)} parts)")
-        data = zlib.decompress(b"".join(_unpack(row) for row in rows))
-        if len(data) != int(rows[0]["size"]):
-            raise StoreError(f"evidence {name} of run {run_id} is corrupt (size mismatch)")
-        return data
+        return self._blobs.read(run_key(run_id), name, run_id)
 
     # -- packed state -------------------------------------------------------------------------
 
     def _load_packed(
-        self, kind: str, unpack: Callable[[str, list[Any]], Any]
+        self, kind: str, decode: Callable[[str, list[Any]], Any]
     ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
         """(records, bucket -> (ETag, compressed content)) of one kind of packed state."""
         records: dict[str, Any] = {}
         buckets: dict[str, tuple[str, bytes]] = {}
         for entity in self.state.partition(kind):
-            packed = _unpack(entity)
+            packed = unpack(entity)
             buckets[entity["RowKey"]] = (entity["_etag"], packed)
             for key, data in json.loads(zlib.decompress(packed)).items():
-                records[key] = unpack(key, data)
+                records[key] = decode(key, data)
         return records, buckets
 
     # The previous state is compared one bucket at a time: a bucket's records are unpacked,
@@ -501,9 +283,9 @@ class AuditStore:
         buckets: dict[str, tuple[str, bytes]] = {}
         records = 0
         for entity in self.state.partition(kind):
-            content = _unpack(entity)
+            content = unpack(entity)
             buckets[str(entity["RowKey"])] = (str(entity["_etag"]), content)
-            records += _records(entity, content)
+            records += record_count(entity, content)
         return buckets, records
 
     def _diff_mailboxes(
@@ -534,7 +316,7 @@ class AuditStore:
                 order = (1, len(ordered)) if change.kind == "removed" else (0, position[change.key])
                 ordered.append((order, change))
             if writes:
-                operations.append(_packed_operation("mailbox", bucket, raw, writes, etag))
+                operations.append(packed_operation("mailbox", bucket, raw, writes, etag))
         ordered.sort(key=lambda item: item[0])
         return operations, [change for _, change in ordered], baseline
 
@@ -572,7 +354,7 @@ class AuditStore:
                 ordered.append((order, event))
             new.extend((position[fid], fid) for fid in writes if fid not in previous)
             if writes:
-                operations.append(_packed_operation("finding", bucket, raw, writes, etag))
+                operations.append(packed_operation("finding", bucket, raw, writes, etag))
         ordered.sort(key=lambda item: item[0])
         new.sort()
         return operations, [event for _, event in ordered], tuple(fid for _, fid in new)
@@ -655,31 +437,15 @@ class AuditStore:
     def runs(self, *, limit: int = 50) -> list[RunRecord]:
         """Recorded runs, newest first."""
         self.ensure_tables()
-        return [_run_record(e) for e in self.runs_table.partition("run", limit=limit)]
+        return self._runs.list(limit=limit)
 
     def run(self, run_id: str) -> RunRecord:
         """One run by id, or `latest`. InputError if there is no such run."""
         self.ensure_tables()
-        if run_id == "latest":
-            found = self.runs(limit=1)
-            if not found:
-                raise InputError("RUN", "no run has been recorded yet")
-            return found[0]
-        try:
-            rkey = run_key(run_id)
-        except ValueError as exc:
-            raise InputError("RUN", f"not a run id: {run_id!r} (see the `runs` command)") from exc
-        entity = self.runs_table.get("run", rkey)
-        if entity is None:
-            raise InputError("RUN", f"no run {run_id!r} recorded (see the `runs` command)")
-        return _run_record(entity)
+        return self._runs.get(run_id)
 
     def _last_complete_run(self) -> str | None:
-        for entity in self.runs_table.query(
-            "PartitionKey eq @pk and complete eq true", {"pk": "run"}, limit=1
-        ):
-            return str(entity["run_id"])
-        return None
+        return self._runs.last_complete()
 
     def mailbox_states(self) -> dict[str, MailboxState]:
         self.ensure_tables()
@@ -690,7 +456,7 @@ class AuditStore:
         entity = self.state.get("mailbox", bucket_of(key))
         if entity is None:
             return None
-        data = json.loads(zlib.decompress(_unpack(entity))).get(key)
+        data = json.loads(zlib.decompress(unpack(entity))).get(key)
         return None if data is None else MailboxState.unpack(key, data)
 
     def mailbox_changes(self, key: str) -> list[MailboxChange]:
@@ -703,9 +469,9 @@ class AuditStore:
                 key=str(row["mailbox"]),
                 kind=str(row["kind"]),
                 run_id=str(row["run_id"]),
-                before=_json(row.get("before")),
-                after=_json(row.get("after")),
-                fields=tuple(_json(row.get("fields")) or ()),
+                before=as_json(row.get("before")),
+                after=as_json(row.get("after")),
+                fields=tuple(as_json(row.get("fields")) or ()),
             )
             for row in rows
         ]
@@ -735,7 +501,7 @@ class AuditStore:
         entity = self.state.get("finding", bucket_of(finding_id))
         if entity is None:
             return None
-        data = json.loads(zlib.decompress(_unpack(entity))).get(finding_id)
+        data = json.loads(zlib.decompress(unpack(entity))).get(finding_id)
         return None if data is None else FindingState.unpack(finding_id, data)
 
     def finding_events(self, finding_id: str) -> list[FindingEvent]:
@@ -765,7 +531,7 @@ class AuditStore:
         """
         self.ensure_tables()
         for entity in self.runs_table.partition("run", limit=20):
-            record = _run_record(entity)
+            record = run_record(entity)
             if record.status in ("complete", "incomplete"):
                 break
         else:
@@ -783,60 +549,13 @@ class AuditStore:
             findings=findings,
         )
 
-    # -- alert delivery ledger ----------------------------------------------------------------
+    # -- alert delivery ledger (ledger.py) --------------------------------------------------------
 
     def alert_deliveries(self, run_id: str) -> dict[str, str]:
         """channel -> status of the alerts already sent for a run."""
         self.ensure_tables()
-        return {
-            str(row["RowKey"]): str(row.get("status", ""))
-            for row in self.alerts.partition(run_key(run_id))
-        }
+        return self._ledger.deliveries(run_id)
 
     def record_alert_delivery(self, run_id: str, channel: str, status: str, detail: str) -> None:
         self.ensure_tables()
-        check_key(channel, "alert channel")
-        if not channel.replace(".", "").replace("_", "").isalnum():
-            raise StoreError(f"alert channel must be letters, digits, . or _, got {channel!r}")
-        self.alerts.replace(
-            {
-                "PartitionKey": run_key(run_id),
-                "RowKey": channel,
-                "status": status[:100],
-                "detail": detail[:4000],
-                "at": self._clock(),
-            }
-        )
-
-
-def _json(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
-def _run_record(entity: Mapping[str, Any]) -> RunRecord:
-    today = entity.get("today")
-    return RunRecord(
-        run_id=str(entity["run_id"]),
-        tenant=str(entity.get("tenant", "")),
-        status=str(entity.get("status", "")),
-        started_at=_time(entity.get("started_at")) or run_time(str(entity["run_id"])),
-        finished_at=_time(entity.get("finished_at")),
-        complete=bool(entity.get("complete")),
-        org_disabled=Setting.parse(entity.get("org")),
-        counts=_json(entity.get("counts")) or {},
-        changes=_json(entity.get("changes")) or {},
-        durations=_json(entity.get("durations")) or {},
-        errors=tuple(
-            CollectionError(str(e.get("source", "")), str(e.get("message", "")))
-            for e in (_json(entity.get("errors")) or [])
-        ),
-        allowlist_source=str(entity.get("allowlist_source", "")),
-        today=date.fromisoformat(str(today)) if today else None,
-        expiring_days=int(entity.get("expiring_days", 14)),
-        exit_code=None if entity.get("exit_code") is None else int(entity["exit_code"]),
-        evidence_bytes=int(entity.get("evidence_bytes", 0)),
-    )
+        self._ledger.record(run_id, channel, status, detail)
