@@ -40,6 +40,7 @@ from auditor.core.evidence import encode_document, read_evidence
 from auditor.core.history import FindingEvent, MailboxChange
 from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapshot
 from auditor.core.policy import evaluate
+from auditor.core.proposals import PlannedProposals
 from auditor.core.records import OrgChange, RecordResult
 from auditor.storage.audit_store import AuditStore, RunHandle
 
@@ -196,14 +197,18 @@ def _fail(
         source = "snapshot"
     message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditorError) else str(exc)
     errors = (CollectionError(source=source, message=message),)
-    run = store.fail_run(handle, errors=errors, durations=durations)
+    try:
+        store.fail_run(handle, errors=errors, durations=durations)
+    except AuditorError as exc:  # the collection's failure is the cause; say both
+        log.error("audit run_id=%s: the failed run was not recorded: %s", handle.run_id, exc)
+        message += f" (and the failed run could not be recorded: {exc})"
     log.error(
         "audit run_id=%s status=failed error_source=%s seconds_total=%.3f",
-        run.run_id,
+        handle.run_id,
         source,
         durations.get("total", 0.0),
     )
-    return CollectionFailed(f"audit {run.run_id} failed: {message}")
+    return CollectionFailed(f"audit {handle.run_id} failed: {message}")
 
 
 def run_audit(
@@ -219,14 +224,16 @@ def run_audit(
 ) -> RunSummary:
     """One audit. Returns the summary of a complete run; raises for anything less (see module).
 
-    With `alerter` (see `notify.run_alerter`) the run's alert is decided against the previous
-    run and delivered after recording, also for failed and incomplete runs; a delivery failure
-    never fails the audit."""
+    With `alerter` (see `notify.run_alerter`) the run's alert is decided against the last run
+    whose alert was delivered (`AuditStore.alert_baseline`) and delivered after recording,
+    also for failed and incomplete runs, and before the remediation proposals are stored; a
+    delivery failure never fails the audit."""
     allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
     started = time.perf_counter()
     ops_before = store.counter.snapshot()
     now = clock()
     handle = store.begin_run(tenant=tenant, now=now)
+    store.keep_alive(handle)  # the collection can outlast the lease: renew it meanwhile
     previous = _previous_run(store) if alerter is not None else None
     durations: dict[str, float] = {}
     gc_enabled = gc.isenabled()
@@ -272,11 +279,16 @@ def run_audit(
     finally:
         if gc_enabled:
             gc.enable()
-        store.release(handle)
+        store.release(handle)  # never raises: the run's own outcome is what is reported
+    planned = None
     if proposer is not None and summary.complete and summary.evaluation is not None:
-        summary = _propose(proposer, summary, summary.evaluation, now)
+        planned = _plan(proposer, summary, summary.evaluation, now)
+        if planned is not None:
+            summary = replace(summary, proposals=planned.ids)
     if alerter is not None and summary.evaluation is not None:
-        summary = _alert(alerter, summary, summary.evaluation, previous)
+        summary = _alert(alerter, store, summary, summary.evaluation, previous)
+    if planned is not None:
+        summary = _store_proposals(planned, summary)
     log.info(summary.log_line())
     if not summary.complete:
         raise AuditIncomplete(summary)
@@ -285,18 +297,27 @@ def run_audit(
 
 # -- remediation proposals (remediation.py plans, proposals.py stores; never fail the audit) ---
 
-# (evaluation, run id, now) -> ids of the proposals stored for the run.
-Proposer = Callable[[Evaluation, str, datetime], list[str]]
+
+# (evaluation, run id, now) -> the run's proposals, planned.
+Proposer = Callable[[Evaluation, str, datetime], PlannedProposals]
 
 
-def _propose(
+def _plan(
     proposer: Proposer, summary: RunSummary, evaluation: Evaluation, now: datetime
-) -> RunSummary:
+) -> PlannedProposals | None:
     try:
-        ids = proposer(evaluation, summary.run_id, now)
+        return proposer(evaluation, summary.run_id, now)
+    except AuditorError as exc:
+        log.error("run %s: remediation proposals not planned: %s", summary.run_id, exc)
+        return None
+
+
+def _store_proposals(planned: PlannedProposals, summary: RunSummary) -> RunSummary:
+    try:
+        ids = planned.save()
     except AuditorError as exc:
         log.error("run %s: remediation proposals not stored: %s", summary.run_id, exc)
-        return summary
+        return replace(summary, proposals=())
     return replace(summary, proposals=tuple(ids))
 
 
@@ -304,8 +325,10 @@ def _propose(
 
 
 def _previous_run(store: AuditStore) -> PreviousRun | None:
+    """The alert baseline: the last run whose alert was delivered (never the state a run that
+    died before alerting advanced)."""
     try:
-        return store.previous_run()
+        return store.alert_baseline()
     except AuditorError as exc:
         # Without it every open violation is told again as a baseline: loud, never silent.
         log.warning("alerts: previous run unreadable, alerting as a first run: %s", exc)
@@ -314,6 +337,7 @@ def _previous_run(store: AuditStore) -> PreviousRun | None:
 
 def _alert(
     alerter: RunAlerter,
+    store: AuditStore,
     summary: RunSummary,
     evaluation: Evaluation,
     previous: PreviousRun | None,
@@ -330,6 +354,13 @@ def _alert(
     except Exception:  # alerting must never fail an audit that is already recorded
         log.exception("alerts: run_id=%s delivery crashed", summary.run_id)
         return replace(summary, alerts={"error": "crashed"})
+    if report is None or not report.failed:
+        # Told (or nothing to tell): this run is the next alert's baseline. After a failed
+        # delivery the baseline stays, so the next run tells the same news again.
+        try:
+            store.mark_alerted(summary.run_id)
+        except AuditorError as exc:
+            log.error("alerts: run_id=%s baseline not advanced: %s", summary.run_id, exc)
     if report is None:
         return replace(summary, alerts={"decision": "nothing to tell"})
     return replace(summary, alerts={r.channel: r.status for r in report.results})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from auditor.app.settings import Settings
 from auditor.core.allowlist import load_allowlist
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
+from auditor.core.proposals import PlannedProposals
 from auditor.exchange.client import ExchangeClient, collect_evidence, exchange_scope
 from auditor.identity.approver import ApproverAuth, JwksCache
 from auditor.identity.azure import azure_credential
@@ -111,7 +112,12 @@ def table_service(settings: Settings) -> TableServiceClient:
 def store_from_settings(settings: Settings) -> AuditStore:
     if not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required to record audits (Table Storage)")
-    return AuditStore(table_service(settings), prefix=settings.table_prefix)
+    return AuditStore(
+        table_service(settings),
+        prefix=settings.table_prefix,
+        lock_ttl=timedelta(seconds=settings.lease_seconds),
+        max_removed_percent=settings.max_removed_percent,
+    )
 
 
 def proposal_store(
@@ -161,28 +167,30 @@ def announcer(
 
 def proposer_from_settings(
     settings: Settings, *, tables: TableServiceClient | None = None
-) -> Callable[[Evaluation, str, datetime], list[str]] | None:
-    """Plan and store a run's remediation proposals (the nightly audit's last step).
-
-    None when `AUDITOR_STORAGE` is unset. Grants are planned too: they are separate proposals,
-    so an approver never enables and disables in one click.
+) -> Callable[[Evaluation, str, datetime], PlannedProposals] | None:
+    """Plan a run's remediation proposals, to be stored after its alert (the nightly audit's
+    last step). None when `AUDITOR_STORAGE` is unset. Grants are planned too: they are
+    separate proposals, so an approver never enables and disables in one click.
     """
     if not settings.storage and tables is None:
         return None
 
-    def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
-        store = proposal_store(settings, tables=tables)
-        ids: list[str] = []
-        for proposal in plan(
+    def propose(evaluation: Evaluation, run_id: str, now: datetime) -> PlannedProposals:
+        planned = plan(
             evaluation,
             run_id=run_id,
             created_at=now,
             force_true=settings.remediation_force_true,
             expiry_days=settings.remediation_expiry_days,
             include_grants=True,
-        ):
-            store.save(proposal, now=now)
-            ids.append(proposal.id)
-        return ids
+        )
+
+        def save() -> list[str]:
+            store = proposal_store(settings, tables=tables)
+            for proposal in planned:
+                store.save(proposal, now=now)
+            return [proposal.id for proposal in planned]
+
+        return PlannedProposals(tuple(p.id for p in planned), save)
 
     return propose

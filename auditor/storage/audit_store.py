@@ -1,43 +1,43 @@
 """History of audits in Azure Table Storage (azure-data-tables, sync clients): the facade.
 
-Modules: `runs` (runs table, run lock), `packing` (packed state buckets), `blobs` (evidence),
-`ledger` (alert ledger); this one records a run and answers questions about the history.
+Modules: `runs` (runs table, the run lease), `packing` (packed state buckets), `versions` (the
+commit record naming the current bucket versions), `recording` (diffs, history rows, the write
+order), `blobs` (evidence), `ledger` (alert ledger); this one runs a recording and answers
+questions about the history. Design: docs/architecture.md, "Crash safety and recording".
 
 Tables (prefix `smtpauth` by default) and what makes each question cheap:
 
 - `runs`: PartitionKey `run`, RowKey inverted time + suffix: one entity per run, newest
   first (status, counts, changes, errors, durations).
-- `state`: PartitionKey `mailbox` / `finding`, RowKey bucket `00`..`ff`: the current state of
-  every mailbox / finding, packed (compressed JSON in binary properties); `org`/`current` the
-  organisation's current value; `lock`/`audit` the run lock (ETag + expiry).
+- `state`: PartitionKey `mailbox` / `finding`, RowKey `<bucket>.<run key>`: versions of the
+  packed state of every mailbox / finding (compressed JSON in binary properties); `commit` /
+  `state` names the current version of each bucket, the organisation value and the run that
+  committed them; `lock`/`audit` the run lease (owner, write token, expiry; ETags).
 - `history`: `mbx.<bucket>` / `<sha256(mailbox)>.<run key>`: one row per change of one
   mailbox (before/after); `fnd.<bucket>` / `<sha256(finding id)>.<run key>`: one row per
   transition of one finding; `org` / run key: the organisation setting when first read and at
   every change.
-- `evidence`: PartitionKey run key, RowKey `snapshot.NNNN` / `allowlist.NNNN`: the raw snapshot
-  document and the allowlist of the run, zlib, split in 64 KiB binary properties.
-- `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger.
+- `evidence`: PartitionKey run key, RowKey `snapshot.NNNN` / `allowlist.NNNN` /
+  `manifest.NNNN` / `alerted.NNNN`: the raw snapshot document, the allowlist, the keys of the
+  run's history rows and the findings its alert was decided on; zlib, 64 KiB binary pieces.
+- `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger; `delivered` /
+  `last`: the last run whose alert was delivered (what the next alert is decided against).
 
-- Runs newest first: one partition query, no sort.
-- One mailbox's history: one range query (`RowKey` prefix = its hash); its state as of a run:
-  that history plus the org history (effective state = setting + organisation value).
-- A steady-state run writes O(changes): the packed state buckets it touches, one history row
-  per change, a few evidence entities, the run entity. The first run writes the baseline in
-  256 + 256 packed entities and no history rows.
+- A steady-state run writes O(changes): the bucket versions it touches, one history row per
+  change, a few evidence entities, the commit and the run entity. The first run writes the
+  baseline in 256 + 256 packed entities and no history rows.
 - No value read from Exchange is ever a key: mailboxes and findings are addressed by hashes.
-- A run lock (an entity with an owner and an expiry, taken and released with ETags) keeps two
-  runs from interleaving; a lock left by a crashed run expires after `lock_ttl`.
 - An incomplete collection is recorded as such, with its errors; it never resolves findings
-  and never marks mailboxes removed (see `history.py`).
+  and never marks mailboxes removed (see `history.py`); nor does a `suspect` one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -51,16 +51,12 @@ from auditor.core.history import (
     MailboxChange,
     MailboxState,
     bucket_of,
-    finding_changes,
     key_hash,
-    mailbox_changes,
     run_key,
 )
 from auditor.core.model import (
     CollectionError,
     Evaluation,
-    Finding,
-    Mailbox,
     PreviousRun,
     PriorFinding,
     Setting,
@@ -70,9 +66,25 @@ from auditor.core.model import (
 from auditor.core.records import OrgChange, RecordResult, RunRecord
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
-from auditor.storage.packing import packed_operation, record_count, unpack
-from auditor.storage.runs import RunHandle, RunInProgress, Runs, as_json, run_record
-from auditor.storage.tables import OpCounter, Operation, Table
+from auditor.storage.recording import (
+    diff_findings,
+    diff_mailboxes,
+    history_operations,
+    manifest,
+    org_change,
+    remove_history,
+)
+from auditor.storage.runs import (
+    RunHandle,
+    RunInProgress,
+    Runs,
+    as_json,
+    as_time,
+    run_entity,
+    run_record,
+)
+from auditor.storage.tables import OpCounter, Table
+from auditor.storage.versions import Commit, CommitLost, Versions
 
 __all__ = [
     "AuditStore",
@@ -81,24 +93,36 @@ __all__ = [
     "BUCKETS",
 ]
 
+log = logging.getLogger("auditor.storage")
+
+_FINISHED = ("complete", "incomplete", "suspect")
+# The plausibility guard ignores fewer vanished mailboxes than this: in a tiny tenant one
+# deleted mailbox is a large percentage and entirely plausible.
+_GUARD_MIN_REMOVED = 10
+
 
 class AuditStore:
-    """The history store. Give it a `TableServiceClient`; it creates nothing at import time."""
+    """The history store. Give it a `TableServiceClient`; it creates nothing at import time.
+
+    `lock_ttl`: how long the run lease lasts unrenewed (`AUDIT_LEASE_SECONDS`);
+    `max_removed_percent`: the plausibility guard (`AUDIT_MAX_REMOVED_PERCENT`)."""
 
     def __init__(
         self,
         service: TableServiceClient,
         *,
         prefix: str = "smtpauth",
-        lock_ttl: timedelta = timedelta(hours=1),
+        lock_ttl: timedelta = timedelta(seconds=60),
         clock: Callable[[], datetime] | None = None,
         workers: int = 8,
+        max_removed_percent: int = 20,
     ) -> None:
         if not prefix.isalnum() or not prefix[:1].isalpha() or len(prefix) > 50:
             raise StoreError(f"table prefix must be letters and digits, got {prefix!r}")
         self.counter = OpCounter()
         self.lock_ttl = lock_ttl
         self.workers = workers
+        self.max_removed_percent = max_removed_percent
         self._clock = clock or (lambda: datetime.now(UTC))
         self.runs_table = Table(service, f"{prefix}runs", self.counter)
         self.state = Table(service, f"{prefix}state", self.counter)
@@ -108,6 +132,7 @@ class AuditStore:
         self._ready = False
         self._runs = Runs(self.runs_table, self.state, lock_ttl=lock_ttl, clock=self._clock)
         self._blobs = Blobs(self.evidence, workers=workers)
+        self._versions = Versions(self.state)
         self._ledger = AlertLedgerTable(self.alerts, self._clock)
 
     def ensure_tables(self) -> None:
@@ -117,21 +142,61 @@ class AuditStore:
             table.create()
         self._ready = True
 
-    # -- the run lock (runs.py) -----------------------------------------------------------------
+    # -- the run lease (runs.py) ----------------------------------------------------------------
 
     def begin_run(self, *, tenant: str, now: datetime | None = None) -> RunHandle:
-        """Take the run lock and record a `running` run. RunInProgress if another run holds it."""
+        """Take the lease, record a `running` run and repair what dead runs left. RunInProgress
+        if another run holds a lease that is not stale."""
         self.ensure_tables()
-        return self._runs.begin(tenant=tenant, now=now)
+        handle = self._runs.begin(tenant=tenant, now=now)
+        try:
+            self._repair(handle)
+        except BaseException:
+            self._runs.release(handle)
+            raise
+        return handle
+
+    def keep_alive(self, handle: RunHandle) -> None:
+        """Renew the run's lease in the background until `release` (for the long collection)."""
+        handle.lease.keep_alive()
 
     def _check_lock(self, handle: RunHandle) -> None:
         self._runs.check_lock(handle)
 
     def release(self, handle: RunHandle) -> None:
-        """Drop the lock if this run still holds it (a taken-over lock is left alone)."""
+        """Drop the lease if this run still holds it; never raises (see `Runs.release`)."""
         self._runs.release(handle)
 
-    # -- recording ----------------------------------------------------------------------------
+    def _repair(self, handle: RunHandle) -> None:
+        """Runs left `running` by a run that died: finish a committed one from the commit
+        record's copy; otherwise delete its history rows and mark it `abandoned`."""
+        dead = [run_id for run_id in self._runs.running() if run_id != handle.run_id]
+        if not dead:
+            return
+        commit = self._versions.current()
+        for run_id in dead:
+            if run_id == commit.run_id and commit.run is not None:
+                entity = dict(commit.run)
+                for name in ("started_at", "finished_at"):
+                    entity[name] = as_time(entity.get(name))
+                self._runs.write_entity(entity)
+                log.warning(
+                    "run %s: committed but unfinished; finished by %s", run_id, handle.run_id
+                )
+                continue
+            rows = remove_history(self.history, self._blobs, run_key(run_id), run_id)
+            self._runs.mark_abandoned(
+                run_id,
+                by=handle.run_id,
+                at=handle.lease.now(),
+                why=(
+                    f"abandoned: stopped before its recording was committed (lease not renewed); "
+                    f"run {handle.run_id} took over and removed its {rows} history row(s)"
+                ),
+            )
+            log.warning("run %s: abandoned; %d history rows removed", run_id, rows)
+
+    # -- recording (recording.py) ----------------------------------------------------------------
 
     def record_run(
         self,
@@ -147,57 +212,79 @@ class AuditStore:
         durations: Mapping[str, float],
         finished_at: datetime | None = None,
     ) -> RecordResult:
-        """Store evidence, changes and the run summary. Order: evidence, history rows, state,
-        run entity — a run cut short leaves duplicates at worst, never a lost change."""
-        self._check_lock(handle)
+        """Store evidence, history rows and new state versions, then commit them in one
+        request, then the run entity: a run cut short anywhere changes nothing a reader
+        sees, and the next run repairs what it half-wrote (see recording.py)."""
+        handle.lease.renew()
         complete = (
             not snapshot.errors
             and snapshot.org_disabled is not None
             and snapshot.mailboxes is not None
         )
-        rkey = run_key(handle.run_id)
+        run_id, rkey = handle.run_id, run_key(handle.run_id)
         # Compressing and uploading the evidence (zlib releases the GIL) overlaps the diff.
         uploader = ThreadPoolExecutor(max_workers=1)
         upload = uploader.submit(
-            self._write_blobs, rkey, {"snapshot": evidence, "allowlist": allowlist}
+            self._blobs.write, rkey, {"snapshot": evidence, "allowlist": allowlist}
         )
         uploader.shutdown(wait=False)
 
-        last_complete = self._last_complete_run()
-        org_change = self._org_change(handle.run_id, snapshot.org_disabled)
-        mailbox_ops, changes, baseline = self._diff_mailboxes(handle.run_id, snapshot, complete)
-        finding_ops, events, new_findings = self._diff_findings(
-            handle.run_id, evaluation, complete, last_complete
+        commit = self._versions.current()
+        last_complete = self._runs.last_complete()
+        org = org_change(commit, run_id, snapshot.org_disabled)
+        mailboxes = diff_mailboxes(
+            self._versions, commit, snapshot, run_id=run_id, rkey=rkey, complete=complete
         )
-
-        evidence_bytes = upload.result()  # evidence first: it must exist before the changes
-        self._check_lock(handle)
-        self._write_history(rkey, changes, events, org_change)
-        self.state.submit(mailbox_ops)
-        self.state.submit(finding_ops)
-        if org_change is not None:
-            self.state.replace(
-                {
-                    "PartitionKey": "org",
-                    "RowKey": "current",
-                    "setting": Setting.text(org_change.after),
-                    "since": handle.run_id,
-                }
+        errors = tuple(snapshot.errors)
+        status = "complete" if complete else "incomplete"
+        suspect = self._implausible(mailboxes.known, mailboxes.removed, commit, complete)
+        if suspect is not None:
+            errors += (suspect,)
+            status, complete = "suspect", False
+            mailboxes = diff_mailboxes(
+                self._versions,
+                commit,
+                snapshot,
+                run_id=run_id,
+                rkey=rkey,
+                complete=False,
+                loaded=mailboxes.loaded,
             )
+        findings = diff_findings(
+            self._versions,
+            commit,
+            evaluation,
+            run_id=run_id,
+            rkey=rkey,
+            complete=complete,
+            last_complete=last_complete,
+        )
+        history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)
+        evidence_bytes = upload.result()  # evidence first: it must exist before the changes
+        if history:
+            self._blobs.write(rkey, {"manifest": manifest(history)})
+        self._check_lock(handle)
+        self.history.submit_partitions(history, workers=self.workers)
+        self._check_lock(handle)
+        self.state.submit(mailboxes.operations)
+        self.state.submit(findings.operations)
+
+        changes = mailboxes.mailbox_changes
+        events = findings.finding_events
         kinds = {"added": 0, "changed": 0, "removed": 0, "returned": 0}
         for change in changes:
             kinds[change.kind] += 1
         change_counts = {
             **{f"mailboxes_{k}": v for k, v in kinds.items()},
-            "findings_new": len(new_findings),
+            "findings_new": len(findings.new_findings),
             "findings_changed": sum(1 for e in events if e.kind in ("status", "reopened")),
             "findings_resolved": sum(1 for e in events if e.kind == "resolved"),
-            "org_changed": int(org_change is not None and not org_change.first),
+            "org_changed": int(org is not None and not org.first),
         }
         run = RunRecord(
-            run_id=handle.run_id,
+            run_id=run_id,
             tenant=snapshot.tenant,
-            status="complete" if complete else "incomplete",
+            status=status,
             started_at=handle.started_at,
             finished_at=finished_at or self._clock(),
             complete=complete,
@@ -205,21 +292,74 @@ class AuditStore:
             counts=dict(evaluation.counts),
             changes=change_counts,
             durations=dict(durations),
-            errors=snapshot.errors,
+            errors=errors,
             allowlist_source=allowlist_source,
             today=today,
             expiring_days=expiring_days,
             exit_code=evaluation.exit_code(),
             evidence_bytes=evidence_bytes,
         )
-        self._write_run(run)
+        entity = run_entity(run)
+        try:
+            handle.lease.renew()  # a run that lost its lease never commits
+        except RunInProgress:
+            self._forget(rkey, run_id)
+            raise
+        try:
+            committed = self._versions.commit(
+                commit,
+                {
+                    "run_id": run_id,
+                    "status": status,
+                    "mailbox": _versions_json(mailboxes.versions()),
+                    "finding": _versions_json(findings.versions()),
+                    "org_known": commit.org_known or snapshot.org_disabled is not None,
+                    "org": Setting.text(
+                        snapshot.org_disabled if snapshot.org_disabled is not None else commit.org
+                    ),
+                    "org_since": run_id if org is not None else commit.org_since,
+                    "run": json.dumps(entity, separators=(",", ":"), default=str),
+                },
+            )
+        except CommitLost:
+            self._forget(rkey, run_id)
+            raise
+        self._runs.write_entity(entity)
+        self._versions.collect_garbage("mailbox", mailboxes.superseded + mailboxes.loaded.stale)
+        self._versions.collect_garbage("finding", findings.superseded + findings.loaded.stale)
+        if commit.legacy and not committed.legacy:
+            self._versions.drop_legacy_org()
         return RecordResult(
             run=run,
             mailbox_changes=tuple(changes),
             finding_events=tuple(events),
-            new_findings=new_findings,
-            org_change=org_change,
-            baseline=baseline,
+            new_findings=findings.new_findings,
+            org_change=org,
+            baseline=mailboxes.baseline,
+        )
+
+    def _forget(self, rkey: str, run_id: str) -> None:
+        """Best effort: the history rows of our own run that will never commit."""
+        try:
+            remove_history(self.history, self._blobs, rkey, run_id)
+        except StoreError as exc:
+            log.warning("run %s: history rows left for the next run to remove: %s", run_id, exc)
+
+    def _implausible(
+        self, known: int, removed: int, commit: Commit, complete: bool
+    ) -> CollectionError | None:
+        """The plausibility guard: a complete read in which more than `max_removed_percent` of
+        the known mailboxes (and at least 10) vanished. A run after a `suspect` one confirms."""
+        if not complete or not known or commit.status == "suspect":
+            return None
+        if removed < _GUARD_MIN_REMOVED or removed * 100 <= self.max_removed_percent * known:
+            return None
+        return CollectionError(
+            "plausibility",
+            f"{removed} of {known} known mailboxes ({removed * 100 / known:.0f}%) are missing "
+            f"from a complete read, more than AUDIT_MAX_REMOVED_PERCENT="
+            f"{self.max_removed_percent}; recorded as suspect: nothing is marked removed or "
+            "resolved until the next run confirms",
         )
 
     def fail_run(
@@ -233,7 +373,7 @@ class AuditStore:
         """Record a run whose collection failed outright: its errors, nothing else changes."""
         evidence_bytes = 0
         if evidence is not None:
-            evidence_bytes = self._write_blobs(run_key(handle.run_id), {"snapshot": evidence})
+            evidence_bytes = self._blobs.write(run_key(handle.run_id), {"snapshot": evidence})
         run = RunRecord(
             run_id=handle.run_id,
             tenant=handle.tenant,
@@ -246,191 +386,12 @@ class AuditStore:
             exit_code=3,
             evidence_bytes=evidence_bytes,
         )
-        self._write_run(run)
-        return run
-
-    def _write_run(self, run: RunRecord) -> None:
         self._runs.write(run)
-
-    def _write_blobs(self, rkey: str, blobs: Mapping[str, bytes]) -> int:
-        return self._blobs.write(rkey, blobs)
+        return run
 
     def read_blob(self, run_id: str, name: str) -> bytes | None:
         """A blob stored with a run (`snapshot`, `allowlist`), or None if it has none."""
         return self._blobs.read(run_key(run_id), name, run_id)
-
-    # -- packed state -------------------------------------------------------------------------
-
-    def _load_packed(
-        self, kind: str, decode: Callable[[str, list[Any]], Any]
-    ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
-        """(records, bucket -> (ETag, compressed content)) of one kind of packed state."""
-        records: dict[str, Any] = {}
-        buckets: dict[str, tuple[str, bytes]] = {}
-        for entity in self.state.partition(kind):
-            packed = unpack(entity)
-            buckets[entity["RowKey"]] = (entity["_etag"], packed)
-            for key, data in json.loads(zlib.decompress(packed)).items():
-                records[key] = decode(key, data)
-        return records, buckets
-
-    # The previous state is compared one bucket at a time: a bucket's records are unpacked,
-    # diffed against the mailboxes (findings) that hash to it, and dropped; what is kept is the
-    # changes and the rewritten buckets, compressed. Never the whole previous state at once.
-
-    def _stored_buckets(self, kind: str) -> tuple[dict[str, tuple[str, bytes]], int]:
-        """(bucket -> (ETag, compressed content), records) of one kind of packed state."""
-        buckets: dict[str, tuple[str, bytes]] = {}
-        records = 0
-        for entity in self.state.partition(kind):
-            content = unpack(entity)
-            buckets[str(entity["RowKey"])] = (str(entity["_etag"]), content)
-            records += record_count(entity, content)
-        return buckets, records
-
-    def _diff_mailboxes(
-        self, run_id: str, snapshot: Snapshot, complete: bool
-    ) -> tuple[list[Operation], list[MailboxChange], bool]:
-        """(state writes, changes in the order `history.mailbox_changes` gives them for the
-        whole snapshot, baseline)."""
-        stored, records = self._stored_buckets("mailbox")
-        baseline = not records
-        if snapshot.mailboxes is None:
-            return [], [], baseline
-        grouped: dict[str, list[tuple[int, Mailbox]]] = {}
-        for index, mailbox in enumerate(snapshot.mailboxes):
-            grouped.setdefault(bucket_of(mailbox.key), []).append((index, mailbox))
-        operations: list[Operation] = []
-        ordered: list[tuple[tuple[int, int], MailboxChange]] = []
-        for bucket in sorted(grouped.keys() | stored.keys()):
-            etag, content = stored.pop(bucket, (None, b""))
-            raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
-            previous = {key: MailboxState.unpack(key, data) for key, data in raw.items()}
-            members = grouped.pop(bucket, [])
-            part = replace(snapshot, mailboxes=tuple(mailbox for _, mailbox in members))
-            writes, changes = mailbox_changes(
-                previous, part, run_id, complete=complete, baseline=baseline
-            )
-            position = {mailbox.key: index for index, mailbox in members}
-            for change in changes:  # removals come after the snapshot's own, in state order
-                order = (1, len(ordered)) if change.kind == "removed" else (0, position[change.key])
-                ordered.append((order, change))
-            if writes:
-                operations.append(packed_operation("mailbox", bucket, raw, writes, etag))
-        ordered.sort(key=lambda item: item[0])
-        return operations, [change for _, change in ordered], baseline
-
-    def _diff_findings(
-        self,
-        run_id: str,
-        evaluation: Evaluation,
-        complete: bool,
-        last_complete: str | None,
-    ) -> tuple[list[Operation], list[FindingEvent], tuple[str, ...]]:
-        """(state writes, events and new finding ids in the order `history.finding_changes`
-        gives them for all findings at once)."""
-        stored, _ = self._stored_buckets("finding")
-        grouped: dict[str, list[tuple[int, Finding]]] = {}
-        for index, finding in enumerate(evaluation.findings):
-            grouped.setdefault(bucket_of(finding.id), []).append((index, finding))
-        operations: list[Operation] = []
-        ordered: list[tuple[tuple[int, int], FindingEvent]] = []
-        new: list[tuple[int, str]] = []
-        for bucket in sorted(grouped.keys() | stored.keys()):
-            etag, content = stored.pop(bucket, (None, b""))
-            raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
-            previous = {fid: FindingState.unpack(fid, data) for fid, data in raw.items()}
-            members = grouped.pop(bucket, [])
-            writes, events = finding_changes(
-                previous,
-                (finding for _, finding in members),
-                run_id,
-                complete=complete,
-                last_complete_run=last_complete,
-            )
-            position = {finding.id: index for index, finding in members}
-            for event in events:  # resolutions come after the others, in state order
-                order = (1, len(ordered)) if event.kind == "resolved" else (0, position[event.id])
-                ordered.append((order, event))
-            new.extend((position[fid], fid) for fid in writes if fid not in previous)
-            if writes:
-                operations.append(packed_operation("finding", bucket, raw, writes, etag))
-        ordered.sort(key=lambda item: item[0])
-        new.sort()
-        return operations, [event for _, event in ordered], tuple(fid for _, fid in new)
-
-    def _write_history(
-        self,
-        rkey: str,
-        changes: list[MailboxChange],
-        events: list[FindingEvent],
-        org: OrgChange | None,
-    ) -> None:
-        operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        for change in changes:
-            digest = key_hash(change.key)
-            operations.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": f"mbx.{digest[:2]}",
-                        "RowKey": f"{digest}.{rkey}",
-                        "mailbox": change.key,
-                        "run_id": change.run_id,
-                        "kind": change.kind,
-                        "fields": list(change.fields),
-                        "before": change.before,
-                        "after": change.after,
-                    },
-                    {},
-                )
-            )
-        for event in events:
-            digest = key_hash(event.id)
-            operations.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": f"fnd.{digest[:2]}",
-                        "RowKey": f"{digest}.{rkey}",
-                        "finding_id": event.id,
-                        "run_id": event.run_id,
-                        "kind": event.kind,
-                        "before": event.before,
-                        "after": event.after,
-                        "subject": event.subject[:1000],
-                        "control": event.control,
-                    },
-                    {},
-                )
-            )
-        if org is not None:
-            operations.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": "org",
-                        "RowKey": rkey,
-                        "run_id": org.run_id,
-                        "before": Setting.text(org.before),
-                        "after": Setting.text(org.after),
-                        "first": org.first,
-                    },
-                    {},
-                )
-            )
-        self.history.submit_partitions(operations, workers=self.workers)
-
-    def _org_change(self, run_id: str, value: bool | None) -> OrgChange | None:
-        if value is None:
-            return None  # not collected: the history keeps the last value read
-        current = self.state.get("org", "current")
-        if current is None:
-            return OrgChange(run_id, None, value, first=True)
-        before = Setting.parse(current.get("setting"))
-        if before == value:
-            return None
-        return OrgChange(run_id, before, value, first=False)
 
     # -- questions ----------------------------------------------------------------------------
 
@@ -440,23 +401,26 @@ class AuditStore:
         return self._runs.list(limit=limit)
 
     def run(self, run_id: str) -> RunRecord:
-        """One run by id, or `latest`. InputError if there is no such run."""
+        """One run by id, or `latest` (the newest run that finished: a `running` one is still
+        working or dead, see `runs`). InputError if there is no such run."""
         self.ensure_tables()
         return self._runs.get(run_id)
 
-    def _last_complete_run(self) -> str | None:
-        return self._runs.last_complete()
+    def _committed(self, kind: str, decode: Callable[[str, list[Any]], Any]) -> dict[str, Any]:
+        loaded = self._versions.buckets(kind, self._versions.current())
+        out: dict[str, Any] = {}
+        for content in loaded.contents.values():
+            for key, data in json.loads(zlib.decompress(content)).items():
+                out[key] = decode(key, data)
+        return out
 
     def mailbox_states(self) -> dict[str, MailboxState]:
         self.ensure_tables()
-        return self._load_packed("mailbox", MailboxState.unpack)[0]
+        return self._committed("mailbox", MailboxState.unpack)
 
     def mailbox_state(self, key: str) -> MailboxState | None:
         self.ensure_tables()
-        entity = self.state.get("mailbox", bucket_of(key))
-        if entity is None:
-            return None
-        data = json.loads(zlib.decompress(unpack(entity))).get(key)
+        data = self._versions.bucket("mailbox", bucket_of(key), self._versions.current()).get(key)
         return None if data is None else MailboxState.unpack(key, data)
 
     def mailbox_changes(self, key: str) -> list[MailboxChange]:
@@ -494,14 +458,12 @@ class AuditStore:
 
     def finding_states(self) -> dict[str, FindingState]:
         self.ensure_tables()
-        return self._load_packed("finding", FindingState.unpack)[0]
+        return self._committed("finding", FindingState.unpack)
 
     def finding_state(self, finding_id: str) -> FindingState | None:
         self.ensure_tables()
-        entity = self.state.get("finding", bucket_of(finding_id))
-        if entity is None:
-            return None
-        data = json.loads(zlib.decompress(unpack(entity))).get(finding_id)
+        commit = self._versions.current()
+        data = self._versions.bucket("finding", bucket_of(finding_id), commit).get(finding_id)
         return None if data is None else FindingState.unpack(finding_id, data)
 
     def finding_events(self, finding_id: str) -> list[FindingEvent]:
@@ -524,17 +486,19 @@ class AuditStore:
         return sorted(out, key=lambda e: e.run_id, reverse=True)
 
     def previous_run(self) -> PreviousRun | None:
-        """The last recorded (finished) run and the findings it left open.
+        """The last committed run and the findings it left open.
 
-        For a complete run these are exactly its findings. After an incomplete run they are
-        the last known findings (it resolved nothing), and `complete` is False.
+        For a complete run these are exactly its findings. After an incomplete (or suspect)
+        run they are the last known findings (it resolved nothing), and `complete` is False.
         """
         self.ensure_tables()
-        for entity in self.runs_table.partition("run", limit=20):
-            record = run_record(entity)
-            if record.status in ("complete", "incomplete"):
-                break
-        else:
+        commit = self._versions.current()
+        record: RunRecord | None = None
+        if commit.run is not None:
+            record = run_record(commit.run)
+        else:  # a store from before commit records: the newest finished run
+            record = next((r for r in self._runs.list(limit=20) if r.status in _FINISHED), None)
+        if record is None:
             return None
         findings = {
             fid: PriorFinding(id=fid, control=s.control, status=Status(s.status), subject=s.subject)
@@ -549,6 +513,57 @@ class AuditStore:
             findings=findings,
         )
 
+    # -- what the last delivered alert told (the alert baseline) ---------------------------------
+
+    def alert_baseline(self) -> PreviousRun | None:
+        """What the next alert is decided against: the run whose alert was last DELIVERED (a
+        run that died before alerting, or whose delivery failed, is covered by the next one).
+        None when no alert was ever delivered: everything open is told, as a first run."""
+        self.ensure_tables()
+        pointer = self.alerts.get("delivered", "last")
+        if pointer is None:
+            if self._versions.current().legacy:
+                return self.previous_run()  # a store from before the baseline pointer
+            return None
+        run_id = str(pointer["run_id"])
+        data = self._blobs.read(run_key(run_id), "alerted", run_id)
+        if data is None:
+            return None
+        told = json.loads(data)
+        return PreviousRun(
+            run_id=run_id,
+            evaluated_at=as_time(told["evaluated_at"]) or self._clock(),
+            org_disabled=Setting.parse(told.get("org")),
+            complete=bool(told.get("complete")),
+            findings={
+                fid: PriorFinding(id=fid, control=c, status=Status(s), subject=subj)
+                for fid, (c, s, subj) in told["findings"].items()
+            },
+        )
+
+    def mark_alerted(self, run_id: str) -> None:
+        """The run's alert was delivered (or there was nothing to tell): the findings it left
+        open become the baseline of the next alert. Never moves the baseline back."""
+        self.ensure_tables()
+        pointer = self.alerts.get("delivered", "last")
+        if pointer is not None and run_key(str(pointer["run_id"])) < run_key(run_id):
+            return  # a newer run's alert is the baseline already
+        previous = self.previous_run()
+        if previous is None or previous.run_id != run_id:
+            return  # this run committed nothing (failed): the baseline stays
+        told = {
+            "evaluated_at": previous.evaluated_at.isoformat(),
+            "org": Setting.text(previous.org_disabled),
+            "complete": previous.complete,
+            "findings": {
+                f.id: [f.control, f.status.value, f.subject] for f in previous.findings.values()
+            },
+        }
+        self._blobs.write(run_key(run_id), {"alerted": json.dumps(told).encode("utf-8")})
+        self.alerts.replace(
+            {"PartitionKey": "delivered", "RowKey": "last", "run_id": run_id, "at": self._clock()}
+        )
+
     # -- alert delivery ledger (ledger.py) --------------------------------------------------------
 
     def alert_deliveries(self, run_id: str) -> dict[str, str]:
@@ -559,3 +574,7 @@ class AuditStore:
     def record_alert_delivery(self, run_id: str, channel: str, status: str, detail: str) -> None:
         self.ensure_tables()
         self._ledger.record(run_id, channel, status, detail)
+
+
+def _versions_json(versions: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(versions.items())), separators=(",", ":"))

@@ -1,8 +1,10 @@
 """Packed state: many small records per entity, compressed JSON split in 64 KiB binaries.
 
-The `state` table keeps one entity per bucket (`00`..`ff`) per kind (`mailbox`, `finding`);
-each holds the records whose key hashes to the bucket, as zlib-compressed JSON in binary
-properties `d0..dN` (`parts` of them) and the record count `n`.
+The `state` table keeps, per kind (`mailbox`, `finding`) and bucket (`00`..`ff`), versions of
+the bucket: RowKey `<bucket>.<run key of the writer>`, each holding the records whose key
+hashes to the bucket as zlib-compressed JSON in binary properties `d0..dN` (`parts` of them),
+the record count `n` and the writing run. Which version is current is named by the commit
+record (`versions.py`), never inferred from the rows present.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from azure.data.tables import UpdateMode
 from auditor.core.errors import StoreError
 from auditor.core.history import FindingState, MailboxState
 from auditor.storage.limits import MAX_VALUE_BYTES
-from auditor.storage.tables import Operation, etag_condition
+from auditor.storage.tables import Operation
 
 __all__ = [
     "CHUNKS_PER_ENTITY",
@@ -28,6 +30,8 @@ __all__ = [
     "take",
     "record_count",
     "packed_operation",
+    "version_row",
+    "bucket_of_row",
 ]
 
 CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
@@ -86,25 +90,36 @@ def record_count(entity: Mapping[str, Any], content: bytes) -> int:
     return len(json.loads(zlib.decompress(content))) if content else 0
 
 
+def version_row(bucket: str, rkey: str) -> str:
+    """RowKey of the version of `bucket` written by the run with run key `rkey`."""
+    return f"{bucket}.{rkey}"
+
+
+def bucket_of_row(row_key: str) -> str:
+    """The bucket a state RowKey belongs to (`00.<run key>`, or a legacy `00`)."""
+    return row_key.partition(".")[0]
+
+
 def packed_operation(
     kind: str,
     bucket: str,
     merged: dict[str, Any],
     writes: Mapping[str, MailboxState | FindingState],
-    etag: str | None,
+    *,
+    run_id: str,
+    rkey: str,
 ) -> Operation:
-    """The bucket rewritten with `writes` merged into its stored records (`merged`, changed
-    in place), guarded by the ETag it had when read: a bucket another writer changed
-    meanwhile fails the batch (412); a new bucket is created (409 if one appeared)."""
+    """A new version of the bucket: `writes` merged into its committed records (`merged`,
+    changed in place), in a row of its own keyed by the writing run. Writing it again (a
+    replayed run) writes the same row; it is invisible until the run's commit names it."""
     for key, record in writes.items():
         merged[key] = record.pack()
     body = json.dumps(merged, separators=(",", ":")).encode("utf-8")
     entity = {
         "PartitionKey": kind,
-        "RowKey": bucket,
+        "RowKey": version_row(bucket, rkey),
+        "run": run_id,
         "n": len(merged),
         **pack(zlib.compress(body, 6)),
     }
-    if etag is None:
-        return ("create", entity, {})
-    return ("update", entity, {"mode": UpdateMode.REPLACE, **etag_condition(etag)})
+    return ("upsert", entity, {"mode": UpdateMode.REPLACE})

@@ -75,6 +75,8 @@ def _error(exc: Exception, what: str) -> StoreError:
         return NotFound(f"{what}: not found")
     if isinstance(exc, HttpResponseError):
         code = getattr(exc, "error_code", None) or exc.status_code
+        if exc.status_code == 404:
+            return NotFound(f"{what}: not found")
         if exc.status_code == 412:
             return Conflict(f"{what}: changed by another writer")
         if exc.status_code == 409:
