@@ -40,6 +40,8 @@ class Plan:
     lose: set[int] = field(default_factory=set)
     unavailable: set[int] = field(default_factory=set)
     target_pid: int | None = None
+    # path fragment -> (action, how many times): the next writes whose path contains it
+    on_path: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 class FaultProxy:
@@ -95,6 +97,11 @@ class FaultProxy:
                 action = "unavailable"
             else:
                 action = "pass"
+                for fragment, (what, times) in list(plan.on_path.items()):
+                    if fragment in path and times > 0:
+                        action = what
+                        plan.on_path[fragment] = (what, times - 1)
+                        break
             self.log.append((number, method, path.split("?")[0], action))
             return number, action
 

@@ -1,0 +1,105 @@
+"""Storage faults against Azurite through the fault proxy (devkit.faultproxy): lost responses
+after a committed write are our own writes, 503 bursts are ridden out, and errors name the
+real cause (issue 13)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.data.tables import TableServiceClient
+from store_helpers import T0, doc, record
+from test_crash_harness import table_endpoint
+
+from auditor.core.errors import StoreError
+from auditor.storage.audit_store import AuditStore
+from devkit.faultproxy import FaultProxy, Plan
+
+_COUNT = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def faulty(azurite: str) -> Iterator[tuple[FaultProxy, AuditStore]]:
+    with FaultProxy(table_endpoint(azurite)) as proxy:
+        service = TableServiceClient.from_connection_string(proxy.connection_string(azurite))
+        store = AuditStore(service, prefix=f"flt{next(_COUNT)}x{id(proxy) % 10**6}")
+        store.ensure_tables()
+        yield proxy, store
+
+
+def settings(n: int) -> dict[int, Any]:
+    return {i: i > n for i in range(1, 30)}  # the first n explicitly enabled
+
+
+def test_lost_response_of_the_lock_insert_is_our_own_lease(
+    faulty: tuple[FaultProxy, AuditStore],
+) -> None:
+    proxy, store = faulty
+    proxy.reset(Plan(on_path={"state": ("lose", 1)}))  # the lease insert lands, unanswered
+    handle = store.begin_run(tenant="t", now=T0)
+    lock = store.state.get("lock", "audit")
+    assert lock is not None and lock["owner"] == handle.run_id
+    assert [entry[3] for entry in proxy.log[:1]] == ["lose"]
+    store.release(handle)
+    assert store.state.get("lock", "audit") is None
+
+
+def test_lost_response_of_the_run_row_insert(faulty: tuple[FaultProxy, AuditStore]) -> None:
+    proxy, store = faulty
+    proxy.reset(Plan(on_path={"runs": ("lose", 1)}))
+    handle = store.begin_run(tenant="t", now=T0)
+    assert store.run(handle.run_id).status == "running"
+    store.release(handle)
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "PartitionKey='commit'",  # the commit record: our 412 is our own commit
+        "$batch",  # a history or state batch: written again, the same rows
+        "PartitionKey='lock'",  # the lease renewal: our 412 is our own renewal
+    ],
+)
+def test_lost_response_after_a_committed_write_is_not_another_writer(
+    faulty: tuple[FaultProxy, AuditStore], fragment: str
+) -> None:
+    proxy, store = faulty
+    record(store, doc(settings(2), org=True), now=T0)
+    proxy.reset(Plan(on_path={fragment: ("lose", 1)}))
+    result = record(store, doc(settings(5), org=True), now=T0.replace(day=2))
+    assert any(entry[3] == "lose" for entry in proxy.log), proxy.log
+    assert result.run.status == "complete"
+    assert store.run(result.run.run_id).status == "complete"
+    assert result.run.changes["mailboxes_changed"] == 3
+    states = store.mailbox_states()
+    assert sum(1 for s in states.values() if s.setting == "false") == 5
+    for n in (3, 4, 5):
+        key = next(k for k, s in states.items() if s.address == f"user{n}@contoso.com")
+        assert len(store.mailbox_changes(key)) == 1
+
+
+def test_a_burst_of_503_is_ridden_out(faulty: tuple[FaultProxy, AuditStore]) -> None:
+    proxy, store = faulty
+    record(store, doc(settings(2), org=True), now=T0)
+    proxy.reset(Plan(on_path={"PartitionKey='commit'": ("unavailable", 2)}))
+    result = record(store, doc(settings(4), org=True), now=T0.replace(day=2))
+    assert [e[3] for e in proxy.log].count("unavailable") == 2
+    assert result.run.status == "complete"
+
+
+def test_unreachable_storage_is_named_as_such(azurite: str) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    parts = [
+        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
+        if p.startswith("TableEndpoint=")
+        else p
+        for p in azurite.split(";")
+    ]
+    service = TableServiceClient.from_connection_string(";".join(parts), retry_total=0)
+    store = AuditStore(service, prefix="unreach", workers=1)
+    with pytest.raises(StoreError, match="unreachable"):
+        store.runs_table.get("run", "x")
