@@ -1,0 +1,105 @@
+"""Honest history (issue 13) through run_audit, the Exchange emulator and Azurite: partial
+reads keep verdicts, the plausibility guard, one bad record, and the `audit` exit codes."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from builders import emulator_collector
+from conftest import EMULATOR_TOKEN
+from store_helpers import new_store
+
+from auditor.app.audit import AuditIncomplete, Collector, run_audit
+from auditor.core.model import Status
+from auditor.storage.audit_store import AuditStore
+
+_CLOCK = itertools.count()
+T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    return T0 + timedelta(days=next(_CLOCK))
+
+
+@pytest.fixture
+def collect(exchange_emulator: Any) -> Iterator[Collector]:
+    with httpx.Client(timeout=30) as http:
+        yield emulator_collector(exchange_emulator, http, EMULATOR_TOKEN)
+
+
+def audit(store: AuditStore, collect: Collector, emu: Any, allowlist: Path | None = None) -> Any:
+    return run_audit(
+        store=store, collect=collect, tenant=emu.domain, allowlist_path=allowlist, clock=clock
+    )
+
+
+def test_partial_read_keeps_verdicts_that_need_directory_data(
+    azurite: str, exchange_emulator: Any, collect: Collector, tmp_path: Path
+) -> None:
+    emu = exchange_emulator
+    store = new_store(azurite)
+    emu.state.org_disabled = True  # only explicit enables fail: no confirmed org fail
+    guid = sorted(emu.state.cas)[3]
+    emu.state.cas[guid]["SmtpClientAuthenticationDisabled"] = False
+    upn = "svc-printer-7@contoso.onmicrosoft.com"  # only Get-Mailbox knows it
+    emu.state.mailboxes[guid]["UserPrincipalName"] = upn
+    allowlist = tmp_path / "allow.csv"
+    allowlist.write_text(f"Identity,Owner,Reason\n{upn},ops,printer\n")
+    first = audit(store, collect, emu, allowlist)  # the UPN entry matches: exempt
+    exempt = [f for f in first.evaluation.findings if f.status is Status.EXEMPT]
+    assert len(exempt) == 1
+    fid = exempt[0].id
+    fails_before = {f.id for f in first.evaluation.findings if f.status is Status.FAIL}
+
+    emu.faults.add("deny", cmdlet="Get-Mailbox", times=None)  # no UPNs this time
+    with pytest.raises(AuditIncomplete) as caught:
+        audit(store, collect, emu, allowlist)
+    summary = caught.value.summary
+    by_id = {f.id: f for f in summary.evaluation.findings}
+    assert by_id[fid].status is Status.UNKNOWN and "unknown evidence" in by_id[fid].reason
+    # Never a flip stored as an event: the exempt mailbox stays exempt in the history.
+    assert summary.finding_events == ()
+    state = store.finding_state(fid)
+    assert state is not None and state.status == "exempt" and store.finding_events(fid) == []
+    assert {k for k, s in store.finding_states().items() if s.status == "fail"} >= fails_before
+    # No new-or-confirmed fail: the run's exit code is 3 (README, exit codes).
+    assert not any(f.status is Status.FAIL for f in summary.evaluation.findings)
+    assert summary.exit_code == 3
+
+    emu.faults.clear()
+    third = audit(store, collect, emu, allowlist)
+    assert third.complete and store.finding_events(fid) == []  # exempt throughout
+    # Only what the partial run itself opened (its collection error, the entry it could not
+    # match) is resolved.
+    assert {e.kind for e in third.finding_events} == {"resolved"}
+
+
+def test_plausibility_guard_marks_nothing_removed_until_confirmed(
+    azurite: str, exchange_emulator: Any, collect: Collector
+) -> None:
+    emu = exchange_emulator
+    store = new_store(azurite)
+    first = audit(store, collect, emu)
+    assert first.counts["mailboxes"] == 250
+    saved = dict(emu.state.cas)
+    for guid in sorted(saved)[:100]:  # 40% vanish from a read that reports no error
+        del emu.state.cas[guid], emu.state.mailboxes[guid]
+    with pytest.raises(AuditIncomplete) as caught:
+        audit(store, collect, emu)
+    suspect = caught.value.summary
+    assert suspect.status == "suspect" and not suspect.complete
+    assert [e.source for e in suspect.errors] == ["plausibility"]
+    assert "100 of 250" in suspect.errors[0].message
+    assert suspect.changes["mailboxes_removed"] == 0
+    assert suspect.changes["findings_resolved"] == 0
+    assert all(not s.removed for s in store.mailbox_states().values())
+    assert store.run("latest").status == "suspect"
+
+    confirmed = audit(store, collect, emu)  # a following run sees the same: confirmed
+    assert confirmed.complete and confirmed.changes["mailboxes_removed"] == 100
