@@ -103,3 +103,32 @@ def test_plausibility_guard_marks_nothing_removed_until_confirmed(
 
     confirmed = audit(store, collect, emu)  # a following run sees the same: confirmed
     assert confirmed.complete and confirmed.changes["mailboxes_removed"] == 100
+
+
+def test_one_bad_record_is_one_unknown_mailbox_named_in_the_errors(
+    azurite: str, exchange_emulator: Any, collect: Collector
+) -> None:
+    emu = exchange_emulator
+    store = new_store(azurite)
+    guids = sorted(emu.state.cas)
+    surrogate, huge = guids[7], guids[8]
+    emu.state.cas[surrogate]["PrimarySmtpAddress"] = "bad\udc80@contoso.com"
+    emu.state.mailboxes[surrogate]["PrimarySmtpAddress"] = "bad\udc80@contoso.com"
+    emu.state.cas[huge]["Name"] = "x" * 100_000  # over the 64 KiB a property may hold
+    emu.state.mailboxes[huge]["Name"] = "x" * 100_000
+    first = audit(store, collect, emu)  # completes: the rest of the tenant is recorded
+    assert first.complete and first.status == "complete"
+    named = [e for e in first.errors if e.source.startswith("record:")]
+    assert len(named) == 2, first.errors
+    assert any(surrogate in e.message and "primary_smtp_address" in e.message for e in named)
+    assert any(huge in e.message and "name" in e.message for e in named)
+    unknown = {
+        f.mailbox.guid
+        for f in first.evaluation.findings
+        if f.mailbox and f.status is Status.UNKNOWN
+    }
+    assert {surrogate, huge} <= unknown
+    assert first.counts["mailboxes"] == 250
+
+    second = audit(store, collect, emu)  # the same bad records: no false removed / added
+    assert second.complete and second.mailbox_changes == ()

@@ -42,6 +42,7 @@ from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapsho
 from auditor.core.policy import evaluate
 from auditor.core.proposals import PlannedProposals
 from auditor.core.records import OrgChange, RecordResult
+from auditor.core.screen import screen
 from auditor.storage.audit_store import AuditStore, RunHandle
 
 __all__ = [
@@ -132,7 +133,8 @@ def _evaluate(
     evidence: bytes, allowlist: LoadedAllowlist, now: datetime, expiring_days: int
 ) -> tuple[Snapshot, Evaluation]:
     # Built from the very bytes that are stored, streamed: no raw records held besides them.
-    snapshot = read_evidence(evidence, source="Exchange collection")
+    # One bad record is one unknown mailbox named in the errors, never a failed run.
+    snapshot = screen(read_evidence(evidence, source="Exchange collection"))
     evaluation = evaluate(
         snapshot,
         allowlist.allowlist,

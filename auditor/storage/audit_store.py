@@ -64,6 +64,7 @@ from auditor.core.model import (
     Status,
 )
 from auditor.core.records import OrgChange, RecordResult, RunRecord
+from auditor.core.screen import read_failures
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
 from auditor.storage.recording import (
@@ -217,7 +218,7 @@ class AuditStore:
         sees, and the next run repairs what it half-wrote (see recording.py)."""
         handle.lease.renew()
         complete = (
-            not snapshot.errors
+            not read_failures(snapshot.errors)
             and snapshot.org_disabled is not None
             and snapshot.mailboxes is not None
         )
