@@ -277,10 +277,10 @@ class Runs:
 
     def get(self, run_id: str) -> RunRecord:
         """One run by id, or `latest`. InputError if there is no such run."""
-        if run_id == "latest":
-            found = self.list(limit=1)
+        if run_id == "latest":  # the newest run that finished: not one working or dead
+            found = [r for r in self.list(limit=50) if r.status not in ("running", "abandoned")]
             if not found:
-                raise InputError("RUN", "no run has been recorded yet")
+                raise InputError("RUN", "no finished run has been recorded yet")
             return found[0]
         try:
             rkey = run_key(run_id)
