@@ -132,3 +132,46 @@ def test_one_bad_record_is_one_unknown_mailbox_named_in_the_errors(
 
     second = audit(store, collect, emu)  # the same bad records: no false removed / added
     assert second.complete and second.mailbox_changes == ()
+
+
+def test_audit_command_exit_codes_for_partial_runs(
+    azurite: str,
+    exchange_emulator: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README, exit codes: a partial run exits 3 unless it read a `fail`; then 1."""
+    from auditor.cli.main import main
+
+    emu = exchange_emulator
+    emu.state.org_disabled = True
+    guid = sorted(emu.state.cas)[3]
+    explicit = [
+        g for g, r in emu.state.cas.items() if r.get("SmtpClientAuthenticationDisabled") is False
+    ]
+    for other in explicit:  # only one explicit enable: the allowlisted one
+        emu.state.cas[other]["SmtpClientAuthenticationDisabled"] = None
+    emu.state.cas[guid]["SmtpClientAuthenticationDisabled"] = False
+    emu.state.mailboxes[guid]["UserPrincipalName"] = "svc-scanner-3@contoso.onmicrosoft.com"
+    allowlist = tmp_path / "allow.txt"
+    allowlist.write_text("svc-scanner-3@contoso.onmicrosoft.com\n")
+    for name, value in {
+        "EXO_TENANT": emu.domain,
+        "EXO_BASE_URL": emu.base_url,
+        "EXO_ACCESS_TOKEN": EMULATOR_TOKEN,
+        "AUDITOR_STORAGE": azurite,
+        "AUDITOR_TABLE_PREFIX": f"exit{datetime.now(UTC):%H%M%S%f}",
+        "AUDITOR_ALLOWLIST": str(allowlist),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["audit", "--format", "json"]) == 0  # complete, compliant
+    emu.faults.add("deny", cmdlet="Get-Mailbox", times=None)
+    assert main(["audit", "--format", "json"]) == 3  # partial, no fail it could confirm
+    emu.state.cas[sorted(emu.state.cas)[9]]["SmtpClientAuthenticationDisabled"] = False
+    emu.faults.clear()
+    emu.faults.add("deny", cmdlet="Get-TransportConfig", times=None)
+    # Partial again (no organisation value) but with Get-Mailbox data: the new explicit
+    # enable that no entry names is a fail it read.
+    assert main(["audit", "--format", "json"]) == 1
+    capsys.readouterr()
