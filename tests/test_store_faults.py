@@ -103,3 +103,30 @@ def test_unreachable_storage_is_named_as_such(azurite: str) -> None:
     store = AuditStore(service, prefix="unreach", workers=1)
     with pytest.raises(StoreError, match="unreachable"):
         store.runs_table.get("run", "x")
+
+
+def test_a_long_collection_keeps_its_lease_and_a_stale_one_is_taken_over(azurite: str) -> None:
+    """The lease is renewed while the run works (AUDIT_LEASE_SECONDS), so a collection longer
+    than the lease is not taken over; once renewal stops, the next run takes over."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from store_helpers import new_store
+
+    from auditor.storage.audit_store import RunInProgress
+
+    store = new_store(azurite, lock_ttl=timedelta(seconds=3))
+    other = AuditStore(store.runs_table._service, prefix=store.runs_table.name[: -len("runs")])
+    handle = store.begin_run(tenant="t", now=datetime.now(UTC))
+    store.keep_alive(handle)
+    time.sleep(4.5)  # longer than the lease: renewed meanwhile
+    with pytest.raises(RunInProgress, match=handle.run_id):
+        other.begin_run(tenant="t", now=datetime.now(UTC))
+    handle.lease.stop()  # the run hangs: nobody renews
+    time.sleep(3.5)
+    taker = other.begin_run(tenant="t", now=datetime.now(UTC))
+    dead = other.run(handle.run_id)
+    assert dead.status == "abandoned" and dead.abandoned_by == taker.run_id
+    with pytest.raises(RunInProgress, match="lost its lock"):
+        handle.lease.renew()
+    other.release(taker)
