@@ -235,11 +235,11 @@ def run_audit(
     ops_before = store.counter.snapshot()
     now = clock()
     handle = store.begin_run(tenant=tenant, now=now)
-    store.keep_alive(handle)  # the collection can outlast the lease: renew it meanwhile
-    previous = _previous_run(store) if alerter is not None else None
     durations: dict[str, float] = {}
     gc_enabled = gc.isenabled()
     try:
+        store.keep_alive(handle)  # the collection can outlast the lease: renew it meanwhile
+        previous = _previous_run(store) if alerter is not None else None
         mark = time.perf_counter()
         try:
             # The cyclic collector stays on while reading: every page's HTTP response is

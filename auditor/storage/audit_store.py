@@ -38,6 +38,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from azure.data.tables import TableServiceClient
 
@@ -306,7 +307,7 @@ class AuditStore(HistoryQuestions):
                         snapshot.org_disabled if snapshot.org_disabled is not None else commit.org
                     ),
                     "org_since": run_id if org is not None else commit.org_since,
-                    "run": json.dumps(entity, separators=(",", ":"), default=str),
+                    "run": _run_copy(entity),
                 },
             )
         except CommitLost:
@@ -384,3 +385,18 @@ class AuditStore(HistoryQuestions):
 
 def _versions_json(versions: Mapping[str, str]) -> str:
     return json.dumps(dict(sorted(versions.items())), separators=(",", ":"))
+
+
+def _run_copy(entity: Mapping[str, Any]) -> str:
+    """The run entity as JSON for the commit record, bounded to fit one property (64 KiB in
+    UTF-16): error messages are shortened if need be, never the commit refused."""
+    text = json.dumps(entity, separators=(",", ":"), default=str, ensure_ascii=False)
+    if len(text) <= 24_000:
+        return text
+    errors = [
+        {"source": str(e.get("source", ""))[:100], "message": str(e.get("message", ""))[:300]}
+        for e in entity.get("errors") or []
+    ]
+    return json.dumps(
+        {**entity, "errors": errors[:20]}, separators=(",", ":"), default=str, ensure_ascii=False
+    )
