@@ -40,7 +40,7 @@ class Plan:
     lose: set[int] = field(default_factory=set)
     unavailable: set[int] = field(default_factory=set)
     target_pid: int | None = None
-    # path fragment -> (action, how many times): the next writes whose path contains it
+    # fragment -> (action, how many times): the next writes whose path or body contains it
     on_path: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
@@ -81,7 +81,7 @@ class FaultProxy:
             self.log = []
             self.killed = False
 
-    def _decide(self, method: str, path: str) -> tuple[int, str]:
+    def _decide(self, method: str, path: str, body: bytes = b"") -> tuple[int, str]:
         with self._lock:
             if method not in WRITE_METHODS or self.killed:
                 return 0, "dead" if self.killed and method in WRITE_METHODS else "pass"
@@ -98,7 +98,7 @@ class FaultProxy:
             else:
                 action = "pass"
                 for fragment, (what, times) in list(plan.on_path.items()):
-                    if fragment in path and times > 0:
+                    if (fragment in path or fragment.encode() in body) and times > 0:
                         action = what
                         plan.on_path[fragment] = (what, times - 1)
                         break
@@ -133,7 +133,7 @@ class FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                _, action = proxy._decide(self.command, self.path)
+                _, action = proxy._decide(self.command, self.path, body)
                 if action == "dead":  # the target was killed: its last requests go nowhere
                     self.close_connection = True
                     return

@@ -130,3 +130,31 @@ def test_a_long_collection_keeps_its_lease_and_a_stale_one_is_taken_over(azurite
     with pytest.raises(RunInProgress, match="lost its lock"):
         handle.lease.renew()
     other.release(taker)
+
+
+def test_a_first_run_that_dies_before_its_commit_leaves_the_next_one_the_baseline(
+    azurite: str,
+) -> None:
+    """Killed (here: storage refusing) before its commit, the first run leaves nothing a
+    reader sees: the next run is still the baseline — nothing reported `added` — and the dead
+    run is `abandoned`, its history rows gone."""
+    with FaultProxy(table_endpoint(azurite)) as proxy:
+        service = TableServiceClient.from_connection_string(
+            proxy.connection_string(azurite), retry_total=0
+        )
+        store = AuditStore(service, prefix=f"first{next(_COUNT)}x{id(proxy) % 10**6}")
+        store.ensure_tables()
+        proxy.reset(Plan(on_path={'"PartitionKey": "commit"': ("unavailable", 10)}))
+        with pytest.raises(StoreError, match="503"):
+            record(store, doc(settings(3), org=True), now=T0)
+        dead = store.runs()[0]
+        assert dead.status == "running"
+        assert store.mailbox_states() == {}  # its bucket versions are not current
+        proxy.reset()
+        result = record(store, doc(settings(3), org=True), now=T0.replace(day=2))
+        assert result.baseline and result.mailbox_changes == ()
+        assert result.run.changes["mailboxes_added"] == 0
+        assert store.run(dead.run_id).status == "abandoned"
+        assert len(store.mailbox_states()) == 29
+        rows = list(store.history.query("PartitionKey ne @x", {"x": ""}))
+        assert {row["run_id"] for row in rows} == {result.run.run_id}  # the dead run's: gone
