@@ -158,3 +158,26 @@ def test_a_first_run_that_dies_before_its_commit_leaves_the_next_one_the_baselin
         assert len(store.mailbox_states()) == 29
         rows = list(store.history.query("PartitionKey ne @x", {"x": ""}))
         assert {row["run_id"] for row in rows} == {result.run.run_id}  # the dead run's: gone
+
+
+def test_storage_failing_mid_recording_names_the_cause_and_leaves_no_history(
+    azurite: str,
+) -> None:
+    with FaultProxy(table_endpoint(azurite)) as proxy:
+        service = TableServiceClient.from_connection_string(
+            proxy.connection_string(azurite), retry_total=0
+        )
+        store = AuditStore(service, prefix=f"mid{next(_COUNT)}x{id(proxy) % 10**6}")
+        record(store, doc(settings(1), org=True), now=T0)
+        proxy.reset(Plan(on_path={'"PartitionKey": "mailbox"': ("unavailable", 5)}))
+        with pytest.raises(StoreError, match="503") as caught:
+            record(store, doc(settings(4), org=True), now=T0.replace(day=2))
+        # The real cause, not a clean-up failure.
+        assert "ServerBusy" in str(caught.value) and "throttled" in str(caught.value)
+        assert any(e[3] == "unavailable" for e in proxy.log)
+        failed = store.runs()[0]
+        rows = list(store.history.query("PartitionKey ne @x", {"x": ""}))
+        assert [r for r in rows if r.get("run_id") == failed.run_id] == []
+        proxy.reset()
+        result = record(store, doc(settings(4), org=True), now=T0.replace(day=3))
+        assert result.run.changes["mailboxes_changed"] == 3

@@ -43,7 +43,7 @@ from auditor.core.policy import evaluate
 from auditor.core.proposals import PlannedProposals
 from auditor.core.records import OrgChange, RecordResult
 from auditor.core.screen import screen
-from auditor.storage.audit_store import AuditStore, RunHandle
+from auditor.storage.audit_store import AuditStore, RunHandle, RunInProgress
 
 __all__ = [
     "RunSummary",
@@ -213,6 +213,23 @@ def _fail(
     return CollectionFailed(f"audit {handle.run_id} failed: {message}")
 
 
+def _record_failed(
+    store: AuditStore,
+    handle: RunHandle,
+    exc: AuditorError,
+    durations: dict[str, float],
+    elapsed: float,
+) -> None:
+    """Best effort: mark our run `failed` with the storage error that stopped its recording.
+    If that fails too, the next run marks it abandoned; `exc` is what is raised, either way."""
+    durations["total"] = elapsed
+    errors = (CollectionError("storage", f"recording failed: {exc}"),)
+    try:
+        store.fail_run(handle, errors=errors, durations=durations)
+    except AuditorError as second:
+        log.error("audit run_id=%s: not marked failed (%s)", handle.run_id, second)
+
+
 def run_audit(
     *,
     store: AuditStore,
@@ -260,17 +277,23 @@ def run_audit(
                 _alert_failed(alerter, store, previous, handle, tenant, now)
             raise failure from exc
         mark = time.perf_counter()
-        result = _record(
-            store,
-            handle,
-            snapshot,
-            evaluation,
-            evidence,
-            allowlist,
-            now.date(),
-            expiring_days,
-            durations,
-        )
+        try:
+            result = _record(
+                store,
+                handle,
+                snapshot,
+                evaluation,
+                evidence,
+                allowlist,
+                now.date(),
+                expiring_days,
+                durations,
+            )
+        except RunInProgress:
+            raise  # another run holds the lease now: its run, not ours, to write
+        except AuditorError as exc:
+            _record_failed(store, handle, exc, durations, time.perf_counter() - started)
+            raise
         del evidence, snapshot
         durations["record"] = time.perf_counter() - mark
         durations["total"] = time.perf_counter() - started

@@ -74,7 +74,7 @@ from auditor.storage.runs import (
     run_entity,
 )
 from auditor.storage.tables import OpCounter, Table
-from auditor.storage.versions import Commit, CommitLost, Versions
+from auditor.storage.versions import Commit, Versions
 
 __all__ = [
     "AuditStore",
@@ -252,11 +252,15 @@ class AuditStore(HistoryQuestions):
         evidence_bytes = upload.result()  # evidence first: it must exist before the changes
         if history:
             self._blobs.write(rkey, {"manifest": manifest(history)})
-        self._check_lock(handle)
-        self.history.submit_partitions(history, workers=self.workers)
-        self._check_lock(handle)
-        self.state.submit(mailboxes.operations)
-        self.state.submit(findings.operations)
+        try:
+            self._check_lock(handle)
+            self.history.submit_partitions(history, workers=self.workers)
+            self._check_lock(handle)
+            self.state.submit(mailboxes.operations)
+            self.state.submit(findings.operations)
+        except StoreError:
+            self._forget(rkey, run_id)  # never committed: its history rows must not stay
+            raise
 
         changes = mailboxes.mailbox_changes
         events = findings.finding_events
@@ -310,7 +314,7 @@ class AuditStore(HistoryQuestions):
                     "run": _run_copy(entity),
                 },
             )
-        except CommitLost:
+        except StoreError:  # CommitLost, or storage failing: not committed
             self._forget(rkey, run_id)
             raise
         self._runs.write_entity(entity)

@@ -108,7 +108,12 @@ def _error(exc: Exception, what: str) -> StoreError:
             return Conflict(f"{what}: changed by another writer")
         if exc.status_code == 409:
             return Conflict(f"{what}: already exists")
-        return StoreError(f"{what}: Table Storage answered {code}: {exc.reason or exc.message}")
+        code = getattr(code, "value", code)
+        busy = " (throttled or busy)" if exc.status_code in (429, 503) else ""
+        return StoreError(
+            f"{what}: Table Storage answered {exc.status_code} {code}{busy}: "
+            f"{exc.reason or exc.message}"
+        )
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return Unreachable(f"{what}: Table Storage unreachable: {type(exc).__name__}: {exc}")
     return StoreError(f"{what}: Table Storage unreachable: {type(exc).__name__}: {exc}")

@@ -143,6 +143,16 @@ class Versions:
                     "this run's changes are not recorded"
                 ) from None
             log.info("run %s: commit already stored (lost response), continuing", run_id)
+        except StoreError:
+            # No answer even to the resend: the commit may have landed. Ours if the record
+            # names our run; otherwise the original error is the cause.
+            try:
+                stored = self.table.get(_PK, _RK)
+            except StoreError:
+                stored = None
+            if stored is None or stored.get("run_id") != run_id:
+                raise
+            log.info("run %s: commit stored although its answer was lost, continuing", run_id)
         return self.current()
 
     def collect_garbage(self, kind: str, rows: Iterable[str]) -> None:
