@@ -175,3 +175,28 @@ def test_audit_command_exit_codes_for_partial_runs(
     # enable that no entry names is a fail it read.
     assert main(["audit", "--format", "json"]) == 1
     capsys.readouterr()
+
+
+def test_storage_failing_during_recording_marks_the_run_failed_with_the_cause(
+    azurite: str, exchange_emulator: Any, collect: Collector
+) -> None:
+    from azure.data.tables import TableServiceClient
+    from test_crash_harness import table_endpoint
+
+    from auditor.core.errors import StoreError
+    from devkit.faultproxy import FaultProxy, Plan
+
+    with FaultProxy(table_endpoint(azurite)) as proxy:
+        service = TableServiceClient.from_connection_string(
+            proxy.connection_string(azurite), retry_total=0
+        )
+        store = AuditStore(service, prefix=f"recfail{datetime.now(UTC):%H%M%S%f}")
+        audit(store, collect, exchange_emulator)
+        proxy.reset(Plan(on_path={'"PartitionKey": "commit"': ("unavailable", 3)}))
+        with pytest.raises(StoreError, match="throttled or busy"):
+            audit(store, collect, exchange_emulator)
+        proxy.reset()
+        run = store.runs()[0]
+        assert run.status == "failed" and run.errors[0].source == "storage"
+        assert "503" in run.errors[0].message
+        assert store.state.get("lock", "audit") is None  # released all the same
