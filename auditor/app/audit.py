@@ -6,9 +6,14 @@ Azurite and the Exchange emulator; `audit_from_settings` builds them from the se
 lazily, for the timer and the `audit` command. Each step is a small function so alerts and
 remediation proposals can be inserted between `_record` and the summary.
 
-Failure semantics:
+Failure semantics (docs/architecture.md, "Crash safety and recording"):
 - A bad allowlist or setting raises InputError/ConfigError before anything is recorded.
-- Another run holding the lock: RunInProgress (a StoreError), nothing recorded.
+- Another run holding the lease: RunInProgress (a StoreError), nothing recorded; a stale
+  lease is taken over and its run repaired (`abandoned`) by `begin_run`.
+- Storage failing while recording: the run removes its history rows, is marked `failed` with
+  the storage error (best effort) and that error is raised; nothing was committed.
+- A `suspect` run (plausibility guard) is recorded and raises AuditIncomplete like a partial
+  one.
 - A collection that failed outright is recorded as a `failed` run with its error, then
   `CollectionFailed` is raised so the Functions host marks the invocation failed.
 - A partial collection is recorded as an `incomplete` run (it resolves nothing and removes
