@@ -1,8 +1,8 @@
 """The crash harness (issue 13): `python -m auditor audit` as a subprocess, against Azurite
 through a fault proxy (devkit.faultproxy) and the Exchange emulator (1,500 mailboxes),
-SIGKILLed at the N-th table write for 7 values of N across the phases of a run (lease, run
-row, evidence, history, state versions, commit, alert ledger, alert baseline; before the
-write is sent or after it landed); then a clean audit. After each pair:
+SIGKILLed at the N-th table write for 7 values of N across the phases of a run (run row
+with the lease held, evidence, history, state versions, commit, alert ledger, alert
+baseline; before the write is sent or after it landed); then a clean audit. After each pair:
 
 - no run is left `running` (the dead one is `abandoned`, or finished from its commit);
 - exactly one history row per real change, and no false `added`;

@@ -83,8 +83,22 @@ def test_partial_read_keeps_verdicts_that_need_directory_data(
 def test_plausibility_guard_marks_nothing_removed_until_confirmed(
     azurite: str, exchange_emulator: Any, collect: Collector
 ) -> None:
+    from auditor.app.alerting import run_alerter
+    from auditor.app.settings import Settings
+    from devkit.receiver import Receiver, Reply
+
     emu = exchange_emulator
     store = new_store(azurite)
+    teams = Receiver("teams", default=Reply(202)).start()
+    settings = Settings.from_env({"ALERT_TEAMS_WEBHOOK_URL": f"{teams.url}/w?sig=abcdefgh12"})
+    http = httpx.Client(timeout=30)
+    alerter = run_alerter(settings, http=http, ledger=store, sleep=lambda _: None)
+
+    def audit(store: AuditStore, collect: Collector, emu: Any) -> Any:
+        return run_audit(
+            store=store, collect=collect, tenant=emu.domain, clock=clock, alerter=alerter
+        )
+
     first = audit(store, collect, emu)
     assert first.counts["mailboxes"] == 250
     saved = dict(emu.state.cas)
@@ -100,9 +114,13 @@ def test_plausibility_guard_marks_nothing_removed_until_confirmed(
     assert suspect.changes["findings_resolved"] == 0
     assert all(not s.removed for s in store.mailbox_states().values())
     assert store.run("latest").status == "suspect"
+    loud = teams.requests[-1].body.decode()  # the alert says why, loudly
+    assert "100 of 250" in loud and "AUDIT_MAX_REMOVED_PERCENT" in loud
 
     confirmed = audit(store, collect, emu)  # a following run sees the same: confirmed
     assert confirmed.complete and confirmed.changes["mailboxes_removed"] == 100
+    http.close()
+    teams.stop()
 
 
 def test_one_bad_record_is_one_unknown_mailbox_named_in_the_errors(
