@@ -17,7 +17,11 @@ from auditor.storage.limits import MAX_VALUE_BYTES
 from auditor.storage.packing import CHUNKS_PER_ENTITY, compress, pack, take, unpack
 from auditor.storage.tables import Table
 
-__all__ = ["Blobs"]
+__all__ = ["Blobs", "IncompleteBlob"]
+
+
+class IncompleteBlob(StoreError):
+    """Some of a blob's entities are missing or it does not decompress: a write cut short."""
 
 
 class Blobs:
@@ -62,10 +66,13 @@ class Blobs:
         if not rows:
             return None
         if len(rows) != int(rows[0]["of"]):
-            raise StoreError(f"evidence {name} of run {what} is incomplete ({len(rows)} parts)")
-        data = zlib.decompress(b"".join(unpack(row) for row in rows))
+            raise IncompleteBlob(f"evidence {name} of run {what} is incomplete ({len(rows)} parts)")
+        try:
+            data = zlib.decompress(b"".join(unpack(row) for row in rows))
+        except zlib.error as exc:
+            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({exc})") from exc
         if len(data) != int(rows[0]["size"]):
-            raise StoreError(f"evidence {name} of run {what} is corrupt (size mismatch)")
+            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
         return data
 
 

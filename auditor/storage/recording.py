@@ -33,7 +33,7 @@ from auditor.core.history import (
 )
 from auditor.core.model import Evaluation, Finding, Mailbox, Setting, Snapshot
 from auditor.core.records import OrgChange
-from auditor.storage.blobs import Blobs
+from auditor.storage.blobs import Blobs, IncompleteBlob
 from auditor.storage.packing import packed_operation, version_row
 from auditor.storage.tables import NotFound, Operation, Table
 from auditor.storage.versions import Commit, Loaded, Versions
@@ -233,7 +233,10 @@ def manifest(operations: Iterable[Operation]) -> bytes:
 def remove_history(history: Table, blobs: Blobs, rkey: str, run_id: str) -> int:
     """Delete the history rows a dead run wrote (listed in its manifest); rows already gone
     are fine. The number of rows the manifest listed."""
-    data = blobs.read(rkey, "manifest", run_id)
+    try:
+        data = blobs.read(rkey, "manifest", run_id)
+    except IncompleteBlob:
+        return 0  # cut short while written: the history rows come after it, none was written
     if not data:
         return 0
     keys = json.loads(data)
