@@ -48,6 +48,16 @@ param allowlistPath string = '/home/site/wwwroot/allowlist.csv'
 @maxValue(365)
 param expiringDays int = 14
 
+@description('AUDIT_LEASE_SECONDS: seconds a run lease lasts without renewal; a stale run is taken over.')
+@minValue(5)
+@maxValue(3600)
+param leaseSeconds int = 60
+
+@description('AUDIT_MAX_REMOVED_PERCENT: a complete read losing more of the known mailboxes is recorded suspect.')
+@minValue(0)
+@maxValue(100)
+param maxRemovedPercent int = 20
+
 @description('ALERT_EMAIL_FROM: sender mailbox of alert emails (scoped by Grant-ExchangePermissions.ps1). Empty: no email alerts.')
 param alertEmailFrom string = ''
 
@@ -581,6 +591,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AUDITOR_TABLE_PREFIX: 'smtpauth'
     AUDITOR_ALLOWLIST: allowlistPath
     AUDITOR_EXPIRING_DAYS: string(expiringDays)
+    AUDIT_LEASE_SECONDS: string(leaseSeconds)
+    AUDIT_MAX_REMOVED_PERCENT: string(maxRemovedPercent)
     AUDIT_SCHEDULE: auditSchedule
     ALERT_TEAMS_WEBHOOK_URL: teamsAlerts ? '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${teamsSecretName})' : ''
     ALERT_EMAIL_FROM: alertEmailFrom

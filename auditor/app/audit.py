@@ -6,9 +6,14 @@ Azurite and the Exchange emulator; `audit_from_settings` builds them from the se
 lazily, for the timer and the `audit` command. Each step is a small function so alerts and
 remediation proposals can be inserted between `_record` and the summary.
 
-Failure semantics:
+Failure semantics (docs/architecture.md, "Crash safety and recording"):
 - A bad allowlist or setting raises InputError/ConfigError before anything is recorded.
-- Another run holding the lock: RunInProgress (a StoreError), nothing recorded.
+- Another run holding the lease: RunInProgress (a StoreError), nothing recorded; a stale
+  lease is taken over and its run repaired (`abandoned`) by `begin_run`.
+- Storage failing while recording: the run removes its history rows, is marked `failed` with
+  the storage error (best effort) and that error is raised; nothing was committed.
+- A `suspect` run (plausibility guard) is recorded and raises AuditIncomplete like a partial
+  one.
 - A collection that failed outright is recorded as a `failed` run with its error, then
   `CollectionFailed` is raised so the Functions host marks the invocation failed.
 - A partial collection is recorded as an `incomplete` run (it resolves nothing and removes
@@ -42,9 +47,11 @@ from auditor.core.evidence import encode_document, read_evidence
 from auditor.core.history import FindingEvent, MailboxChange
 from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapshot
 from auditor.core.policy import evaluate
+from auditor.core.proposals import PlannedProposals
 from auditor.core.records import OrgChange, RecordResult
+from auditor.core.screen import screen
 from auditor.core.usage import UsageEvidence
-from auditor.storage.audit_store import AuditStore, RunHandle
+from auditor.storage.audit_store import AuditStore, RunHandle, RunInProgress
 
 __all__ = [
     "RunSummary",
@@ -138,7 +145,8 @@ def _evaluate(
     usage: UsageEvidence | None = None,
 ) -> tuple[Snapshot, Evaluation]:
     # Built from the very bytes that are stored, streamed: no raw records held besides them.
-    snapshot = read_evidence(evidence, source="Exchange collection")
+    # One bad record is one unknown mailbox named in the errors, never a failed run.
+    snapshot = screen(read_evidence(evidence, source="Exchange collection"))
     evaluation = evaluate(
         snapshot,
         allowlist.allowlist,
@@ -204,14 +212,35 @@ def _fail(
         source = "snapshot"
     message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AuditorError) else str(exc)
     errors = (CollectionError(source=source, message=message),)
-    run = store.fail_run(handle, errors=errors, durations=durations)
+    try:
+        store.fail_run(handle, errors=errors, durations=durations)
+    except AuditorError as exc:  # the collection's failure is the cause; say both
+        log.error("audit run_id=%s: the failed run was not recorded: %s", handle.run_id, exc)
+        message += f" (and the failed run could not be recorded: {exc})"
     log.error(
         "audit run_id=%s status=failed error_source=%s seconds_total=%.3f",
-        run.run_id,
+        handle.run_id,
         source,
         durations.get("total", 0.0),
     )
-    return CollectionFailed(f"audit {run.run_id} failed: {message}")
+    return CollectionFailed(f"audit {handle.run_id} failed: {message}")
+
+
+def _record_failed(
+    store: AuditStore,
+    handle: RunHandle,
+    exc: AuditorError,
+    durations: dict[str, float],
+    elapsed: float,
+) -> None:
+    """Best effort: mark our run `failed` with the storage error that stopped its recording.
+    If that fails too, the next run marks it abandoned; `exc` is what is raised, either way."""
+    durations["total"] = elapsed
+    errors = (CollectionError("storage", f"recording failed: {exc}"),)
+    try:
+        store.fail_run(handle, errors=errors, durations=durations)
+    except AuditorError as second:
+        log.error("audit run_id=%s: not marked failed (%s)", handle.run_id, second)
 
 
 def run_audit(
@@ -229,20 +258,23 @@ def run_audit(
 ) -> RunSummary:
     """One audit. Returns the summary of a complete run; raises for anything less (see module).
 
-    With `alerter` (see `notify.run_alerter`) the run's alert is decided against the previous
-    run and delivered after recording, also for failed and incomplete runs; a delivery failure
-    never fails the audit. With `usage` (app.usage) the sign-in evidence is read, judged and
-    kept with the run; its failure makes it unknown and never fails the audit. `changes`
-    (app.attribution) likewise reads and keeps the audit log of who changed the setting."""
+    With `alerter` (see `app.alerting.run_alerter`) the run's alert is decided against the last
+    run whose alert was delivered (`AuditStore.alert_baseline`) and delivered after recording,
+    also for failed and incomplete runs, and before the remediation proposals are stored; a
+    delivery failure never fails the audit. With `usage` (app.usage) the sign-in evidence is
+    read, judged and kept with the run; its failure makes it unknown and never fails the audit.
+    `changes` (app.attribution) likewise reads and keeps the audit log of who changed the
+    setting."""
     allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
     started = time.perf_counter()
     ops_before = store.counter.snapshot()
     now = clock()
     handle = store.begin_run(tenant=tenant, now=now)
-    previous = _previous_run(store) if alerter is not None else None
     durations: dict[str, float] = {}
     gc_enabled = gc.isenabled()
     try:
+        store.keep_alive(handle)  # the collection can outlast the lease: renew it meanwhile
+        previous = _previous_run(store) if alerter is not None else None
         mark = time.perf_counter()
         try:
             # The cyclic collector stays on while reading: every page's HTTP response is
@@ -269,17 +301,23 @@ def run_audit(
                 _alert_failed(alerter, store, previous, handle, tenant, now)
             raise failure from exc
         mark = time.perf_counter()
-        result = _record(
-            store,
-            handle,
-            snapshot,
-            evaluation,
-            evidence,
-            allowlist,
-            now.date(),
-            expiring_days,
-            durations,
-        )
+        try:
+            result = _record(
+                store,
+                handle,
+                snapshot,
+                evaluation,
+                evidence,
+                allowlist,
+                now.date(),
+                expiring_days,
+                durations,
+            )
+        except RunInProgress:
+            raise  # another run holds the lease now: its run, not ours, to write
+        except AuditorError as exc:
+            _record_failed(store, handle, exc, durations, time.perf_counter() - started)
+            raise
         del evidence, snapshot
         if signins is not None:
             save_usage(store, handle.run_id, signins)
@@ -294,11 +332,16 @@ def run_audit(
     finally:
         if gc_enabled:
             gc.enable()
-        store.release(handle)
+        store.release(handle)  # never raises: the run's own outcome is what is reported
+    planned = None
     if proposer is not None and summary.complete and summary.evaluation is not None:
-        summary = _propose(proposer, summary, summary.evaluation, now)
+        planned = _plan(proposer, summary, summary.evaluation, now)
+        if planned is not None:
+            summary = replace(summary, proposals=planned.ids)
     if alerter is not None and summary.evaluation is not None:
-        summary = _alert(alerter, summary, summary.evaluation, previous)
+        summary = _alert(alerter, store, summary, summary.evaluation, previous)
+    if planned is not None:
+        summary = _store_proposals(planned, summary)
     log.info(summary.log_line())
     if not summary.complete:
         raise AuditIncomplete(summary)
@@ -307,18 +350,27 @@ def run_audit(
 
 # -- remediation proposals (remediation.py plans, proposals.py stores; never fail the audit) ---
 
-# (evaluation, run id, now) -> ids of the proposals stored for the run.
-Proposer = Callable[[Evaluation, str, datetime], list[str]]
+
+# (evaluation, run id, now) -> the run's proposals, planned.
+Proposer = Callable[[Evaluation, str, datetime], PlannedProposals]
 
 
-def _propose(
+def _plan(
     proposer: Proposer, summary: RunSummary, evaluation: Evaluation, now: datetime
-) -> RunSummary:
+) -> PlannedProposals | None:
     try:
-        ids = proposer(evaluation, summary.run_id, now)
+        return proposer(evaluation, summary.run_id, now)
+    except AuditorError as exc:
+        log.error("run %s: remediation proposals not planned: %s", summary.run_id, exc)
+        return None
+
+
+def _store_proposals(planned: PlannedProposals, summary: RunSummary) -> RunSummary:
+    try:
+        ids = planned.save()
     except AuditorError as exc:
         log.error("run %s: remediation proposals not stored: %s", summary.run_id, exc)
-        return summary
+        return replace(summary, proposals=())
     return replace(summary, proposals=tuple(ids))
 
 
@@ -326,8 +378,10 @@ def _propose(
 
 
 def _previous_run(store: AuditStore) -> PreviousRun | None:
+    """The alert baseline: the last run whose alert was delivered (never the state a run that
+    died before alerting advanced)."""
     try:
-        return store.previous_run()
+        return store.alert_baseline()
     except AuditorError as exc:
         # Without it every open violation is told again as a baseline: loud, never silent.
         log.warning("alerts: previous run unreadable, alerting as a first run: %s", exc)
@@ -336,6 +390,7 @@ def _previous_run(store: AuditStore) -> PreviousRun | None:
 
 def _alert(
     alerter: RunAlerter,
+    store: AuditStore,
     summary: RunSummary,
     evaluation: Evaluation,
     previous: PreviousRun | None,
@@ -352,6 +407,13 @@ def _alert(
     except Exception:  # alerting must never fail an audit that is already recorded
         log.exception("alerts: run_id=%s delivery crashed", summary.run_id)
         return replace(summary, alerts={"error": "crashed"})
+    if report is None or not report.failed:
+        # Told (or nothing to tell): this run is the next alert's baseline. After a failed
+        # delivery the baseline stays, so the next run tells the same news again.
+        try:
+            store.mark_alerted(summary.run_id)
+        except AuditorError as exc:
+            log.error("alerts: run_id=%s baseline not advanced: %s", summary.run_id, exc)
     if report is None:
         return replace(summary, alerts={"decision": "nothing to tell"})
     return replace(summary, alerts={r.channel: r.status for r in report.results})

@@ -105,6 +105,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Warn this many days before an allowlist exception expires.",
     ),
     Setting(
+        "AUDIT_LEASE_SECONDS",
+        "60",
+        "Seconds a run's lease lasts without renewal (renewed every third of it while the run "
+        "works); a run not renewed in time is stale and the next run takes over and repairs it.",
+    ),
+    Setting(
+        "AUDIT_MAX_REMOVED_PERCENT",
+        "20",
+        "A complete read in which more than this percentage of the known mailboxes vanished is "
+        "recorded `suspect`: it alerts and removes nothing until a following run confirms.",
+    ),
+    Setting(
         "AUDIT_SCHEDULE",
         "0 0 2 * * *",
         "NCRONTAB schedule (six fields, UTC) of the nightly audit.",
@@ -351,6 +363,8 @@ class Settings:
     table_prefix: str = "smtpauth"
     allowlist: Path | None = None
     expiring_days: int = 14
+    lease_seconds: int = 60
+    max_removed_percent: int = 20
     audit_schedule: str = "0 0 2 * * *"
     teams_webhook_url: str | None = field(default=None, repr=False)
     email_from: str | None = None
@@ -415,6 +429,8 @@ class Settings:
             table_prefix=_table_prefix(env),
             allowlist=Path(allowlist) if allowlist else None,
             expiring_days=_int(env, "AUDITOR_EXPIRING_DAYS", 0, 365),
+            lease_seconds=_int(env, "AUDIT_LEASE_SECONDS", 5, 3600),
+            max_removed_percent=_int(env, "AUDIT_MAX_REMOVED_PERCENT", 0, 100),
             audit_schedule=schedule,
             teams_webhook_url=_url(env, "ALERT_TEAMS_WEBHOOK_URL"),
             email_from=email_from,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ from auditor.core.attribution import ChangeLog
 from auditor.core.errors import ConfigError
 from auditor.core.model import Allowlist, Evaluation
 from auditor.core.ports import TokenProvider
+from auditor.core.proposals import PlannedProposals
 from auditor.core.usage import UsageEvidence
 from auditor.exchange.auditlog import read_changes
 from auditor.exchange.client import ExchangeClient, exchange_scope
@@ -174,7 +175,12 @@ def table_service(settings: Settings) -> TableServiceClient:
 def store_from_settings(settings: Settings) -> AuditStore:
     if not settings.storage:
         raise ConfigError("AUDITOR_STORAGE", "is required to record audits (Table Storage)")
-    return AuditStore(table_service(settings), prefix=settings.table_prefix)
+    return AuditStore(
+        table_service(settings),
+        prefix=settings.table_prefix,
+        lock_ttl=timedelta(seconds=settings.lease_seconds),
+        max_removed_percent=settings.max_removed_percent,
+    )
 
 
 def proposal_store(
@@ -235,17 +241,15 @@ def proposer_from_settings(
     *,
     tables: TableServiceClient | None = None,
     counter: OpCounter | None = None,
-) -> Callable[[Evaluation, str, datetime], list[str]] | None:
-    """Plan and store a run's remediation proposals (the nightly audit's last step).
-
-    None when `AUDITOR_STORAGE` is unset. Grants are planned too: they are separate proposals,
-    so an approver never enables and disables in one click.
+) -> Callable[[Evaluation, str, datetime], PlannedProposals] | None:
+    """Plan a run's remediation proposals, to be stored after its alert (the nightly audit's
+    last step). None when `AUDITOR_STORAGE` is unset. Grants are planned too: they are
+    separate proposals, so an approver never enables and disables in one click.
     """
     if not settings.storage and tables is None:
         return None
 
-    def propose(evaluation: Evaluation, run_id: str, now: datetime) -> list[str]:
-        store = proposal_store(settings, tables=tables, counter=counter)
+    def propose(evaluation: Evaluation, run_id: str, now: datetime) -> PlannedProposals:
         proposals = plan(
             evaluation,
             run_id=run_id,
@@ -254,7 +258,12 @@ def proposer_from_settings(
             expiry_days=settings.remediation_expiry_days,
             include_grants=True,
         )
-        # One living proposal per plan: identical → confirmed, changed → superseded.
-        return store.sync(proposals, run_id=run_id, now=now)
+
+        def save() -> list[str]:
+            # One living proposal per plan: identical → confirmed, changed → superseded.
+            store = proposal_store(settings, tables=tables, counter=counter)
+            return store.sync(proposals, run_id=run_id, now=now)
+
+        return PlannedProposals(tuple(p.id for p in proposals), save)
 
     return propose

@@ -28,7 +28,13 @@ _SLICE = 1000  # records encoded at a time when a listing is already in memory
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=_SEPARATORS, ensure_ascii=False).encode("utf-8")
+    text = json.dumps(value, separators=_SEPARATORS, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate read from Exchange: kept, as a JSON escape (`\udc80`), so the
+        # evidence stays what was read; `screen` names the record (issue 13).
+        return json.dumps(value, separators=_SEPARATORS, ensure_ascii=True).encode("ascii")
 
 
 class ListingEncoder:

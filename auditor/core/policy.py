@@ -316,6 +316,23 @@ def _evaluate(
         INHERITED: f"{_how(INHERITED, org)} and the mailbox is not allowlisted.",
     }
     missing_reason = "No SmtpClientAuthenticationDisabled value was read for this mailbox."
+    # Without Get-Mailbox data an entry may name a mailbox by its UPN or a proxy address the
+    # CAS listing lacks: an enabled mailbox no entry names by the CAS listing may still be
+    # allowlisted. Its verdict is unknown (the history keeps the last known one) rather than
+    # a `fail` the next complete read would flip back.
+    doubtful = 0
+    if not snapshot.directory_collected and allow_keys:
+        cas_keys = {key for mailbox in snapshot.mailboxes for key in mailbox.match_keys}
+        doubtful = len(allow_keys - cas_keys)
+    needs_directory = {
+        how: (
+            f"{_how(how, org)}, and no allowlist entry names it by the CAS listing; "
+            f"{doubtful} entr{'y' if doubtful == 1 else 'ies'} match no mailbox without "
+            "Get-Mailbox data (UPN, proxy addresses), which was not read: unknown evidence, "
+            "the last known verdict stands."
+        )
+        for how in (EXPLICIT, INHERITED)
+    }
     inherit_unknown = "The mailbox inherits (null) and the organisation setting was not collected."
     prefix = f"{MAILBOX}:"
     notes = _TYPE_NOTES.get
@@ -349,7 +366,9 @@ def _evaluate(
                 listed.append((mailbox, state, via))
         elif state is not disabled:
             key = mailbox.key
-            if state is enabled:
+            if state is enabled and doubtful:
+                status, reason = unknown_status, needs_directory[via or EXPLICIT]
+            elif state is enabled:
                 status, reason = fail, not_listed[via or EXPLICIT]
             else:
                 status = unknown_status

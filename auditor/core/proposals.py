@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +19,7 @@ from auditor.core.usage import BREAK_PREFIX as BREAK
 
 __all__ = [
     "will_break",
+    "PlannedProposals",
     "Kind",
     "Role",
     "Target",
@@ -324,3 +325,12 @@ class Principal:
     tenant_id: str
     roles: tuple[str, ...]
     source: str  # "bearer" or "easyauth"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedProposals:
+    """A run's remediation proposals, planned (pure) but not stored yet: the run's alert links
+    them and is sent before `save()` stores them, so a failure storing them never loses it."""
+
+    ids: tuple[str, ...]
+    save: Callable[[], list[str]]

@@ -25,7 +25,7 @@ __all__ = [
 class RunRecord:
     run_id: str
     tenant: str
-    status: str  # running, complete, incomplete, failed
+    status: str  # running, complete, incomplete, suspect, failed, abandoned
     started_at: datetime
     finished_at: datetime | None = None
     complete: bool = False
@@ -39,6 +39,8 @@ class RunRecord:
     expiring_days: int = 14
     exit_code: int | None = None
     evidence_bytes: int = 0
+    abandoned_by: str | None = None  # the run that found this one dead and took over
+    abandoned_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,76 +1,80 @@
-"""History of audits in Azure Table Storage (azure-data-tables, sync clients).
+"""History of audits in Azure Table Storage (azure-data-tables, sync clients): the facade.
+
+Modules: `runs` (runs table, the run lease), `packing` (packed state buckets), `versions` (the
+commit record naming the current bucket versions), `recording` (diffs, history rows, the write
+order), `blobs` (evidence), `ledger` (alert ledger); this one runs a recording and answers
+questions about the history. Design: docs/architecture.md, "Crash safety and recording".
 
 Tables (prefix `smtpauth` by default) and what makes each question cheap:
 
 - `runs`: PartitionKey `run`, RowKey inverted time + suffix: one entity per run, newest
   first (status, counts, changes, errors, durations).
-- `state`: PartitionKey `mailbox` / `finding`, RowKey bucket `00`..`ff`: the current state of
-  every mailbox / finding, packed (compressed JSON in binary properties); `org`/`current` the
-  organisation's current value; `lock`/`audit` the run lock (ETag + expiry).
+- `state`: PartitionKey `mailbox` / `finding`, RowKey `<bucket>.<run key>`: versions of the
+  packed state of every mailbox / finding (compressed JSON in binary properties); `commit` /
+  `state` names the current version of each bucket, the organisation value and the run that
+  committed them; `lock`/`audit` the run lease (owner, write token, expiry; ETags).
 - `history`: `mbx.<bucket>` / `<sha256(mailbox)>.<run key>`: one row per change of one
   mailbox (before/after); `fnd.<bucket>` / `<sha256(finding id)>.<run key>`: one row per
   transition of one finding; `org` / run key: the organisation setting when first read and at
   every change.
-- `evidence`: PartitionKey run key, RowKey `snapshot.NNNN` / `allowlist.NNNN`: the raw snapshot
-  document and the allowlist of the run, zlib, split in 64 KiB binary properties.
-- `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger.
+- `evidence`: PartitionKey run key, RowKey `snapshot.NNNN` / `allowlist.NNNN` /
+  `manifest.NNNN` / `alerted.NNNN`: the raw snapshot document, the allowlist, the keys of the
+  run's history rows and the findings its alert was decided on; zlib, 64 KiB binary pieces.
+- `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger; `delivered` /
+  `last`: the last run whose alert was delivered (what the next alert is decided against).
 
-- Runs newest first: one partition query, no sort.
-- One mailbox's history: one range query (`RowKey` prefix = its hash); its state as of a run:
-  that history plus the org history (effective state = setting + organisation value).
-- A steady-state run writes O(changes): the packed state buckets it touches, one history row
-  per change, a few evidence entities, the run entity. The first run writes the baseline in
-  256 + 256 packed entities and no history rows.
+- A steady-state run writes O(changes): the bucket versions it touches, one history row per
+  change, a few evidence entities, the commit and the run entity. The first run writes the
+  baseline in 256 + 256 packed entities and no history rows.
 - No value read from Exchange is ever a key: mailboxes and findings are addressed by hashes.
-- A run lock (an entity with an owner and an expiry, taken and released with ETags) keeps two
-  runs from interleaving; a lock left by a crashed run expires after `lock_ttl`.
 - An incomplete collection is recorded as such, with its errors; it never resolves findings
-  and never marks mailboxes removed (see `history.py`).
+  and never marks mailboxes removed (see `history.py`); nor does a `suspect` one.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from azure.data.tables import TableServiceClient, UpdateMode
+from azure.data.tables import TableServiceClient
 
-from auditor.core.errors import InputError, StoreError
+from auditor.core.errors import StoreError
 from auditor.core.history import (
     BUCKETS,
-    FindingEvent,
-    FindingState,
-    MailboxChange,
-    MailboxState,
-    bucket_of,
-    finding_changes,
-    key_hash,
-    mailbox_changes,
-    run_id_for,
     run_key,
-    run_time,
 )
 from auditor.core.model import (
     CollectionError,
     Evaluation,
-    Finding,
-    Mailbox,
-    PreviousRun,
-    PriorFinding,
     Setting,
     Snapshot,
-    Status,
 )
-from auditor.core.records import OrgChange, RecordResult, RunRecord
-from auditor.storage.limits import MAX_VALUE_BYTES, check_key
-from auditor.storage.tables import Conflict, NotFound, OpCounter, Operation, Table, etag_condition
+from auditor.core.records import RecordResult, RunRecord
+from auditor.core.screen import read_failures
+from auditor.storage.blobs import Blobs
+from auditor.storage.ledger import AlertLedgerTable
+from auditor.storage.questions import HistoryQuestions
+from auditor.storage.recording import (
+    diff_findings,
+    diff_mailboxes,
+    history_operations,
+    manifest,
+    org_change,
+    remove_history,
+)
+from auditor.storage.runs import (
+    RunHandle,
+    RunInProgress,
+    Runs,
+    as_time,
+    run_entity,
+)
+from auditor.storage.tables import OpCounter, Table
+from auditor.storage.versions import Commit, Versions
 
 __all__ = [
     "AuditStore",
@@ -79,123 +83,35 @@ __all__ = [
     "BUCKETS",
 ]
 
-_CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
+log = logging.getLogger("auditor.storage")
+
+# The plausibility guard ignores fewer vanished mailboxes than this: in a tiny tenant one
+# deleted mailbox is a large percentage and entirely plausible.
+_GUARD_MIN_REMOVED = 10
 
 
-class RunInProgress(StoreError):
-    """Another audit holds the run lock: this one refuses rather than interleave history."""
+class AuditStore(HistoryQuestions):
+    """The history store. Give it a `TableServiceClient`; it creates nothing at import time.
 
-
-@dataclass(frozen=True, slots=True)
-class RunHandle:
-    run_id: str
-    tenant: str
-    started_at: datetime
-    lock_etag: str
-
-
-def _pack(data: bytes) -> dict[str, Any]:
-    """Binary properties d0..dN of at most 64 KiB each."""
-    parts = [data[i : i + MAX_VALUE_BYTES] for i in range(0, len(data), MAX_VALUE_BYTES)] or [b""]
-    if len(parts) > _CHUNKS_PER_ENTITY:
-        raise StoreError(f"packed value of {len(data)} bytes does not fit one entity")
-    out: dict[str, Any] = {"parts": len(parts)}
-    for index, part in enumerate(parts):
-        out[f"d{index}"] = part
-    return out
-
-
-def _unpack(entity: Mapping[str, Any]) -> bytes:
-    return b"".join(bytes(entity[f"d{i}"] or b"") for i in range(int(entity["parts"])))
-
-
-_SLICE = 1 << 20
-
-
-def _compress(data: bytes) -> tuple[deque[bytes], int]:
-    """zlib (level 1: 4x faster than 6 and only ~10% larger) of `data`, fed a slice at a time:
-    the compressed pieces and their length (no second, joined copy)."""
-    compressor = zlib.compressobj(1)
-    view = memoryview(data)
-    chunks: deque[bytes] = deque()
-    for start in range(0, len(data), _SLICE):
-        out = compressor.compress(view[start : start + _SLICE])
-        if out:
-            chunks.append(out)
-    chunks.append(compressor.flush())
-    return chunks, sum(len(chunk) for chunk in chunks)
-
-
-def _take(chunks: deque[bytes], size: int) -> bytes:
-    """The next `size` bytes (or what is left) of `chunks`, removed from them."""
-    parts: list[bytes] = []
-    need = size
-    while chunks and need > 0:
-        chunk = chunks.popleft()
-        if len(chunk) > need:
-            chunks.appendleft(chunk[need:])
-            chunk = chunk[:need]
-        parts.append(chunk)
-        need -= len(chunk)
-    return b"".join(parts)
-
-
-def _records(entity: Mapping[str, Any], content: bytes) -> int:
-    """How many records a stored bucket holds (its `n`, else counted)."""
-    if entity.get("n") is not None:
-        return int(entity["n"])
-    return len(json.loads(zlib.decompress(content))) if content else 0
-
-
-def _packed_operation(
-    kind: str,
-    bucket: str,
-    merged: dict[str, Any],
-    writes: Mapping[str, MailboxState | FindingState],
-    etag: str | None,
-) -> Operation:
-    """The bucket rewritten with `writes` merged into its stored records (`merged`, changed
-    in place), guarded by the ETag it had when read: a bucket another writer changed
-    meanwhile fails the batch (412); a new bucket is created (409 if one appeared)."""
-    for key, record in writes.items():
-        merged[key] = record.pack()
-    body = json.dumps(merged, separators=(",", ":")).encode("utf-8")
-    entity = {
-        "PartitionKey": kind,
-        "RowKey": bucket,
-        "n": len(merged),
-        **_pack(zlib.compress(body, 6)),
-    }
-    if etag is None:
-        return ("create", entity, {})
-    return ("update", entity, {"mode": UpdateMode.REPLACE, **etag_condition(etag)})
-
-
-def _time(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):  # the SDK's TablesEntityDatetime: make it a plain one
-        return datetime.fromtimestamp(value.timestamp(), UTC)
-    return datetime.fromisoformat(str(value)).astimezone(UTC)
-
-
-class AuditStore:
-    """The history store. Give it a `TableServiceClient`; it creates nothing at import time."""
+    `lock_ttl`: how long the run lease lasts unrenewed (`AUDIT_LEASE_SECONDS`);
+    `max_removed_percent`: the plausibility guard (`AUDIT_MAX_REMOVED_PERCENT`)."""
 
     def __init__(
         self,
         service: TableServiceClient,
         *,
         prefix: str = "smtpauth",
-        lock_ttl: timedelta = timedelta(hours=1),
+        lock_ttl: timedelta = timedelta(seconds=60),
         clock: Callable[[], datetime] | None = None,
         workers: int = 8,
+        max_removed_percent: int = 20,
     ) -> None:
         if not prefix.isalnum() or not prefix[:1].isalpha() or len(prefix) > 50:
             raise StoreError(f"table prefix must be letters and digits, got {prefix!r}")
         self.counter = OpCounter()
         self.lock_ttl = lock_ttl
         self.workers = workers
+        self.max_removed_percent = max_removed_percent
         self._clock = clock or (lambda: datetime.now(UTC))
         self.runs_table = Table(service, f"{prefix}runs", self.counter)
         self.state = Table(service, f"{prefix}state", self.counter)
@@ -203,6 +119,10 @@ class AuditStore:
         self.evidence = Table(service, f"{prefix}evidence", self.counter)
         self.alerts = Table(service, f"{prefix}alerts", self.counter)
         self._ready = False
+        self._runs = Runs(self.runs_table, self.state, lock_ttl=lock_ttl, clock=self._clock)
+        self._blobs = Blobs(self.evidence, workers=workers)
+        self._versions = Versions(self.state)
+        self._ledger = AlertLedgerTable(self.alerts, self._clock)
 
     def ensure_tables(self) -> None:
         if self._ready:
@@ -211,70 +131,61 @@ class AuditStore:
             table.create()
         self._ready = True
 
-    # -- the run lock -------------------------------------------------------------------------
+    # -- the run lease (runs.py) ----------------------------------------------------------------
 
     def begin_run(self, *, tenant: str, now: datetime | None = None) -> RunHandle:
-        """Take the run lock and record a `running` run. RunInProgress if another run holds it."""
+        """Take the lease, record a `running` run and repair what dead runs left. RunInProgress
+        if another run holds a lease that is not stale."""
         self.ensure_tables()
-        now = now or self._clock()
-        run_id = run_id_for(now, secrets.token_hex(3))
-        lock = {
-            "PartitionKey": "lock",
-            "RowKey": "audit",
-            "owner": run_id,
-            "expires_at": now + self.lock_ttl,
-        }
+        handle = self._runs.begin(tenant=tenant, now=now)
         try:
-            etag = self.state.insert(lock)
-        except Conflict:
-            current = self.state.get("lock", "audit")
-            if current is None:  # released between our two calls: try once more
-                etag = self.state.insert(lock)
-            else:
-                expires = _time(current.get("expires_at"))
-                if expires is not None and expires > now:
-                    raise RunInProgress(
-                        f"another audit (run {current.get('owner')}) is running; its lock "
-                        f"expires at {expires.isoformat()}. Not starting a second one."
-                    ) from None
-                try:  # a stale lock from a crashed run: take it over, if nobody else did
-                    etag = self.state.replace(lock, etag=current["_etag"])
-                except Conflict:
-                    raise RunInProgress(
-                        "another audit took over the expired run lock first"
-                    ) from None
-        self.runs_table.insert(
-            {
-                "PartitionKey": "run",
-                "RowKey": run_key(run_id),
-                "run_id": run_id,
-                "tenant": tenant,
-                "status": "running",
-                "complete": False,
-                "started_at": now,
-            }
-        )
-        return RunHandle(run_id=run_id, tenant=tenant, started_at=now, lock_etag=etag)
+            self._repair(handle)
+        except BaseException:
+            self._runs.release(handle)
+            raise
+        return handle
+
+    def keep_alive(self, handle: RunHandle) -> None:
+        """Renew the run's lease in the background until `release` (for the long collection)."""
+        handle.lease.keep_alive()
 
     def _check_lock(self, handle: RunHandle) -> None:
-        current = self.state.get("lock", "audit")
-        if current is None or current.get("owner") != handle.run_id:
-            raise RunInProgress(
-                f"run {handle.run_id} lost its lock (held by "
-                f"{current.get('owner') if current else 'nobody'}); not writing history"
-            )
+        self._runs.check_lock(handle)
 
     def release(self, handle: RunHandle) -> None:
-        """Drop the lock if this run still holds it (a taken-over lock is left alone)."""
-        current = self.state.get("lock", "audit")
-        if current is None or current.get("owner") != handle.run_id:
-            return
-        try:
-            self.state.delete("lock", "audit", etag=current["_etag"])
-        except (Conflict, NotFound):
-            return
+        """Drop the lease if this run still holds it; never raises (see `Runs.release`)."""
+        self._runs.release(handle)
 
-    # -- recording ----------------------------------------------------------------------------
+    def _repair(self, handle: RunHandle) -> None:
+        """Runs left `running` by a run that died: finish a committed one from the commit
+        record's copy; otherwise delete its history rows and mark it `abandoned`."""
+        dead = [run_id for run_id in self._runs.running() if run_id != handle.run_id]
+        if not dead:
+            return
+        commit = self._versions.current()
+        for run_id in dead:
+            if run_id == commit.run_id and commit.run is not None:
+                entity = dict(commit.run)
+                for name in ("started_at", "finished_at"):
+                    entity[name] = as_time(entity.get(name))
+                self._runs.write_entity(entity)
+                log.warning(
+                    "run %s: committed but unfinished; finished by %s", run_id, handle.run_id
+                )
+                continue
+            rows = remove_history(self.history, self._blobs, run_key(run_id), run_id)
+            self._runs.mark_abandoned(
+                run_id,
+                by=handle.run_id,
+                at=handle.lease.now(),
+                why=(
+                    f"abandoned: stopped before its recording was committed (lease not renewed); "
+                    f"run {handle.run_id} took over and removed its {rows} history row(s)"
+                ),
+            )
+            log.warning("run %s: abandoned; %d history rows removed", run_id, rows)
+
+    # -- recording (recording.py) ----------------------------------------------------------------
 
     def record_run(
         self,
@@ -290,57 +201,83 @@ class AuditStore:
         durations: Mapping[str, float],
         finished_at: datetime | None = None,
     ) -> RecordResult:
-        """Store evidence, changes and the run summary. Order: evidence, history rows, state,
-        run entity — a run cut short leaves duplicates at worst, never a lost change."""
-        self._check_lock(handle)
+        """Store evidence, history rows and new state versions, then commit them in one
+        request, then the run entity: a run cut short anywhere changes nothing a reader
+        sees, and the next run repairs what it half-wrote (see recording.py)."""
+        handle.lease.renew()
         complete = (
-            not snapshot.errors
+            not read_failures(snapshot.errors)
             and snapshot.org_disabled is not None
             and snapshot.mailboxes is not None
         )
-        rkey = run_key(handle.run_id)
+        run_id, rkey = handle.run_id, run_key(handle.run_id)
         # Compressing and uploading the evidence (zlib releases the GIL) overlaps the diff.
         uploader = ThreadPoolExecutor(max_workers=1)
         upload = uploader.submit(
-            self._write_blobs, rkey, {"snapshot": evidence, "allowlist": allowlist}
+            self._blobs.write, rkey, {"snapshot": evidence, "allowlist": allowlist}
         )
         uploader.shutdown(wait=False)
 
-        last_complete = self._last_complete_run()
-        org_change = self._org_change(handle.run_id, snapshot.org_disabled)
-        mailbox_ops, changes, baseline = self._diff_mailboxes(handle.run_id, snapshot, complete)
-        finding_ops, events, new_findings = self._diff_findings(
-            handle.run_id, evaluation, complete, last_complete
+        commit = self._versions.current()
+        last_complete = self._runs.last_complete()
+        org = org_change(commit, run_id, snapshot.org_disabled)
+        mailboxes = diff_mailboxes(
+            self._versions, commit, snapshot, run_id=run_id, rkey=rkey, complete=complete
         )
-
-        evidence_bytes = upload.result()  # evidence first: it must exist before the changes
-        self._check_lock(handle)
-        self._write_history(rkey, changes, events, org_change)
-        self.state.submit(mailbox_ops)
-        self.state.submit(finding_ops)
-        if org_change is not None:
-            self.state.replace(
-                {
-                    "PartitionKey": "org",
-                    "RowKey": "current",
-                    "setting": Setting.text(org_change.after),
-                    "since": handle.run_id,
-                }
+        errors = tuple(snapshot.errors)
+        status = "complete" if complete else "incomplete"
+        suspect = self._implausible(mailboxes.known, mailboxes.removed, commit, complete)
+        if suspect is not None:
+            errors += (suspect,)
+            status, complete = "suspect", False
+            mailboxes = diff_mailboxes(
+                self._versions,
+                commit,
+                snapshot,
+                run_id=run_id,
+                rkey=rkey,
+                complete=False,
+                loaded=mailboxes.loaded,
             )
+        findings = diff_findings(
+            self._versions,
+            commit,
+            evaluation,
+            run_id=run_id,
+            rkey=rkey,
+            complete=complete,
+            last_complete=last_complete,
+        )
+        history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)
+        evidence_bytes = upload.result()  # evidence first: it must exist before the changes
+        if history:
+            self._blobs.write(rkey, {"manifest": manifest(history)})
+        try:
+            self._check_lock(handle)
+            self.history.submit_partitions(history, workers=self.workers)
+            self._check_lock(handle)
+            self.state.submit(mailboxes.operations)
+            self.state.submit(findings.operations)
+        except StoreError:
+            self._forget(rkey, run_id)  # never committed: its history rows must not stay
+            raise
+
+        changes = mailboxes.mailbox_changes
+        events = findings.finding_events
         kinds = {"added": 0, "changed": 0, "removed": 0, "returned": 0}
         for change in changes:
             kinds[change.kind] += 1
         change_counts = {
             **{f"mailboxes_{k}": v for k, v in kinds.items()},
-            "findings_new": len(new_findings),
+            "findings_new": len(findings.new_findings),
             "findings_changed": sum(1 for e in events if e.kind in ("status", "reopened")),
             "findings_resolved": sum(1 for e in events if e.kind == "resolved"),
-            "org_changed": int(org_change is not None and not org_change.first),
+            "org_changed": int(org is not None and not org.first),
         }
         run = RunRecord(
-            run_id=handle.run_id,
+            run_id=run_id,
             tenant=snapshot.tenant,
-            status="complete" if complete else "incomplete",
+            status=status,
             started_at=handle.started_at,
             finished_at=finished_at or self._clock(),
             complete=complete,
@@ -348,21 +285,74 @@ class AuditStore:
             counts=dict(evaluation.counts),
             changes=change_counts,
             durations=dict(durations),
-            errors=snapshot.errors,
+            errors=errors,
             allowlist_source=allowlist_source,
             today=today,
             expiring_days=expiring_days,
             exit_code=evaluation.exit_code(),
             evidence_bytes=evidence_bytes,
         )
-        self._write_run(run)
+        entity = run_entity(run)
+        try:
+            handle.lease.renew()  # a run that lost its lease never commits
+        except RunInProgress:
+            self._forget(rkey, run_id)
+            raise
+        try:
+            committed = self._versions.commit(
+                commit,
+                {
+                    "run_id": run_id,
+                    "status": status,
+                    "mailbox": _versions_json(mailboxes.versions()),
+                    "finding": _versions_json(findings.versions()),
+                    "org_known": commit.org_known or snapshot.org_disabled is not None,
+                    "org": Setting.text(
+                        snapshot.org_disabled if snapshot.org_disabled is not None else commit.org
+                    ),
+                    "org_since": run_id if org is not None else commit.org_since,
+                    "run": _run_copy(entity),
+                },
+            )
+        except StoreError:  # CommitLost, or storage failing: not committed
+            self._forget(rkey, run_id)
+            raise
+        self._runs.write_entity(entity)
+        self._versions.collect_garbage("mailbox", mailboxes.superseded + mailboxes.loaded.stale)
+        self._versions.collect_garbage("finding", findings.superseded + findings.loaded.stale)
+        if commit.legacy and not committed.legacy:
+            self._versions.drop_legacy_org()
         return RecordResult(
             run=run,
             mailbox_changes=tuple(changes),
             finding_events=tuple(events),
-            new_findings=new_findings,
-            org_change=org_change,
-            baseline=baseline,
+            new_findings=findings.new_findings,
+            org_change=org,
+            baseline=mailboxes.baseline,
+        )
+
+    def _forget(self, rkey: str, run_id: str) -> None:
+        """Best effort: the history rows of our own run that will never commit."""
+        try:
+            remove_history(self.history, self._blobs, rkey, run_id)
+        except StoreError as exc:
+            log.warning("run %s: history rows left for the next run to remove: %s", run_id, exc)
+
+    def _implausible(
+        self, known: int, removed: int, commit: Commit, complete: bool
+    ) -> CollectionError | None:
+        """The plausibility guard: a complete read in which more than `max_removed_percent` of
+        the known mailboxes (and at least 10) vanished. A run after a `suspect` one confirms."""
+        if not complete or not known or commit.status == "suspect":
+            return None
+        if removed < _GUARD_MIN_REMOVED or removed * 100 <= self.max_removed_percent * known:
+            return None
+        return CollectionError(
+            "plausibility",
+            f"{removed} of {known} known mailboxes ({removed * 100 / known:.0f}%) are missing "
+            f"from a complete read, more than AUDIT_MAX_REMOVED_PERCENT="
+            f"{self.max_removed_percent}; recorded as suspect: nothing is marked removed or "
+            "resolved until the next run confirms",
         )
 
     def fail_run(
@@ -376,7 +366,7 @@ class AuditStore:
         """Record a run whose collection failed outright: its errors, nothing else changes."""
         evidence_bytes = 0
         if evidence is not None:
-            evidence_bytes = self._write_blobs(run_key(handle.run_id), {"snapshot": evidence})
+            evidence_bytes = self._blobs.write(run_key(handle.run_id), {"snapshot": evidence})
         run = RunRecord(
             run_id=handle.run_id,
             tenant=handle.tenant,
@@ -389,462 +379,36 @@ class AuditStore:
             exit_code=3,
             evidence_bytes=evidence_bytes,
         )
-        self._write_run(run)
+        self._runs.write(run)
         return run
-
-    def _write_run(self, run: RunRecord) -> None:
-        self.runs_table.replace(
-            {
-                "PartitionKey": "run",
-                "RowKey": run_key(run.run_id),
-                "run_id": run.run_id,
-                "tenant": run.tenant,
-                "status": run.status,
-                "complete": run.complete,
-                "started_at": run.started_at,
-                "finished_at": run.finished_at,
-                "org": Setting.text(run.org_disabled),
-                "counts": run.counts,
-                "changes": run.changes,
-                "durations": {k: round(v, 3) for k, v in run.durations.items()},
-                "errors": [
-                    {"source": e.source, "message": e.message[:2000]} for e in run.errors[:20]
-                ],
-                "allowlist_source": run.allowlist_source[:1000],
-                "today": run.today.isoformat() if run.today else None,
-                "expiring_days": run.expiring_days,
-                "exit_code": run.exit_code,
-                "evidence_bytes": run.evidence_bytes,
-            }
-        )
-
-    def _write_blobs(self, rkey: str, blobs: Mapping[str, bytes]) -> int:
-        """Compressed blobs in entities of up to 11 x 64 KiB; returns compressed bytes.
-
-        Each blob is compressed a slice at a time and held once, compressed; an entity is
-        built only when a worker is free to send it, so the entities of a 60 MB snapshot
-        never all exist at once."""
-        per_entity = _CHUNKS_PER_ENTITY * MAX_VALUE_BYTES
-        packed = {name: _compress(data) for name, data in blobs.items()}
-        sizes = {name: len(data) for name, data in blobs.items()}
-        total = sum(length for _, length in packed.values())
-
-        def entities() -> Iterator[dict[str, Any]]:
-            for name, (chunks, length) in packed.items():
-                count = max(1, -(-length // per_entity))
-                for index in range(count):
-                    yield {
-                        "PartitionKey": rkey,
-                        "RowKey": f"{name}.{index:04d}",
-                        "of": count,
-                        "size": sizes[name],
-                        **_pack(_take(chunks, per_entity)),
-                    }
-
-        self._bounded(self.evidence.replace, entities(), workers=min(self.workers, 4))
-        return total
-
-    @staticmethod
-    def _bounded(
-        action: Callable[[dict[str, Any]], Any], items: Iterator[dict[str, Any]], *, workers: int
-    ) -> None:
-        """`action` on each item, `workers` at a time; the next item is made when one is done
-        (each request in flight holds its body several times over: base64, JSON, bytes)."""
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            pending: set[Future[Any]] = set()
-            for item in items:
-                if len(pending) >= workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()
-                pending.add(pool.submit(action, item))
-                del item
-            for future in pending:
-                future.result()
 
     def write_blob(self, run_id: str, name: str, data: bytes) -> int:
         """Store one more named blob with a run (e.g. `signins`); returns compressed bytes.
         `read_blob(run_id, name)` gives it back."""
-        if not name.isalnum() or name in ("snapshot", "allowlist"):
+        if not name.isalnum() or name in ("snapshot", "allowlist", "manifest"):
             raise StoreError(f"blob name must be letters and digits, not a run's own: {name!r}")
         self.ensure_tables()
-        return self._write_blobs(run_key(run_id), {name: data})
+        return self._blobs.write(run_key(run_id), {name: data})
 
     def read_blob(self, run_id: str, name: str) -> bytes | None:
         """A blob stored with a run (`snapshot`, `allowlist`), or None if it has none."""
-        rows = sorted(
-            self.evidence.rows_between(run_key(run_id), f"{name}.", f"{name}.~"),
-            key=lambda e: str(e["RowKey"]),
-        )
-        if not rows:
-            return None
-        if len(rows) != int(rows[0]["of"]):
-            raise StoreError(f"evidence {name} of run {run_id} is incomplete ({len(rows)} parts)")
-        data = zlib.decompress(b"".join(_unpack(row) for row in rows))
-        if len(data) != int(rows[0]["size"]):
-            raise StoreError(f"evidence {name} of run {run_id} is corrupt (size mismatch)")
-        return data
-
-    # -- packed state -------------------------------------------------------------------------
-
-    def _load_packed(
-        self, kind: str, unpack: Callable[[str, list[Any]], Any]
-    ) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
-        """(records, bucket -> (ETag, compressed content)) of one kind of packed state."""
-        records: dict[str, Any] = {}
-        buckets: dict[str, tuple[str, bytes]] = {}
-        for entity in self.state.partition(kind):
-            packed = _unpack(entity)
-            buckets[entity["RowKey"]] = (entity["_etag"], packed)
-            for key, data in json.loads(zlib.decompress(packed)).items():
-                records[key] = unpack(key, data)
-        return records, buckets
-
-    # The previous state is compared one bucket at a time: a bucket's records are unpacked,
-    # diffed against the mailboxes (findings) that hash to it, and dropped; what is kept is the
-    # changes and the rewritten buckets, compressed. Never the whole previous state at once.
-
-    def _stored_buckets(self, kind: str) -> tuple[dict[str, tuple[str, bytes]], int]:
-        """(bucket -> (ETag, compressed content), records) of one kind of packed state."""
-        buckets: dict[str, tuple[str, bytes]] = {}
-        records = 0
-        for entity in self.state.partition(kind):
-            content = _unpack(entity)
-            buckets[str(entity["RowKey"])] = (str(entity["_etag"]), content)
-            records += _records(entity, content)
-        return buckets, records
-
-    def _diff_mailboxes(
-        self, run_id: str, snapshot: Snapshot, complete: bool
-    ) -> tuple[list[Operation], list[MailboxChange], bool]:
-        """(state writes, changes in the order `history.mailbox_changes` gives them for the
-        whole snapshot, baseline)."""
-        stored, records = self._stored_buckets("mailbox")
-        baseline = not records
-        if snapshot.mailboxes is None:
-            return [], [], baseline
-        grouped: dict[str, list[tuple[int, Mailbox]]] = {}
-        for index, mailbox in enumerate(snapshot.mailboxes):
-            grouped.setdefault(bucket_of(mailbox.key), []).append((index, mailbox))
-        operations: list[Operation] = []
-        ordered: list[tuple[tuple[int, int], MailboxChange]] = []
-        for bucket in sorted(grouped.keys() | stored.keys()):
-            etag, content = stored.pop(bucket, (None, b""))
-            raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
-            previous = {key: MailboxState.unpack(key, data) for key, data in raw.items()}
-            members = grouped.pop(bucket, [])
-            part = replace(snapshot, mailboxes=tuple(mailbox for _, mailbox in members))
-            writes, changes = mailbox_changes(
-                previous, part, run_id, complete=complete, baseline=baseline
-            )
-            position = {mailbox.key: index for index, mailbox in members}
-            for change in changes:  # removals come after the snapshot's own, in state order
-                order = (1, len(ordered)) if change.kind == "removed" else (0, position[change.key])
-                ordered.append((order, change))
-            if writes:
-                operations.append(_packed_operation("mailbox", bucket, raw, writes, etag))
-        ordered.sort(key=lambda item: item[0])
-        return operations, [change for _, change in ordered], baseline
-
-    def _diff_findings(
-        self,
-        run_id: str,
-        evaluation: Evaluation,
-        complete: bool,
-        last_complete: str | None,
-    ) -> tuple[list[Operation], list[FindingEvent], tuple[str, ...]]:
-        """(state writes, events and new finding ids in the order `history.finding_changes`
-        gives them for all findings at once)."""
-        stored, _ = self._stored_buckets("finding")
-        grouped: dict[str, list[tuple[int, Finding]]] = {}
-        for index, finding in enumerate(evaluation.findings):
-            grouped.setdefault(bucket_of(finding.id), []).append((index, finding))
-        operations: list[Operation] = []
-        ordered: list[tuple[tuple[int, int], FindingEvent]] = []
-        new: list[tuple[int, str]] = []
-        for bucket in sorted(grouped.keys() | stored.keys()):
-            etag, content = stored.pop(bucket, (None, b""))
-            raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
-            previous = {fid: FindingState.unpack(fid, data) for fid, data in raw.items()}
-            members = grouped.pop(bucket, [])
-            writes, events = finding_changes(
-                previous,
-                (finding for _, finding in members),
-                run_id,
-                complete=complete,
-                last_complete_run=last_complete,
-            )
-            position = {finding.id: index for index, finding in members}
-            for event in events:  # resolutions come after the others, in state order
-                order = (1, len(ordered)) if event.kind == "resolved" else (0, position[event.id])
-                ordered.append((order, event))
-            new.extend((position[fid], fid) for fid in writes if fid not in previous)
-            if writes:
-                operations.append(_packed_operation("finding", bucket, raw, writes, etag))
-        ordered.sort(key=lambda item: item[0])
-        new.sort()
-        return operations, [event for _, event in ordered], tuple(fid for _, fid in new)
-
-    def _write_history(
-        self,
-        rkey: str,
-        changes: list[MailboxChange],
-        events: list[FindingEvent],
-        org: OrgChange | None,
-    ) -> None:
-        operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        for change in changes:
-            digest = key_hash(change.key)
-            operations.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": f"mbx.{digest[:2]}",
-                        "RowKey": f"{digest}.{rkey}",
-                        "mailbox": change.key,
-                        "run_id": change.run_id,
-                        "kind": change.kind,
-                        "fields": list(change.fields),
-                        "before": change.before,
-                        "after": change.after,
-                    },
-                    {},
-                )
-            )
-        for event in events:
-            digest = key_hash(event.id)
-            operations.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": f"fnd.{digest[:2]}",
-                        "RowKey": f"{digest}.{rkey}",
-                        "finding_id": event.id,
-                        "run_id": event.run_id,
-                        "kind": event.kind,
-                        "before": event.before,
-                        "after": event.after,
-                        "subject": event.subject[:1000],
-                        "control": event.control,
-                    },
-                    {},
-                )
-            )
-        if org is not None:
-            operations.append(
-                (
-                    "upsert",
-                    {
-                        "PartitionKey": "org",
-                        "RowKey": rkey,
-                        "run_id": org.run_id,
-                        "before": Setting.text(org.before),
-                        "after": Setting.text(org.after),
-                        "first": org.first,
-                    },
-                    {},
-                )
-            )
-        self.history.submit_partitions(operations, workers=self.workers)
-
-    def _org_change(self, run_id: str, value: bool | None) -> OrgChange | None:
-        if value is None:
-            return None  # not collected: the history keeps the last value read
-        current = self.state.get("org", "current")
-        if current is None:
-            return OrgChange(run_id, None, value, first=True)
-        before = Setting.parse(current.get("setting"))
-        if before == value:
-            return None
-        return OrgChange(run_id, before, value, first=False)
-
-    # -- questions ----------------------------------------------------------------------------
-
-    def runs(self, *, limit: int = 50) -> list[RunRecord]:
-        """Recorded runs, newest first."""
-        self.ensure_tables()
-        return [_run_record(e) for e in self.runs_table.partition("run", limit=limit)]
-
-    def run(self, run_id: str) -> RunRecord:
-        """One run by id, or `latest`. InputError if there is no such run."""
-        self.ensure_tables()
-        if run_id == "latest":
-            found = self.runs(limit=1)
-            if not found:
-                raise InputError("RUN", "no run has been recorded yet")
-            return found[0]
-        try:
-            rkey = run_key(run_id)
-        except ValueError as exc:
-            raise InputError("RUN", f"not a run id: {run_id!r} (see the `runs` command)") from exc
-        entity = self.runs_table.get("run", rkey)
-        if entity is None:
-            raise InputError("RUN", f"no run {run_id!r} recorded (see the `runs` command)")
-        return _run_record(entity)
-
-    def _last_complete_run(self) -> str | None:
-        for entity in self.runs_table.query(
-            "PartitionKey eq @pk and complete eq true", {"pk": "run"}, limit=1
-        ):
-            return str(entity["run_id"])
-        return None
-
-    def mailbox_states(self) -> dict[str, MailboxState]:
-        self.ensure_tables()
-        return self._load_packed("mailbox", MailboxState.unpack)[0]
-
-    def mailbox_state(self, key: str) -> MailboxState | None:
-        self.ensure_tables()
-        entity = self.state.get("mailbox", bucket_of(key))
-        if entity is None:
-            return None
-        data = json.loads(zlib.decompress(_unpack(entity))).get(key)
-        return None if data is None else MailboxState.unpack(key, data)
-
-    def mailbox_changes(self, key: str) -> list[MailboxChange]:
-        """Every recorded change of one mailbox, newest first."""
-        self.ensure_tables()
-        digest = key_hash(key)
-        rows = self.history.rows_between(f"mbx.{digest[:2]}", f"{digest}.", f"{digest}.~")
-        out = [
-            MailboxChange(
-                key=str(row["mailbox"]),
-                kind=str(row["kind"]),
-                run_id=str(row["run_id"]),
-                before=_json(row.get("before")),
-                after=_json(row.get("after")),
-                fields=tuple(_json(row.get("fields")) or ()),
-            )
-            for row in rows
-        ]
-        return sorted(out, key=lambda c: c.run_id, reverse=True)
-
-    def org_history(self) -> list[OrgChange]:
-        """The organisation setting when first read and at every change, newest first."""
-        self.ensure_tables()
-        rows = self.history.partition("org")
-        out = [
-            OrgChange(
-                run_id=str(row["run_id"]),
-                before=Setting.parse(row.get("before")),
-                after=Setting.parse(row.get("after")),
-                first=bool(row.get("first")),
-            )
-            for row in rows
-        ]
-        return sorted(out, key=lambda c: c.run_id, reverse=True)
-
-    def finding_states(self) -> dict[str, FindingState]:
-        self.ensure_tables()
-        return self._load_packed("finding", FindingState.unpack)[0]
-
-    def finding_state(self, finding_id: str) -> FindingState | None:
-        self.ensure_tables()
-        entity = self.state.get("finding", bucket_of(finding_id))
-        if entity is None:
-            return None
-        data = json.loads(zlib.decompress(_unpack(entity))).get(finding_id)
-        return None if data is None else FindingState.unpack(finding_id, data)
-
-    def finding_events(self, finding_id: str) -> list[FindingEvent]:
-        """Transitions of one finding (status changes, resolved, reopened), newest first."""
-        self.ensure_tables()
-        digest = key_hash(finding_id)
-        rows = self.history.rows_between(f"fnd.{digest[:2]}", f"{digest}.", f"{digest}.~")
-        out = [
-            FindingEvent(
-                id=str(row["finding_id"]),
-                kind=str(row["kind"]),
-                run_id=str(row["run_id"]),
-                before=row.get("before"),
-                after=row.get("after"),
-                subject=str(row.get("subject", "")),
-                control=str(row.get("control", "")),
-            )
-            for row in rows
-        ]
-        return sorted(out, key=lambda e: e.run_id, reverse=True)
-
-    def previous_run(self) -> PreviousRun | None:
-        """The last recorded (finished) run and the findings it left open.
-
-        For a complete run these are exactly its findings. After an incomplete run they are
-        the last known findings (it resolved nothing), and `complete` is False.
-        """
-        self.ensure_tables()
-        for entity in self.runs_table.partition("run", limit=20):
-            record = _run_record(entity)
-            if record.status in ("complete", "incomplete"):
-                break
-        else:
-            return None
-        findings = {
-            fid: PriorFinding(id=fid, control=s.control, status=Status(s.status), subject=s.subject)
-            for fid, s in self.finding_states().items()
-            if s.open
-        }
-        return PreviousRun(
-            run_id=record.run_id,
-            evaluated_at=record.finished_at or record.started_at,
-            org_disabled=record.org_disabled,
-            complete=record.complete,
-            findings=findings,
-        )
-
-    # -- alert delivery ledger ----------------------------------------------------------------
-
-    def alert_deliveries(self, run_id: str) -> dict[str, str]:
-        """channel -> status of the alerts already sent for a run."""
-        self.ensure_tables()
-        return {
-            str(row["RowKey"]): str(row.get("status", ""))
-            for row in self.alerts.partition(run_key(run_id))
-        }
-
-    def record_alert_delivery(self, run_id: str, channel: str, status: str, detail: str) -> None:
-        self.ensure_tables()
-        check_key(channel, "alert channel")
-        if not channel.replace(".", "").replace("_", "").isalnum():
-            raise StoreError(f"alert channel must be letters, digits, . or _, got {channel!r}")
-        self.alerts.replace(
-            {
-                "PartitionKey": run_key(run_id),
-                "RowKey": channel,
-                "status": status[:100],
-                "detail": detail[:4000],
-                "at": self._clock(),
-            }
-        )
+        return self._blobs.read(run_key(run_id), name, run_id)
 
 
-def _json(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return json.loads(value)
-    return value
+def _versions_json(versions: Mapping[str, str]) -> str:
+    return json.dumps(dict(sorted(versions.items())), separators=(",", ":"))
 
 
-def _run_record(entity: Mapping[str, Any]) -> RunRecord:
-    today = entity.get("today")
-    return RunRecord(
-        run_id=str(entity["run_id"]),
-        tenant=str(entity.get("tenant", "")),
-        status=str(entity.get("status", "")),
-        started_at=_time(entity.get("started_at")) or run_time(str(entity["run_id"])),
-        finished_at=_time(entity.get("finished_at")),
-        complete=bool(entity.get("complete")),
-        org_disabled=Setting.parse(entity.get("org")),
-        counts=_json(entity.get("counts")) or {},
-        changes=_json(entity.get("changes")) or {},
-        durations=_json(entity.get("durations")) or {},
-        errors=tuple(
-            CollectionError(str(e.get("source", "")), str(e.get("message", "")))
-            for e in (_json(entity.get("errors")) or [])
-        ),
-        allowlist_source=str(entity.get("allowlist_source", "")),
-        today=date.fromisoformat(str(today)) if today else None,
-        expiring_days=int(entity.get("expiring_days", 14)),
-        exit_code=None if entity.get("exit_code") is None else int(entity["exit_code"]),
-        evidence_bytes=int(entity.get("evidence_bytes", 0)),
+def _run_copy(entity: Mapping[str, Any]) -> str:
+    """The run entity as JSON for the commit record, bounded to fit one property (64 KiB in
+    UTF-16): error messages are shortened if need be, never the commit refused."""
+    text = json.dumps(entity, separators=(",", ":"), default=str, ensure_ascii=False)
+    if len(text) <= 24_000:
+        return text
+    errors = [
+        {"source": str(e.get("source", ""))[:100], "message": str(e.get("message", ""))[:300]}
+        for e in entity.get("errors") or []
+    ]
+    return json.dumps(
+        {**entity, "errors": errors[:20]}, separators=(",", ":"), default=str, ensure_ascii=False
     )

@@ -84,7 +84,12 @@ def _value(name: str, value: Any, where: str) -> tuple[Any, int]:
     if isinstance(value, (dict, list, tuple)):
         value = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     if isinstance(value, str):
-        size = len(value.encode("utf-16-le"))
+        try:
+            size = len(value.encode("utf-16-le"))
+        except UnicodeEncodeError:
+            raise StoreError(
+                f"{where}: property {name} is not valid Unicode text (a lone surrogate)"
+            ) from None
         if size > MAX_VALUE_BYTES:
             raise StoreError(
                 f"{where}: property {name} is {size} bytes in UTF-16, over the 64 KiB limit"

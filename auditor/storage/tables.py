@@ -8,10 +8,11 @@ write requests, read requests, entities read) so a benchmark can print what a ru
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -20,13 +21,25 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from auditor.core.errors import StoreError
 from auditor.storage.limits import encode_entity, split_batches
 
-__all__ = ["OpCounter", "Table", "Conflict", "NotFound", "Operation", "etag_condition"]
+__all__ = [
+    "OpCounter",
+    "Table",
+    "Conflict",
+    "NotFound",
+    "Unreachable",
+    "Operation",
+    "etag_condition",
+]
+
+T = TypeVar("T")
 
 Operation = tuple[str, dict[str, Any], dict[str, Any]]
 
@@ -37,6 +50,20 @@ class Conflict(StoreError):
 
 class NotFound(StoreError):
     """The entity does not exist."""
+
+
+class Unreachable(StoreError):
+    """No answer from Table Storage (connection refused, reset, timed out)."""
+
+
+def _once_more(action: Callable[[], T]) -> T:
+    """`action`, sent again once if its answer was lost on the way (the SDK does not retry a
+    POST whose response never came). A retried write can meet itself: 409 or 412 then, which
+    the callers that care tell apart from another writer by the token they wrote."""
+    try:
+        return action()
+    except (ServiceRequestError, ServiceResponseError):
+        return action()
 
 
 @dataclass
@@ -75,11 +102,20 @@ def _error(exc: Exception, what: str) -> StoreError:
         return NotFound(f"{what}: not found")
     if isinstance(exc, HttpResponseError):
         code = getattr(exc, "error_code", None) or exc.status_code
+        if exc.status_code == 404:
+            return NotFound(f"{what}: not found")
         if exc.status_code == 412:
             return Conflict(f"{what}: changed by another writer")
         if exc.status_code == 409:
             return Conflict(f"{what}: already exists")
-        return StoreError(f"{what}: Table Storage answered {code}: {exc.reason or exc.message}")
+        code = getattr(code, "value", code)
+        busy = " (throttled or busy)" if exc.status_code in (429, 503) else ""
+        return StoreError(
+            f"{what}: Table Storage answered {exc.status_code} {code}{busy}: "
+            f"{exc.reason or exc.message}"
+        )
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return Unreachable(f"{what}: Table Storage unreachable: {type(exc).__name__}: {exc}")
     return StoreError(f"{what}: Table Storage unreachable: {type(exc).__name__}: {exc}")
 
 
@@ -150,7 +186,7 @@ class Table:
         """Create; Conflict if it exists. Returns the new ETag."""
         body = encode_entity(self.name, entity)
         try:
-            meta = self._client.create_entity(body)
+            meta = _once_more(lambda: self._client.create_entity(body))
         except AzureError as exc:
             raise _error(exc, f"create {self.name}({body['PartitionKey']!r})") from exc
         self._counter.add(writes=1, write_requests=1)
@@ -161,10 +197,12 @@ class Table:
         body = encode_entity(self.name, entity)
         try:
             if etag is None:
-                meta = self._client.upsert_entity(body, mode=UpdateMode.REPLACE)
+                meta = _once_more(lambda: self._client.upsert_entity(body, mode=UpdateMode.REPLACE))
             else:
-                meta = self._client.update_entity(
-                    body, mode=UpdateMode.REPLACE, **etag_condition(etag)
+                meta = _once_more(
+                    lambda: self._client.update_entity(
+                        body, mode=UpdateMode.REPLACE, **etag_condition(etag)
+                    )
                 )
         except AzureError as exc:
             raise _error(exc, f"write {self.name}({body['PartitionKey']!r})") from exc
@@ -173,7 +211,7 @@ class Table:
 
     def delete(self, pk: str, rk: str, *, etag: str | None = None) -> None:
         try:
-            self._client.delete_entity(pk, rk, **etag_condition(etag))
+            _once_more(lambda: self._client.delete_entity(pk, rk, **etag_condition(etag)))
         except AzureError as exc:
             raise _error(exc, f"delete {self.name}({pk!r}, {rk!r})") from exc
         self._counter.add(writes=1, write_requests=1)
@@ -187,7 +225,7 @@ class Table:
         encoded = [(op, encode_entity(self.name, ent), kw) for op, ent, kw in operations]
         for batch in split_batches(self.name, encoded):
             try:
-                self._client.submit_transaction(batch)
+                _once_more(partial(self._client.submit_transaction, batch))
             except AzureError as exc:
                 pk = batch[0][1]["PartitionKey"]
                 raise _error(exc, f"batch of {len(batch)} in {self.name}({pk!r})") from exc

@@ -229,3 +229,42 @@ def test_alert_links_to_the_runs_remediation_proposal(
     assert links == [f"https://auditor.contoso.example/api/remediations/{revocations[0]}"]
     html = graph.requests[0].json()["message"]["body"]["content"]
     assert links[0] in html
+
+
+def test_a_failed_delivery_is_told_again_by_the_next_run_once(
+    azurite: str, emulator: Emulator, receivers: ReceiverPool, http: httpx.Client
+) -> None:
+    """The alert baseline is the last DELIVERED alert (issue 13): news whose delivery failed
+    is told by the next run, exactly once."""
+    teams = receivers.start("teams", default=Reply(202))
+    settings = Settings.from_env({"ALERT_TEAMS_WEBHOOK_URL": f"{teams.url}/w?sig=abcdefgh12"})
+    store = new_store(azurite)
+    days = itertools.count()
+    alerter = run_alerter(settings, http=http, ledger=store, sleep=lambda _: None)
+    collect = collector(emulator, http)
+
+    def audit() -> Any:
+        return run_audit(
+            store=store,
+            collect=collect,
+            tenant=emulator.domain,
+            clock=lambda: T0 + timedelta(days=next(days)),
+            alerter=alerter,
+        )
+
+    audit()  # the baseline, delivered
+    disabled = next(
+        g
+        for g, r in sorted(emulator.state.cas.items())
+        if r.get("SmtpClientAuthenticationDisabled") is True
+    )
+    emulator.state.cas[disabled]["SmtpClientAuthenticationDisabled"] = False
+    address = emulator.state.cas[disabled]["PrimarySmtpAddress"]
+    teams.script(*[Reply(500)] * 4)  # every attempt of the next delivery fails
+    failed = audit()
+    assert failed.alerts == {"teams": "failed", "email": "not-configured"}
+    told = len(teams.requests)
+    retold = audit()  # nothing changed since, but the news was never delivered
+    assert retold.alerts["teams"] == "sent"
+    assert address in teams.requests[told].body.decode()
+    assert audit().alerts == {"decision": "nothing to tell"}  # and only once

@@ -89,3 +89,40 @@ def test_record_helper_still_counts_changes(azurite: str) -> None:
     assert result.run.changes["mailboxes_removed"] == len([n for n in range(COUNT) if n % 11 == 0])
     changed = sum(1 for c in result.mailbox_changes if c.kind == "changed")
     assert result.run.changes["mailboxes_changed"] == changed > 0
+
+
+def test_a_store_from_before_commit_records_is_read_and_migrated(azurite: str) -> None:
+    """Stores written before issue 13 (one `mailbox`/`00` row per bucket, `org`/`current`,
+    no commit record) are read as committed; the first new run migrates them."""
+    import json
+    import zlib
+
+    from auditor.core.history import bucket_of
+    from auditor.storage.packing import pack
+    from tests.support.store_helpers import T0, doc, new_store, record
+
+    store = new_store(azurite)
+    first = record(store, doc({1: None, 2: True, 3: False}, org=False), now=T0)
+    states = store.mailbox_states()
+    # Rewrite it in the old layout: one row per bucket, no versions, no commit record.
+    for entity in list(store.state.partition("mailbox")) + list(store.state.partition("commit")):
+        store.state.delete(entity["PartitionKey"], entity["RowKey"])
+    buckets: dict[str, dict[str, object]] = {}
+    for key, state in states.items():
+        buckets.setdefault(bucket_of(key), {})[key] = state.pack()
+    for bucket, records in buckets.items():
+        body = zlib.compress(json.dumps(records).encode())
+        store.state.replace({"PartitionKey": "mailbox", "RowKey": bucket, **pack(body)})
+    store.state.replace({"PartitionKey": "org", "RowKey": "current", "setting": "false"})
+    assert store.mailbox_states() == states  # read as they were
+
+    second = record(store, doc({1: None, 2: False, 3: False}, org=False), now=T0 + DAY)
+    assert [c.kind for c in second.mailbox_changes] == ["changed"]  # nothing "added"
+    assert second.org_change is None
+    rows = {e["RowKey"] for e in store.state.partition("mailbox")}
+    commit = store._versions.current()
+    assert not commit.legacy and rows == set(commit.versions["mailbox"].values())
+    changed = bucket_of(second.mailbox_changes[0].key)
+    assert "." in commit.versions["mailbox"][changed]  # rewritten as a version; others kept
+    assert store.state.get("org", "current") is None
+    assert first.run.run_id != second.run.run_id

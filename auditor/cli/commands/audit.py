@@ -1,8 +1,9 @@
 """`audit`: what the nightly timer runs — collect, evaluate, record — from the command line.
 
-Exit codes (README, contracts): 0 compliant, 1 at least one `fail`, 2 bad input or configuration,
-3 no `fail` but evidence unknown — including a partial or failed collection (recorded as an
-incomplete or failed run) and another audit holding the run lock.
+Exit codes (README, contracts): 0 compliant, 1 at least one new-or-confirmed `fail` (judged from
+evidence the run read), 2 bad input or configuration, 3 no such `fail` but evidence unknown —
+including a partial or failed collection (an incomplete or failed run), a suspect run, a bad
+record and another audit holding the run lease.
 """
 
 from __future__ import annotations

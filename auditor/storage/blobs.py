@@ -1,0 +1,94 @@
+"""Evidence blobs: the raw snapshot document and the allowlist of a run, kept with the run.
+
+`evidence` table: PartitionKey run key, RowKey `<name>.NNNN`; each entity holds up to
+11 x 64 KiB of the zlib-compressed blob (`of` entities in all, `size` bytes uncompressed).
+Rows are keyed by the run, so writing them again (a replayed run) writes the same rows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from auditor.core.errors import StoreError
+from auditor.storage.limits import MAX_VALUE_BYTES
+from auditor.storage.packing import CHUNKS_PER_ENTITY, compress, pack, take, unpack
+from auditor.storage.tables import Table
+
+__all__ = ["Blobs", "IncompleteBlob"]
+
+
+class IncompleteBlob(StoreError):
+    """Some of a blob's entities are missing or it does not decompress: a write cut short."""
+
+
+class Blobs:
+    """Named blobs per run key in one table."""
+
+    def __init__(self, table: Table, *, workers: int = 4) -> None:
+        self.table = table
+        self.workers = workers
+
+    def write(self, rkey: str, blobs: Mapping[str, bytes]) -> int:
+        """Compressed blobs in entities of up to 11 x 64 KiB; returns compressed bytes.
+
+        Each blob is compressed a slice at a time and held once, compressed; an entity is
+        built only when a worker is free to send it, so the entities of a 60 MB snapshot
+        never all exist at once."""
+        per_entity = CHUNKS_PER_ENTITY * MAX_VALUE_BYTES
+        packed = {name: compress(data) for name, data in blobs.items()}
+        sizes = {name: len(data) for name, data in blobs.items()}
+        total = sum(length for _, length in packed.values())
+
+        def entities() -> Iterator[dict[str, Any]]:
+            for name, (chunks, length) in packed.items():
+                count = max(1, -(-length // per_entity))
+                for index in range(count):
+                    yield {
+                        "PartitionKey": rkey,
+                        "RowKey": f"{name}.{index:04d}",
+                        "of": count,
+                        "size": sizes[name],
+                        **pack(take(chunks, per_entity)),
+                    }
+
+        _bounded(self.table.replace, entities(), workers=min(self.workers, 4))
+        return total
+
+    def read(self, rkey: str, name: str, what: str) -> bytes | None:
+        """A blob stored under a run key, or None if there is none."""
+        rows = sorted(
+            self.table.rows_between(rkey, f"{name}.", f"{name}.~"),
+            key=lambda e: str(e["RowKey"]),
+        )
+        if not rows:
+            return None
+        if len(rows) != int(rows[0]["of"]):
+            raise IncompleteBlob(f"evidence {name} of run {what} is incomplete ({len(rows)} parts)")
+        try:
+            data = zlib.decompress(b"".join(unpack(row) for row in rows))
+        except zlib.error as exc:
+            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({exc})") from exc
+        if len(data) != int(rows[0]["size"]):
+            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
+        return data
+
+
+def _bounded(
+    action: Callable[[dict[str, Any]], Any], items: Iterator[dict[str, Any]], *, workers: int
+) -> None:
+    """`action` on each item, `workers` at a time; the next item is made when one is done
+    (each request in flight holds its body several times over: base64, JSON, bytes)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: set[Future[Any]] = set()
+        for item in items:
+            if len(pending) >= workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+            pending.add(pool.submit(action, item))
+            del item
+        for future in pending:
+            future.result()

@@ -1,0 +1,125 @@
+"""Packed state: many small records per entity, compressed JSON split in 64 KiB binaries.
+
+The `state` table keeps, per kind (`mailbox`, `finding`) and bucket (`00`..`ff`), versions of
+the bucket: RowKey `<bucket>.<run key of the writer>`, each holding the records whose key
+hashes to the bucket as zlib-compressed JSON in binary properties `d0..dN` (`parts` of them),
+the record count `n` and the writing run. Which version is current is named by the commit
+record (`versions.py`), never inferred from the rows present.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from azure.data.tables import UpdateMode
+
+from auditor.core.errors import StoreError
+from auditor.core.history import FindingState, MailboxState
+from auditor.storage.limits import MAX_VALUE_BYTES
+from auditor.storage.tables import Operation
+
+__all__ = [
+    "CHUNKS_PER_ENTITY",
+    "pack",
+    "unpack",
+    "compress",
+    "take",
+    "record_count",
+    "packed_operation",
+    "version_row",
+    "bucket_of_row",
+]
+
+CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
+
+
+def pack(data: bytes) -> dict[str, Any]:
+    """Binary properties d0..dN of at most 64 KiB each."""
+    parts = [data[i : i + MAX_VALUE_BYTES] for i in range(0, len(data), MAX_VALUE_BYTES)] or [b""]
+    if len(parts) > CHUNKS_PER_ENTITY:
+        raise StoreError(f"packed value of {len(data)} bytes does not fit one entity")
+    out: dict[str, Any] = {"parts": len(parts)}
+    for index, part in enumerate(parts):
+        out[f"d{index}"] = part
+    return out
+
+
+def unpack(entity: Mapping[str, Any]) -> bytes:
+    return b"".join(bytes(entity[f"d{i}"] or b"") for i in range(int(entity["parts"])))
+
+
+_SLICE = 1 << 20
+
+
+def compress(data: bytes) -> tuple[deque[bytes], int]:
+    """zlib (level 1: 4x faster than 6 and only ~10% larger) of `data`, fed a slice at a time:
+    the compressed pieces and their length (no second, joined copy)."""
+    compressor = zlib.compressobj(1)
+    view = memoryview(data)
+    chunks: deque[bytes] = deque()
+    for start in range(0, len(data), _SLICE):
+        out = compressor.compress(view[start : start + _SLICE])
+        if out:
+            chunks.append(out)
+    chunks.append(compressor.flush())
+    return chunks, sum(len(chunk) for chunk in chunks)
+
+
+def take(chunks: deque[bytes], size: int) -> bytes:
+    """The next `size` bytes (or what is left) of `chunks`, removed from them."""
+    parts: list[bytes] = []
+    need = size
+    while chunks and need > 0:
+        chunk = chunks.popleft()
+        if len(chunk) > need:
+            chunks.appendleft(chunk[need:])
+            chunk = chunk[:need]
+        parts.append(chunk)
+        need -= len(chunk)
+    return b"".join(parts)
+
+
+def record_count(entity: Mapping[str, Any], content: bytes) -> int:
+    """How many records a stored bucket holds (its `n`, else counted)."""
+    if entity.get("n") is not None:
+        return int(entity["n"])
+    return len(json.loads(zlib.decompress(content))) if content else 0
+
+
+def version_row(bucket: str, rkey: str) -> str:
+    """RowKey of the version of `bucket` written by the run with run key `rkey`."""
+    return f"{bucket}.{rkey}"
+
+
+def bucket_of_row(row_key: str) -> str:
+    """The bucket a state RowKey belongs to (`00.<run key>`, or a legacy `00`)."""
+    return row_key.partition(".")[0]
+
+
+def packed_operation(
+    kind: str,
+    bucket: str,
+    merged: dict[str, Any],
+    writes: Mapping[str, MailboxState | FindingState],
+    *,
+    run_id: str,
+    rkey: str,
+) -> Operation:
+    """A new version of the bucket: `writes` merged into its committed records (`merged`,
+    changed in place), in a row of its own keyed by the writing run. Writing it again (a
+    replayed run) writes the same row; it is invisible until the run's commit names it."""
+    for key, record in writes.items():
+        merged[key] = record.pack()
+    body = json.dumps(merged, separators=(",", ":")).encode("utf-8")
+    entity = {
+        "PartitionKey": kind,
+        "RowKey": version_row(bucket, rkey),
+        "run": run_id,
+        "n": len(merged),
+        **pack(zlib.compress(body, 6)),
+    }
+    return ("upsert", entity, {"mode": UpdateMode.REPLACE})

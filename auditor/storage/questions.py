@@ -1,0 +1,232 @@
+"""Questions about the recorded history (the `AuditStore` answers them): runs, the committed
+state of a mailbox or finding, its changes, and the alert baseline and ledger.
+
+Everything here reads what a commit made current (versions.py): bucket versions written by a
+run that never committed are never read.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from auditor.core.history import (
+    FindingEvent,
+    FindingState,
+    MailboxChange,
+    MailboxState,
+    bucket_of,
+    key_hash,
+    run_key,
+)
+from auditor.core.model import PreviousRun, PriorFinding, Setting, Status
+from auditor.core.records import OrgChange, RunRecord
+from auditor.storage.blobs import Blobs
+from auditor.storage.ledger import AlertLedgerTable
+from auditor.storage.runs import Runs, as_json, as_time, run_record
+from auditor.storage.tables import Table
+from auditor.storage.versions import Versions
+
+__all__ = ["HistoryQuestions", "FINISHED"]
+
+FINISHED = ("complete", "incomplete", "suspect")
+
+
+class HistoryQuestions:
+    """The read side of `AuditStore` (a mixin: the store sets these attributes)."""
+
+    history: Table
+    alerts: Table
+    _runs: Runs
+    _blobs: Blobs
+    _versions: Versions
+    _ledger: AlertLedgerTable
+    _clock: Callable[[], datetime]
+
+    def ensure_tables(self) -> None:
+        raise NotImplementedError
+
+    # -- questions ----------------------------------------------------------------------------
+
+    def runs(self, *, limit: int = 50) -> list[RunRecord]:
+        """Recorded runs, newest first."""
+        self.ensure_tables()
+        return self._runs.list(limit=limit)
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run by id, or `latest` (the newest run that finished: a `running` one is still
+        working or dead, see `runs`). InputError if there is no such run."""
+        self.ensure_tables()
+        return self._runs.get(run_id)
+
+    def _committed(self, kind: str, decode: Callable[[str, list[Any]], Any]) -> dict[str, Any]:
+        loaded = self._versions.buckets(kind, self._versions.current())
+        out: dict[str, Any] = {}
+        for content in loaded.contents.values():
+            for key, data in json.loads(zlib.decompress(content)).items():
+                out[key] = decode(key, data)
+        return out
+
+    def mailbox_states(self) -> dict[str, MailboxState]:
+        self.ensure_tables()
+        return self._committed("mailbox", MailboxState.unpack)
+
+    def mailbox_state(self, key: str) -> MailboxState | None:
+        self.ensure_tables()
+        data = self._versions.bucket("mailbox", bucket_of(key), self._versions.current()).get(key)
+        return None if data is None else MailboxState.unpack(key, data)
+
+    def mailbox_changes(self, key: str) -> list[MailboxChange]:
+        """Every recorded change of one mailbox, newest first."""
+        self.ensure_tables()
+        digest = key_hash(key)
+        rows = self.history.rows_between(f"mbx.{digest[:2]}", f"{digest}.", f"{digest}.~")
+        out = [
+            MailboxChange(
+                key=str(row["mailbox"]),
+                kind=str(row["kind"]),
+                run_id=str(row["run_id"]),
+                before=as_json(row.get("before")),
+                after=as_json(row.get("after")),
+                fields=tuple(as_json(row.get("fields")) or ()),
+            )
+            for row in rows
+        ]
+        return sorted(out, key=lambda c: c.run_id, reverse=True)
+
+    def org_history(self) -> list[OrgChange]:
+        """The organisation setting when first read and at every change, newest first."""
+        self.ensure_tables()
+        rows = self.history.partition("org")
+        out = [
+            OrgChange(
+                run_id=str(row["run_id"]),
+                before=Setting.parse(row.get("before")),
+                after=Setting.parse(row.get("after")),
+                first=bool(row.get("first")),
+            )
+            for row in rows
+        ]
+        return sorted(out, key=lambda c: c.run_id, reverse=True)
+
+    def finding_states(self) -> dict[str, FindingState]:
+        self.ensure_tables()
+        return self._committed("finding", FindingState.unpack)
+
+    def finding_state(self, finding_id: str) -> FindingState | None:
+        self.ensure_tables()
+        commit = self._versions.current()
+        data = self._versions.bucket("finding", bucket_of(finding_id), commit).get(finding_id)
+        return None if data is None else FindingState.unpack(finding_id, data)
+
+    def finding_events(self, finding_id: str) -> list[FindingEvent]:
+        """Transitions of one finding (status changes, resolved, reopened), newest first."""
+        self.ensure_tables()
+        digest = key_hash(finding_id)
+        rows = self.history.rows_between(f"fnd.{digest[:2]}", f"{digest}.", f"{digest}.~")
+        out = [
+            FindingEvent(
+                id=str(row["finding_id"]),
+                kind=str(row["kind"]),
+                run_id=str(row["run_id"]),
+                before=row.get("before"),
+                after=row.get("after"),
+                subject=str(row.get("subject", "")),
+                control=str(row.get("control", "")),
+            )
+            for row in rows
+        ]
+        return sorted(out, key=lambda e: e.run_id, reverse=True)
+
+    def previous_run(self) -> PreviousRun | None:
+        """The last committed run and the findings it left open.
+
+        For a complete run these are exactly its findings. After an incomplete (or suspect)
+        run they are the last known findings (it resolved nothing), and `complete` is False.
+        """
+        self.ensure_tables()
+        commit = self._versions.current()
+        record: RunRecord | None = None
+        if commit.run is not None:
+            record = run_record(commit.run)
+        else:  # a store from before commit records: the newest finished run
+            record = next((r for r in self._runs.list(limit=20) if r.status in FINISHED), None)
+        if record is None:
+            return None
+        findings = {
+            fid: PriorFinding(id=fid, control=s.control, status=Status(s.status), subject=s.subject)
+            for fid, s in self.finding_states().items()
+            if s.open
+        }
+        return PreviousRun(
+            run_id=record.run_id,
+            evaluated_at=record.finished_at or record.started_at,
+            org_disabled=record.org_disabled,
+            complete=record.complete,
+            findings=findings,
+        )
+
+    # -- what the last delivered alert told (the alert baseline) ---------------------------------
+
+    def alert_baseline(self) -> PreviousRun | None:
+        """What the next alert is decided against: the run whose alert was last DELIVERED (a
+        run that died before alerting, or whose delivery failed, is covered by the next one).
+        None when no alert was ever delivered: everything open is told, as a first run."""
+        self.ensure_tables()
+        pointer = self.alerts.get("delivered", "last")
+        if pointer is None:
+            if self._versions.current().legacy:
+                return self.previous_run()  # a store from before the baseline pointer
+            return None
+        run_id = str(pointer["run_id"])
+        data = self._blobs.read(run_key(run_id), "alerted", run_id)
+        if data is None:
+            return None
+        told = json.loads(data)
+        return PreviousRun(
+            run_id=run_id,
+            evaluated_at=as_time(told["evaluated_at"]) or self._clock(),
+            org_disabled=Setting.parse(told.get("org")),
+            complete=bool(told.get("complete")),
+            findings={
+                fid: PriorFinding(id=fid, control=c, status=Status(s), subject=subj)
+                for fid, (c, s, subj) in told["findings"].items()
+            },
+        )
+
+    def mark_alerted(self, run_id: str) -> None:
+        """The run's alert was delivered (or there was nothing to tell): the findings it left
+        open become the baseline of the next alert. Never moves the baseline back."""
+        self.ensure_tables()
+        pointer = self.alerts.get("delivered", "last")
+        if pointer is not None and run_key(str(pointer["run_id"])) < run_key(run_id):
+            return  # a newer run's alert is the baseline already
+        previous = self.previous_run()
+        if previous is None or previous.run_id != run_id:
+            return  # this run committed nothing (failed): the baseline stays
+        told = {
+            "evaluated_at": previous.evaluated_at.isoformat(),
+            "org": Setting.text(previous.org_disabled),
+            "complete": previous.complete,
+            "findings": {
+                f.id: [f.control, f.status.value, f.subject] for f in previous.findings.values()
+            },
+        }
+        self._blobs.write(run_key(run_id), {"alerted": json.dumps(told).encode("utf-8")})
+        self.alerts.replace(
+            {"PartitionKey": "delivered", "RowKey": "last", "run_id": run_id, "at": self._clock()}
+        )
+
+    # -- alert delivery ledger (ledger.py) --------------------------------------------------------
+
+    def alert_deliveries(self, run_id: str) -> dict[str, str]:
+        """channel -> status of the alerts already sent for a run."""
+        self.ensure_tables()
+        return self._ledger.deliveries(run_id)
+
+    def record_alert_delivery(self, run_id: str, channel: str, status: str, detail: str) -> None:
+        self.ensure_tables()
+        self._ledger.record(run_id, channel, status, detail)

@@ -1,0 +1,181 @@
+"""The commit record: which version of every state bucket is current (docs/architecture.md,
+"Crash safety and recording").
+
+`state` table, PartitionKey `commit`, RowKey `state`: the run whose recording was committed
+last (`run_id`, `status`), the RowKey of the current version of every `mailbox` and `finding`
+bucket, the organisation value, and a copy of the committed run's entity (so a run that died
+between its commit and its run row is finished by the next run). It is replaced with its
+ETag, in one request: a run's state becomes current all at once or not at all, and bucket
+versions written by a run that died before its commit are never read.
+
+A lost response is told apart from another writer by the run id the record carries: a 412 on
+our own retried commit, when the stored record names our run, is our write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditor.core.errors import StoreError
+from auditor.core.model import Setting
+from auditor.storage.packing import bucket_of_row, unpack
+from auditor.storage.tables import Conflict, Operation, Table
+
+__all__ = ["Commit", "CommitLost", "Loaded", "Versions", "KINDS", "versions_json"]
+
+log = logging.getLogger("auditor.storage")
+
+KINDS = ("mailbox", "finding")
+_PK, _RK = "commit", "state"
+
+
+class CommitLost(Conflict):
+    """Another run committed state since this run read it: this run's state is not current."""
+
+
+@dataclass(slots=True)
+class Loaded:
+    contents: dict[str, bytes] = field(default_factory=dict)  # bucket -> compressed records
+    rows: dict[str, str] = field(default_factory=dict)  # bucket -> RowKey of that version
+    records: int = 0
+    stale: list[str] = field(default_factory=list)  # RowKeys no commit names
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The committed state: what a run diffs against and every reader reads."""
+
+    run_id: str | None = None
+    status: str | None = None
+    etag: str | None = None
+    versions: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # kind -> bucket -> row
+    org_known: bool = False
+    org: bool | None = None
+    org_since: str | None = None
+    run: Mapping[str, Any] | None = None  # the committed run's entity
+    legacy: bool = False  # no commit record: the unversioned layout (`00`..`ff` rows)
+
+    def row(self, kind: str, bucket: str) -> str | None:
+        if self.legacy:
+            return bucket
+        return self.versions.get(kind, {}).get(bucket)
+
+
+class Versions:
+    """Reads committed bucket versions, commits new ones, deletes the superseded."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def current(self) -> Commit:
+        entity = self.table.get(_PK, _RK)
+        if entity is None:
+            legacy = self.table.get("org", "current")
+            has_rows = next(iter(self.table.partition("mailbox", limit=1)), None) is not None
+            if legacy is None and not has_rows:
+                return Commit()
+            return Commit(
+                legacy=True,
+                org_known=legacy is not None,
+                org=Setting.parse(legacy.get("setting")) if legacy else None,
+                org_since=str(legacy.get("since")) if legacy else None,
+            )
+        versions = {kind: dict(json.loads(str(entity.get(kind) or "{}"))) for kind in KINDS}
+        run = entity.get("run")
+        return Commit(
+            run_id=str(entity["run_id"]),
+            status=str(entity.get("status") or ""),
+            etag=str(entity["_etag"]),
+            versions=versions,
+            org_known=bool(entity.get("org_known")),
+            org=Setting.parse(entity.get("org")),
+            org_since=entity.get("org_since"),
+            run=json.loads(str(run)) if run else None,
+        )
+
+    def buckets(self, kind: str, commit: Commit) -> Loaded:
+        """The committed versions of one kind (and the rows nobody needs any more)."""
+        loaded = Loaded()
+        for entity in self.table.partition(kind):
+            row = str(entity["RowKey"])
+            bucket = bucket_of_row(row)
+            if commit.row(kind, bucket) != row:
+                loaded.stale.append(row)  # superseded, or written by a run that never committed
+                continue
+            loaded.contents[bucket] = unpack(entity)
+            loaded.rows[bucket] = row
+            loaded.records += int(entity.get("n") or 0)
+        return loaded
+
+    def bucket(self, kind: str, bucket: str, commit: Commit) -> dict[str, Any]:
+        """The committed records of one bucket (raw, packed lists)."""
+        row = commit.row(kind, bucket)
+        if row is None:
+            return {}
+        entity = self.table.get(kind, row)
+        if entity is None:
+            return {}
+        content = unpack(entity)
+        return dict(json.loads(zlib.decompress(content))) if content else {}
+
+    def commit(self, previous: Commit, entity: dict[str, Any]) -> Commit:
+        """Replace the commit record read as `previous` (ETag) with `entity`; a 412/409 whose
+        stored record names our run is our own lost response, anything else `CommitLost`."""
+        body = {"PartitionKey": _PK, "RowKey": _RK, **entity}
+        run_id = str(entity["run_id"])
+        try:
+            if previous.etag is None:
+                self.table.insert(body)
+            else:
+                self.table.replace(body, etag=previous.etag)
+        except Conflict:
+            stored = self.table.get(_PK, _RK)
+            if stored is None or stored.get("run_id") != run_id:
+                raise CommitLost(
+                    f"run {run_id}: state was committed by run "
+                    f"{stored.get('run_id') if stored else 'unknown'} since it was read; "
+                    "this run's changes are not recorded"
+                ) from None
+            log.info("run %s: commit already stored (lost response), continuing", run_id)
+        except StoreError:
+            # No answer even to the resend: the commit may have landed. Ours if the record
+            # names our run; otherwise the original error is the cause.
+            try:
+                stored = self.table.get(_PK, _RK)
+            except StoreError:
+                stored = None
+            if stored is None or stored.get("run_id") != run_id:
+                raise
+            log.info("run %s: commit stored although its answer was lost, continuing", run_id)
+        return self.current()
+
+    def collect_garbage(self, kind: str, rows: Iterable[str]) -> None:
+        """Delete bucket versions no commit names any more. Best effort: a row left behind is
+        never read (the commit does not name it) and goes next time."""
+        stale: list[Operation] = [
+            ("delete", {"PartitionKey": kind, "RowKey": row}, {}) for row in sorted(set(rows))
+        ]
+        try:
+            self.table.submit(stale)
+        except StoreError as exc:
+            log.warning(
+                "state: %d superseded %s versions not deleted yet: %s", len(stale), kind, exc
+            )
+
+    def drop_legacy_org(self) -> None:
+        with contextlib.suppress(StoreError):
+            self.table.delete("org", "current")
+
+
+def versions_json(versions: Mapping[str, str], written: Iterable[tuple[str, str]]) -> str:
+    """The `versions` of a commit: the previous ones with the newly written rows."""
+    merged = dict(versions)
+    for bucket, row in written:
+        merged[bucket] = row
+    return json.dumps(dict(sorted(merged.items())), separators=(",", ":"))
