@@ -366,6 +366,7 @@ def render_text(evaluation: Evaluation, *, limit: int = 50, width: int = 100) ->
         ("Unknown evidence", groups.unknown),
         ("Explicitly enabled mailboxes", groups.explicit),
         ("Enabled by inheritance (fixed by the organisation change)", groups.inherited),
+        ("Exempt by the allowlist", groups.exempt),
     ]
     budget = limit
     hidden = 0

@@ -13,7 +13,7 @@ from typing import Any
 
 from auditor.app.audit import AuditIncomplete, RunSummary, audit_from_settings
 from auditor.app.settings import Settings
-from auditor.cli.options import EXIT_UNKNOWN, add_output_options, write_output
+from auditor.cli.options import EXIT_UNKNOWN, add_output_options, width, write_output
 from auditor.core.errors import CollectionFailed
 from auditor.reports.findings import render
 
@@ -67,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
         summary = exc.summary
         sys.stderr.write(describe(summary))
         if summary.evaluation is not None:
-            write_output(render(summary.evaluation, args.format), args.out)
+            write_output(render(summary.evaluation, args.format, width=width(args)), args.out)
         return summary.exit_code or EXIT_UNKNOWN
     except CollectionFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     sys.stderr.write(describe(summary))
     assert summary.evaluation is not None
-    write_output(render(summary.evaluation, args.format), args.out)
+    write_output(render(summary.evaluation, args.format, width=width(args)), args.out)
     return summary.exit_code
