@@ -69,7 +69,8 @@ def read_token(value: str) -> str:
     looks_like_path = explicit or "/" in value or value.lower().endswith(_TOKEN_FILE_SUFFIXES)
     if not exists:
         if looks_like_path:
-            raise InputError(str(path), "no such token file (give the token, @FILE or -)")
+            named = value[1:] if explicit else value
+            raise InputError(named, "no such token file (give the token, @FILE or -)")
         return value.strip()
     try:
         return path.read_text(encoding="utf-8").strip()
