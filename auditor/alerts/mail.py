@@ -27,6 +27,7 @@ __all__ = ["Email", "build_email", "sendmail_body", "subject", "tenant_label", "
 EMAIL_ITEMS = 200
 
 _SECTIONS = (
+    ("expired", "Expired exceptions"),
     ("new", "New violations"),
     ("unknown", "Unknown evidence (could not be read)"),
     ("expiring", "Exceptions expiring soon"),
@@ -90,19 +91,43 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
     ]
 
 
-def _html_section(title: str, items: Sequence[AlertItem], key: str) -> str:
+def _links(alert: Alert) -> list[tuple[str, str]]:
+    """(label, url): every open proposal (the organisation fix first), then the report."""
+    out = [(link.title, url) for link in alert.links if (url := safe_url(link.url))]
+    remediation = safe_url(alert.remediation_url)
+    if not out and remediation:
+        out.append(("Review the proposed fix", remediation))
+    report = safe_url(alert.report_url)
+    if report:
+        out.append(("Open the report", report))
+    return out
+
+
+def _root_cause_lines(alert: Alert) -> list[str]:
+    root = alert.root_cause
+    if root is None:
+        return []
+    mailboxes = "mailbox" if root.fixes == 1 else "mailboxes"
+    return [
+        f"Root cause: the organisation allows SMTP AUTH. 1 change fixes {root.fixes} {mailboxes}.",
+        root.fix,
+    ]
+
+
+def _html_section(alert: Alert, title: str, items: Sequence[AlertItem], key: str) -> str:
     e = html.escape
     rows = []
+    section = "new" if key == "expired" else key
     for item in items[:EMAIL_ITEMS]:
         rows.append(
             f'<tr><td style="{_CELL}font-weight:bold">{e(item.subject)}</td>'
-            f'<td style="{_CELL}">{e(item_detail(item, section=key))}</td></tr>'
+            f'<td style="{_CELL}">{e(item_detail(item, section=section))}</td></tr>'
         )
     more = len(items) - min(len(items), EMAIL_ITEMS)
     if more:
         rows.append(
-            f'<tr><td colspan="2" style="{_CELL}color:#605e5c">… and {more} more, see the full '
-            "report</td></tr>"
+            f'<tr><td colspan="2" style="{_CELL}color:#605e5c">… and {more} more: '
+            f"{e(alert.more_hint)}</td></tr>"
         )
     return (
         f'<h3 style="{_FONT}font-size:15px;margin:18px 0 6px 0">{e(title)} ({len(items)})</h3>'
@@ -120,7 +145,7 @@ def _html(alert: Alert) -> str:
         for k, v in _facts(alert)
     )
     sections = "".join(
-        _html_section(_section_title(alert, key, title), getattr(alert, key), key)
+        _html_section(alert, _section_title(alert, key, title), getattr(alert, key), key)
         for key, title in _SECTIONS
         if getattr(alert, key)
     )
@@ -137,17 +162,22 @@ def _html(alert: Alert) -> str:
             "</table>"
         )
     links = []
-    for label, url in (
-        ("Open the report", safe_url(alert.report_url)),
-        ("Review the proposed fix", safe_url(alert.remediation_url)),
-    ):
-        if url:
-            links.append(
-                f'<a href="{e(url, quote=True)}" style="{_FONT}font-size:14px;color:#ffffff;'
-                f"background-color:#0f6cbd;padding:8px 14px;text-decoration:none;"
-                f'display:inline-block;margin-right:8px">{e(label)}</a>'
-            )
+    for label, url in _links(alert):
+        links.append(
+            f'<a href="{e(url, quote=True)}" style="{_FONT}font-size:14px;color:#ffffff;'
+            f"background-color:#0f6cbd;padding:8px 14px;text-decoration:none;"
+            f'display:inline-block;margin:0 8px 8px 0">{e(label)}</a>'
+        )
     buttons = f'<p style="margin:18px 0">{"".join(links)}</p>' if links else ""
+    root = _root_cause_lines(alert)
+    root_html = (
+        f'<div style="{_FONT}font-size:15px;font-weight:bold;color:#a4262c;margin:8px 0 4px 0">'
+        f"{e(root[0])}</div>"
+        f'<div style="font-family:Consolas,monospace;font-size:13px;background-color:#f3f2f1;'
+        f'padding:6px 8px;margin:0 0 12px 0">{e(root[1])}</div>'
+        if root
+        else ""
+    )
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>{e(subject(alert))}</title></head>"
@@ -157,6 +187,7 @@ def _html(alert: Alert) -> str:
         f'<div style="{_FONT}font-size:20px;font-weight:bold;color:{colour}">SMTP AUTH audit: '
         f"{e(alert.tenant)}</div>"
         f'<div style="{_FONT}font-size:15px;margin:4px 0 12px 0">{e(headline(alert))}</div>'
+        f"{root_html}"
         '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
         f'style="border-collapse:collapse">{facts}</table>'
         f"{sections}{buttons}"
@@ -168,24 +199,24 @@ def _html(alert: Alert) -> str:
 
 def _text(alert: Alert) -> str:
     lines = [f"SMTP AUTH audit: {alert.tenant}", headline(alert), ""]
+    root = _root_cause_lines(alert)
+    if root:
+        lines += [root[0], f"  {root[1]}", ""]
     lines += [f"{k}: {v}" for k, v in _facts(alert)]
     for key, title in _SECTIONS:
         items: Sequence[AlertItem] = getattr(alert, key)
         if not items:
             continue
         lines += ["", f"{_section_title(alert, key, title)} ({len(items)})"]
-        lines += [f"- {i.subject} · {item_detail(i, section=key)}" for i in items[:EMAIL_ITEMS]]
+        section = "new" if key == "expired" else key
+        lines += [f"- {i.subject} · {item_detail(i, section=section)}" for i in items[:EMAIL_ITEMS]]
         if len(items) > EMAIL_ITEMS:
-            lines.append(f"... and {len(items) - EMAIL_ITEMS} more, see the full report")
+            lines.append(f"... and {len(items) - EMAIL_ITEMS} more: {alert.more_hint}")
     if alert.errors:
         lines += ["", f"Collection errors ({len(alert.errors)})"]
         lines += [f"- {err.source}: {err.message}" for err in alert.errors[:EMAIL_ITEMS]]
-    for label, url in (
-        ("Report", safe_url(alert.report_url)),
-        ("Proposed fix", safe_url(alert.remediation_url)),
-    ):
-        if url:
-            lines += ["", f"{label}: {url}"]
+    for label, url in _links(alert):
+        lines += ["", f"{label}: {url}"]
     return "\n".join(lines) + "\n"
 
 

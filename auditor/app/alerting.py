@@ -28,7 +28,7 @@ from auditor.app.wiring import alert_channels, graph_token_provider
 from auditor.core import routes
 from auditor.core.model import CollectionError, Evaluation, PreviousRun
 
-__all__ = ["notify_run", "run_alerter", "RunAlerter", "remediation_link"]
+__all__ = ["notify_run", "run_alerter", "RunAlerter", "remediation_link", "remediation_links"]
 
 log = logging.getLogger("auditor.alerts.deliver")
 
@@ -47,6 +47,7 @@ def notify_run(
     graph_token: Callable[[], str] | None = None,
     first_seen: Mapping[str, datetime] | None = None,
     remediation_url: str | None = None,
+    remediation_links: Sequence[tuple[str, str]] = (),
 ) -> DeliveryReport | None:
     """Decide and deliver one run's alert: the one call `run_audit` makes.
 
@@ -67,6 +68,7 @@ def notify_run(
             report_url=routes.report_url(settings.alert_report_base_url, run_id),
             remediation_url=remediation_url,
             first_seen=first_seen,
+            remediation_links=remediation_links,
         )
     except Exception as exc:  # the audit is recorded; a broken alert must not undo that
         log.exception("alert run=%s: could not build the alert", run_id)
@@ -110,6 +112,20 @@ def remediation_link(settings: Settings, proposal_ids: Sequence[str]) -> str | N
     return routes.remediation_url(settings.remediation_public_url, chosen)
 
 
+def remediation_links(settings: Settings, proposal_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(proposal id, confirmation page) of every open proposal of the run, for the alert's
+    buttons (`decide` orders them: the organisation fix first when it allows SMTP AUTH).
+
+    Empty without `REMEDIATION_PUBLIC_URL`.
+    """
+    out: list[tuple[str, str]] = []
+    for proposal_id in proposal_ids:
+        url = routes.remediation_url(settings.remediation_public_url, proposal_id)
+        if url:
+            out.append((proposal_id, url))
+    return out
+
+
 def run_alerter(
     settings: Settings,
     *,
@@ -140,6 +156,7 @@ def run_alerter(
             sleep=sleep,
             graph_token=graph_token,
             remediation_url=remediation_link(settings, proposals),
+            remediation_links=remediation_links(settings, proposals),
         )
 
     return alert
