@@ -97,3 +97,28 @@ def test_expired_exception_and_explicit_enables_are_shown_before_inherited() -> 
     more = [t for t in texts if t.startswith("… and ")]
     assert more and all("python -m auditor show 20261126T020000Z-abc" in t for t in more)
     assert "see the full report" not in " ".join(texts)
+
+
+def test_the_outcome_notice_card_parses_without_warnings() -> None:
+    from datetime import UTC, datetime
+
+    from auditor.core.proposals import Kind, Record, State
+    from auditor.remediation.notice import teams_message
+
+    now = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    record = Record(
+        id="rev-org-1",
+        kind=Kind.REVOCATION,
+        scope="organisation",
+        tenant="contoso.onmicrosoft.com",
+        run_id="run-1",
+        created_at=now,
+        expires_at=now,
+        title="Disable SMTP AUTH for the organisation",
+        plan_hash="ab" * 32,
+        state=State.APPLIED,
+        etag="*",
+    )
+    result = parsed(teams_message(record, f"{BASE}/rev-org-1/status"))
+    assert result["events"] == []
+    assert "SMTP AUTH remediation: contoso" in result["texts"]
