@@ -30,13 +30,13 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     required = (("EXO_TENANT", settings.exo_tenant), ("AUDITOR_STORAGE", settings.storage))
     missing = [name for name, value in required if not value]
     if missing:
-        body = {
+        problem: dict[str, object] = {
             "status": "misconfigured",
             "setting": missing[0],
             "missing": missing,
             "message": "required for the nightly audit: " + ", ".join(missing),
             "version": __version__,
         }
-        return func.HttpResponse(json.dumps(body), status_code=500, mimetype="application/json")
+        return func.HttpResponse(json.dumps(problem), status_code=500, mimetype="application/json")
     body = {"status": "ok", "version": __version__}
     return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json")

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from auditor.app.audit import AuditIncomplete, RunSummary, audit_from_settings
+from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
 from auditor.cli.options import EXIT_UNKNOWN, add_output_options, width, write_output
 from auditor.core.errors import CollectionFailed
@@ -61,6 +62,7 @@ def describe(summary: RunSummary) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    check_exchange(settings)
     try:
         summary = audit_from_settings(settings)
     except AuditIncomplete as exc:

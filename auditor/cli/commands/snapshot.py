@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
 from auditor.app.wiring import exchange_client
 from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, write_output
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     settings = Settings.from_env(env)
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to collect a snapshot")
+    check_exchange(settings)
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
         client = exchange_client(settings, http)
         document = collect_snapshot(
