@@ -20,7 +20,7 @@ DATA = {
     "check": ["someone@contoso.com"],
 }
 TEXT_JSON = {
-    "apply-allowlist": [],
+    "apply-allowlist": ["allow.csv"],
     "remediations": [],
     "status": ["rev-mai-1"],
 }
