@@ -15,6 +15,7 @@ from auditor.app.audit import AuditIncomplete, RunSummary, audit_from_settings
 from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
 from auditor.cli.options import EXIT_UNKNOWN, add_output_options, width, write_output
+from auditor.cli.progress import progress, wanted
 from auditor.core.errors import CollectionFailed
 from auditor.reports.findings import render
 
@@ -30,6 +31,9 @@ def register(sub: Any) -> None:
         ),
     )
     add_output_options(parser)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress on standard error (a terminal only)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -64,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     check_exchange(settings)
     try:
-        summary = audit_from_settings(settings)
+        label = f"auditing {settings.exo_tenant}"
+        with progress(label, enabled=wanted(getattr(args, "quiet", False))):
+            summary = audit_from_settings(settings)
     except AuditIncomplete as exc:
         summary = exc.summary
         sys.stderr.write(describe(summary))
