@@ -96,7 +96,10 @@ def confirmation_page(
     loses.sort(key=str.lower)
     has_org = any(t.target.role is Role.ORG for t in record.targets)
     by_role = Counter(t.target.role for t in record.targets)
-    counts = [(_role_text(role), n) for role, n in sorted(by_role.items(), key=lambda kv: kv[0])]
+    counts = [
+        (_role_text(role).replace("loses", "lose" if n != 1 else "loses"), n)
+        for role, n in sorted(by_role.items(), key=lambda kv: kv[0])
+    ]
     headline, note, label = _kind_copy(record, has_org, len(rows), len(loses))
     return render_page(
         "confirmation.html.j2",
