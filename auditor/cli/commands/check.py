@@ -151,7 +151,8 @@ def _pairs(result: dict[str, Any]) -> list[tuple[str, str]]:
     pairs = [
         (
             "Mailbox",
-            f"{mb['primary_smtp_address']} ({mb['recipient_type_details'] or 'type unknown'})",
+            f"{mb['primary_smtp_address'] or mb['user_principal_name'] or mb['guid'] or '?'} "
+            f"({mb['recipient_type_details'] or 'type unknown'})",
         ),
         ("UPN", _text_value(mb["user_principal_name"])),
         ("Guid", _text_value(mb["guid"])),
