@@ -247,8 +247,12 @@ def run_approve(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     if response.status >= 400:
         return EXIT_INPUT
     if args.dry_run:
-        for line in document.get("targets", []):
-            print(f"  {line['action']:11} {_name(line)}: {line.get('detail') or ''}")
+        rows = [
+            [_name(x), str(x.get("action") or ""), str(x.get("detail") or "")]
+            for x in document.get("targets", [])
+        ]
+        for line in text_table(("MAILBOX", "WOULD", "DETAIL"), rows, terminal_width()):
+            print("  " + line)
         return EXIT_OK
     _report(document)
     return EXIT_OK if document.get("state") in ("applied", "approved", "running") else EXIT_FAIL
@@ -262,8 +266,13 @@ def _report(document: dict[str, Any]) -> None:
     )
     if document.get("outcome"):
         print(f"outcome: {document['outcome']}")
-    for t in document.get("targets", []):
-        print(f"  {t['result']:12} {_name(t)}: {t.get('detail') or ''}")
+    rows = [
+        [_name(t), str(t.get("result") or ""), str(t.get("detail") or "")]
+        for t in document.get("targets", [])
+    ]
+    if rows:
+        for line in text_table(("MAILBOX", "RESULT", "DETAIL"), rows, terminal_width()):
+            print("  " + line)
     if document.get("status_url"):
         print(f"status: {document['status_url']}")
 
@@ -303,7 +312,13 @@ def run_status(args: argparse.Namespace, env: dict[str, str] | None = None) -> i
         print(json.dumps(document, indent=1))
     else:
         _report(document)
-        for e in document.get("trail", []):
-            print(f"  {e['at']}  {e['event']:18} {e['actor']}: {e['detail']}")
+        trail = [
+            [str(e.get("at") or ""), str(e.get("event") or ""), str(e.get("actor") or ""),
+             str(e.get("detail") or "")]
+            for e in document.get("trail", [])
+        ]  # fmt: skip
+        if trail:
+            for line in text_table(("AT", "EVENT", "ACTOR", "DETAIL"), trail, terminal_width()):
+                print("  " + line)
     state = document.get("state")
     return EXIT_FAIL if state in ("partially_applied", "failed") else EXIT_OK
