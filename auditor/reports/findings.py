@@ -244,7 +244,8 @@ def group(evaluation: Evaluation) -> Groups:
     inherited: list[Finding] = []
     exempt: list[Finding] = []
     passed: list[Finding] = []
-    for f in _sorted(evaluation.findings):
+    # The organisation first in whichever group it falls (its state decides every inheritor's).
+    for f in sorted(_sorted(evaluation.findings), key=lambda f: f.control != ORG):
         if f.control == ORG:
             org = f
         if f.status is Status.PASS:
