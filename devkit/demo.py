@@ -8,7 +8,9 @@
 3. prints what changed between the two runs and writes HTML/JSON/CSV reports, the list of runs
    and one mailbox's history to the output folder (default `demo-output/`).
 
-The services it started are stopped on success, failure and Ctrl-C; it can be run again.
+The services it started are stopped on success, failure, Ctrl-C and SIGTERM; it can be run
+again. The recorded runs stay in `<out>/storage/` (Azurite `--location`), and the demo prints
+the commands and environment that read them again (`show latest`, `runs`, `history`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,7 +46,7 @@ from devkit import demo_usage
 from devkit.demo_identity import DemoIdentity
 from devkit.demo_usage import admin_change, collectors, print_usage, seed_signins
 from devkit.devserver import DevServer
-from devkit.devservices import ROOT, azurite, free_port
+from devkit.devservices import ROOT, azurite, azurite_command, free_port
 from devkit.emulator import Emulator
 from devkit.graph_emulator import GraphEmulator
 from devkit.receiver import Receiver
@@ -309,7 +313,9 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
     print(f"Tenant {tenant.domain}: {mailboxes} generated mailboxes; organisation allows SMTP AUTH")
     print(f"Allowlist: {out / 'allowlist.csv'} (owners, tickets, one expiring, one expired)")
     with ExitStack() as stack:
-        connection = stack.enter_context(azurite())
+        storage = out / "storage"
+        storage_port = free_port()
+        connection = stack.enter_context(azurite(location=storage, port=storage_port))
         emu = stack.enter_context(Emulator(tenant, token=TOKEN))
         teams = stack.enter_context(Receiver("teams", out_dir=alerts))
         graph = stack.enter_context(Receiver("graph", out_dir=alerts))
@@ -410,6 +416,7 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
             f"history.html, allowlist.csv; in {alerts}/ the alerts of the two runs and the "
             f"remediation's outcome ({len(teams.requests)} Teams, {len(graph.requests)} email)."
         )
+        print_reuse(out, storage, storage_port, connection, tenant.domain)
         if not serve:
             print(
                 "To open the confirmation pages in a browser, signed in as the demo approver: "
@@ -425,6 +432,20 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
                 server.thread.join(timeout=1.0)
     print("Services stopped.")
     return 0
+
+
+def print_reuse(out: Path, storage: Path, port: int, connection: str, domain: str) -> None:
+    """The exact commands to read the demo's recorded runs again after it stopped."""
+    command = " ".join(shlex.quote(part) for part in azurite_command(port, storage))
+    env = (
+        f"AUDITOR_STORAGE={shlex.quote(connection)} AUDITOR_TABLE_PREFIX=demo "
+        f"EXO_TENANT={domain} AUDITOR_ALLOWLIST={shlex.quote(str(out / 'allowlist.csv'))}"
+    )
+    print(f"\nThe recorded runs are kept in {storage}/. To read them again later:")
+    print(f"  AZURITE_ACCEPT_EULA=true {command} &")
+    print(f"  export {env}")
+    print("  .venv/bin/python -m auditor show latest")
+    print("  .venv/bin/python -m auditor runs")
 
 
 def verify_fix(summary: RunSummary, record: Record) -> None:
@@ -457,11 +478,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mailboxes < 50:
         parser.error("--mailboxes must be at least 50")
+    # SIGTERM (a service manager, `kill`, a CI timeout) unwinds like Ctrl+C: every service the
+    # demo started is stopped on the way out, Azurite included.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return run_demo(args.out, args.mailboxes, args.serve)
     except KeyboardInterrupt:
         print("\ninterrupted: services stopped", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("\nterminated: services stopped", file=sys.stderr)
+        return 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `with` block closes its service."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Local development services for the demo and the benchmarks: Azurite's Table service.
 
 Starts the project's pinned Azurite (`node_modules/.bin/azurite-table`, installed by `make`)
-in memory, on a free loopback port, telemetry off, and always stops it again.
+in memory (or in a folder, for the demo), on a free loopback port, telemetry off, and always
+stops it again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ROOT", "azurite", "azurite_connection_string", "free_port"]
+__all__ = ["ROOT", "azurite", "azurite_command", "azurite_connection_string", "free_port"]
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
@@ -38,26 +39,37 @@ def azurite_connection_string(port: int) -> str:
     )
 
 
+def azurite_command(port: int, location: Path | None = None) -> list[str]:
+    """The command line of the pinned Azurite Table service: in memory, or kept in `location`."""
+    storage = ["--location", str(location)] if location is not None else ["--inMemoryPersistence"]
+    return [
+        str(AZURITE),
+        *storage,
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--tableHost",
+        "127.0.0.1",
+        "--tablePort",
+        str(port),
+    ]
+
+
 @contextmanager
-def azurite(*, startup_timeout: float = 30.0) -> Iterator[str]:
-    """A running in-memory Azurite Table service; yields its connection string."""
+def azurite(
+    *, startup_timeout: float = 30.0, location: Path | None = None, port: int | None = None
+) -> Iterator[str]:
+    """A running Azurite Table service; yields its connection string. In memory by default;
+    with `location`, its tables are kept in that folder (and survive the process)."""
     if not AZURITE.exists():
         raise RuntimeError(f"Azurite is not installed ({AZURITE}): run `make setup`")
-    port = free_port()
+    port = port or free_port()
+    if location is not None:
+        location.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="azurite-") as workdir:
         log_path = Path(workdir) / "azurite.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(  # noqa: S603 - our own pinned binary, fixed arguments
-                [
-                    str(AZURITE),
-                    "--inMemoryPersistence",
-                    "--disableTelemetry",
-                    "--skipApiVersionCheck",
-                    "--tableHost",
-                    "127.0.0.1",
-                    "--tablePort",
-                    str(port),
-                ],
+                azurite_command(port, location),
                 cwd=workdir,
                 stdout=log,
                 stderr=subprocess.STDOUT,

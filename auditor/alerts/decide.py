@@ -25,7 +25,7 @@ What triggers an alert (issue 5):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -45,6 +45,9 @@ from auditor.core.model import (
 from auditor.core.usage import readiness_text
 
 __all__ = [
+    "ActionLink",
+    "RootCause",
+    "proposal_title",
     "Alert",
     "AlertItem",
     "OrgFlip",
@@ -53,10 +56,12 @@ __all__ = [
     "org_text",
     "item_detail",
     "failed_run_evaluation",
+    "ordered_links",
     "REMINDER_DAYS",
 ]
 
 ORG = "SMTPAUTH-ORG"
+MAILBOX = "SMTPAUTH-MAILBOX"
 EXPIRING = "SMTPAUTH-EXCEPTION-EXPIRING"
 COLLECTION = "SMTPAUTH-COLLECTION"
 # Days before expiry on which an exception already inside the window triggers a reminder.
@@ -115,6 +120,24 @@ class OrgFlip:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionLink:
+    """A button: a confirmation page of one proposal (or the report). Opening it changes nothing."""
+
+    title: str
+    url: str
+    proposal_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    """The organisation allows SMTP AUTH: one change fixes `fixes` inheriting mailboxes."""
+
+    fixes: int
+    fix: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """Everything a channel needs to tell one run's news; render-ready, channel-neutral."""
 
@@ -138,10 +161,22 @@ class Alert:
     remediation_url: str | None = None
     open_violations: int = 0
     readiness: str | None = None  # usage evidence summary (core.usage.readiness_text), if any
+    # Every open proposal's confirmation page, the organisation fix first when it allows.
+    links: tuple[ActionLink, ...] = ()
+    root_cause: RootCause | None = None
+    # Violations caused by an expired exception: listed in every alert, never cut.
+    expired: tuple[AlertItem, ...] = ()
 
     @property
     def headline(self) -> str:
         return headline(self)
+
+    @property
+    def more_hint(self) -> str:
+        """Where the items a list leaves out are: the report's link, else the command."""
+        if self.report_url:
+            return "see the full report"
+        return f"run `python -m auditor show {self.run_id}` to list them"
 
 
 def org_text(org_disabled: bool | None) -> str:
@@ -210,13 +245,49 @@ def _item(finding: Finding, since: datetime | None, today: date) -> AlertItem:
     )
 
 
-def _prior_item(prior: PriorFinding, current: Finding | None, today: date) -> AlertItem:
+def _resolved_reason(
+    prior: PriorFinding,
+    current: Finding | None,
+    org_change: OrgFlip | None,
+    removed: Collection[str],
+    remediated: Collection[str],
+) -> str:
+    """Why a violation is gone, in words: fixed by a remediation, the mailbox was removed, it
+    is now allowlisted, the setting changed, or the organisation now blocks what it inherited.
+
+    A disabled mailbox has no finding, so an absent mailbox finding is told apart by `removed`
+    (finding ids of mailboxes no longer in the tenant) and `remediated` (fixed by an applied
+    proposal) when the caller knows them, and by the organisation flip otherwise.
+    """
+    if prior.id in remediated:
+        return "Fixed by an approved remediation."
+    if current is None:
+        if prior.control != MAILBOX:
+            return "No longer reported: the allowlist or the evidence it was about changed."
+        if prior.id in removed:
+            return "Mailbox no longer in the tenant (deleted, or no longer a mailbox)."
+        if org_change is not None and not org_change.now_allows:
+            return (
+                "Fixed by the organisation change: SMTP AUTH is now blocked for the organisation."
+            )
+        if removed:
+            return "Setting changed: SMTP AUTH is now disabled on the mailbox."
+        return "Setting changed: SMTP AUTH is now disabled on the mailbox (or it was removed)."
+    if current.status is Status.EXEMPT:
+        where = f" ({current.entry.where})" if current.entry is not None else ""
+        return f"Now allowlisted{where}."
+    return f"Now {current.status.value}: {current.reason}"
+
+
+def _prior_item(
+    prior: PriorFinding,
+    current: Finding | None,
+    org_change: OrgFlip | None,
+    removed: Collection[str],
+    remediated: Collection[str],
+) -> AlertItem:
     """A resolved finding: what the previous run recorded, plus today's state if still present."""
     severity = current.severity if current is not None else control(prior.control).severity
-    if current is None:
-        reason = "No longer reported by a complete run."
-    else:
-        reason = f"Now {current.status.value}: {current.reason}"
     mailbox_type = None
     if current is not None and current.mailbox is not None:
         mailbox_type = current.mailbox.recipient_type_details
@@ -226,7 +297,7 @@ def _prior_item(prior: PriorFinding, current: Finding | None, today: date) -> Al
         status=current.status if current is not None else Status.PASS,
         severity=severity,
         subject=prior.subject,
-        reason=reason,
+        reason=_resolved_reason(prior, current, org_change, removed, remediated),
         mailbox_type=mailbox_type,
     )
 
@@ -236,7 +307,12 @@ def _order(items: Iterable[AlertItem]) -> tuple[AlertItem, ...]:
     return tuple(
         sorted(
             items,
-            key=lambda i: (_SEVERITY_ORDER[i.severity], i.control != ORG, i.subject.lower()),
+            key=lambda i: (
+                _SEVERITY_ORDER[i.severity],
+                i.control != ORG,
+                i.via == "inherited",  # explicit enables first: the org fix does not cover them
+                i.subject.lower(),
+            ),
         )
     )
 
@@ -263,6 +339,9 @@ def decide(
     report_url: str | None = None,
     remediation_url: str | None = None,
     first_seen: Mapping[str, datetime] | None = None,
+    remediation_links: Sequence[tuple[str, str]] = (),
+    removed: Collection[str] = frozenset(),
+    remediated: Collection[str] = frozenset(),
 ) -> Alert | None:
     """The alert this run deserves, or None when there is nothing to tell.
 
@@ -303,15 +382,14 @@ def decide(
             if entered or item.days_left in REMINDER_DAYS:
                 expiring_trigger = True
 
-    resolved: list[AlertItem] = []
-    if complete and previous is not None:
-        for finding_id, before in prior.items():
-            if before.status is not Status.FAIL:
-                continue
-            now = by_id.get(finding_id)
-            if now is not None and now.status in (Status.FAIL, Status.UNKNOWN):
-                continue
-            resolved.append(_prior_item(before, now, today))
+    expired = [
+        _item(f, seen.get(f.id, current.evaluated_at), today)
+        for f in current.findings
+        if f.status is Status.FAIL
+        and f.entry is not None
+        and f.entry.expires is not None
+        and f.entry.expires < today
+    ]
 
     org_change: OrgFlip | None = None
     if (
@@ -321,6 +399,16 @@ def decide(
         and previous.org_disabled != current.org_disabled
     ):
         org_change = OrgFlip(before=previous.org_disabled, after=current.org_disabled)
+
+    resolved: list[AlertItem] = []
+    if complete and previous is not None:
+        for finding_id, before in prior.items():
+            if before.status is not Status.FAIL:
+                continue
+            now = by_id.get(finding_id)
+            if now is not None and now.status in (Status.FAIL, Status.UNKNOWN):
+                continue
+            resolved.append(_prior_item(before, now, org_change, removed, remediated))
 
     open_violations = sum(1 for f in current.findings if f.status is Status.FAIL)
     broken = not complete or bool(run_errors) or bool(unknown)
@@ -388,6 +476,46 @@ def decide(
         remediation_url=remediation_url,
         open_violations=open_violations,
         readiness=readiness_text(current.readiness) if current.readiness is not None else None,
+        links=ordered_links(remediation_links, current.org_disabled),
+        root_cause=_root_cause(current),
+        expired=_order(expired),
+    )
+
+
+def _root_cause(current: Evaluation) -> RootCause | None:
+    org = next((f for f in current.findings if f.control == ORG), None)
+    if org is None or org.status is not Status.FAIL:
+        return None
+    fixes = sum(1 for f in current.findings if f.status is Status.FAIL and f.via == "inherited")
+    return RootCause(fixes=fixes, fix=control(ORG).fix, reason=org.reason)
+
+
+def proposal_title(proposal_id: str) -> str:
+    """A button's words for a proposal, from its id (`rev-org-…`, `rev-mai-…`, `grant-…`)."""
+    if proposal_id.startswith("rev-org"):
+        return "Review the organisation fix"
+    if proposal_id.startswith("rev-"):
+        return "Review the mailbox revocations"
+    if proposal_id.startswith("grant-"):
+        return "Review the allowlist grants"
+    return "Review the proposed fix"
+
+
+def ordered_links(
+    links: Iterable[tuple[str, str]], org_disabled: bool | None
+) -> tuple[ActionLink, ...]:
+    """(proposal id, url) pairs as buttons: the organisation fix first when it allows SMTP AUTH,
+    then the other revocations, then grants."""
+
+    def rank(pair: tuple[str, str]) -> tuple[int, str]:
+        pid = pair[0]
+        if pid.startswith("rev-org"):
+            return (0 if org_disabled is False else 1, pid)
+        return (1 if pid.startswith("rev-") else 2, pid)
+
+    return tuple(
+        ActionLink(title=proposal_title(pid), url=url, proposal_id=pid)
+        for pid, url in sorted(links, key=rank)
     )
 
 

@@ -1,7 +1,9 @@
 """PURE: an `Alert` as an email (subject, Outlook-safe HTML, plain text) and a Graph sendMail body.
 
 The HTML renders in Outlook's Word engine: tables for layout, inline styles only, no scripts, no
-external images, every value escaped. Graph's JSON `sendMail` carries one body, so the plain-text
+external images, every value escaped (the Jinja2 template `templates/alert_email.html.j2`,
+autoescaped; the alerts package keeps its own, since it sits below `auditor.reports`).
+Graph's JSON `sendMail` carries one body, so the plain-text
 rendering travels as a small `text/plain` attachment (`smtp-auth-alert-<run>.txt`): readable in
 any client, by mail filters and by people who read mail as plain text.
 
@@ -11,11 +13,13 @@ Subjects sort and filter well: `[SMTP AUTH] contoso: 3 new violations`.
 from __future__ import annotations
 
 import base64
-import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from auditor.alerts.decide import Alert, AlertItem, headline, item_detail, org_text
 from auditor.alerts.teams import safe_url
@@ -27,6 +31,7 @@ __all__ = ["Email", "build_email", "sendmail_body", "subject", "tenant_label", "
 EMAIL_ITEMS = 200
 
 _SECTIONS = (
+    ("expired", "Expired exceptions"),
     ("new", "New violations"),
     ("unknown", "Unknown evidence (could not be read)"),
     ("expiring", "Exceptions expiring soon"),
@@ -38,8 +43,6 @@ _COLOUR = {
     Severity.LOW: "#107c10",
     Severity.INFO: "#323130",
 }
-_FONT = "font-family:Segoe UI,Arial,sans-serif;"
-_CELL = f"{_FONT}font-size:13px;padding:4px 8px;border-bottom:1px solid #e1dfdd;vertical-align:top;"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,102 +96,87 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
     return facts
 
 
-def _html_section(title: str, items: Sequence[AlertItem], key: str) -> str:
-    e = html.escape
-    rows = []
-    for item in items[:EMAIL_ITEMS]:
-        rows.append(
-            f'<tr><td style="{_CELL}font-weight:bold">{e(item.subject)}</td>'
-            f'<td style="{_CELL}">{e(item_detail(item, section=key))}</td></tr>'
-        )
-    more = len(items) - min(len(items), EMAIL_ITEMS)
-    if more:
-        rows.append(
-            f'<tr><td colspan="2" style="{_CELL}color:#605e5c">… and {more} more, see the full '
-            "report</td></tr>"
-        )
-    return (
-        f'<h3 style="{_FONT}font-size:15px;margin:18px 0 6px 0">{e(title)} ({len(items)})</h3>'
-        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-        'style="border-collapse:collapse">' + "".join(rows) + "</table>"
+def _links(alert: Alert) -> list[tuple[str, str]]:
+    """(label, url): every open proposal (the organisation fix first), then the report."""
+    out = [(link.title, url) for link in alert.links if (url := safe_url(link.url))]
+    remediation = safe_url(alert.remediation_url)
+    if not out and remediation:
+        out.append(("Review the proposed fix", remediation))
+    report = safe_url(alert.report_url)
+    if report:
+        out.append(("Open the report", report))
+    return out
+
+
+def _root_cause_lines(alert: Alert) -> list[str]:
+    root = alert.root_cause
+    if root is None:
+        return []
+    mailboxes = "mailbox" if root.fixes == 1 else "mailboxes"
+    return [
+        f"Root cause: the organisation allows SMTP AUTH. 1 change fixes {root.fixes} {mailboxes}.",
+        root.fix,
+    ]
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("auditor.alerts", "templates"),
+        autoescape=select_autoescape(("html", "html.j2")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
 def _html(alert: Alert) -> str:
-    e = html.escape
-    colour = _COLOUR[alert.severity]
-    facts = "".join(
-        f'<tr><td style="{_CELL}font-weight:bold;width:160px">{e(k)}</td>'
-        f'<td style="{_CELL}">{e(v)}</td></tr>'
-        for k, v in _facts(alert)
-    )
-    sections = "".join(
-        _html_section(_section_title(alert, key, title), getattr(alert, key), key)
-        for key, title in _SECTIONS
-        if getattr(alert, key)
-    )
-    if alert.errors:
-        rows = "".join(
-            f'<tr><td style="{_CELL}font-weight:bold">{e(err.source)}</td>'
-            f'<td style="{_CELL}">{e(err.message)}</td></tr>'
-            for err in alert.errors[:EMAIL_ITEMS]
-        )
-        sections += (
-            f'<h3 style="{_FONT}font-size:15px;margin:18px 0 6px 0;color:#a4262c">Collection '
-            f'errors ({len(alert.errors)})</h3><table role="presentation" width="100%" '
-            f'cellpadding="0" cellspacing="0" border="0" style="border-collapse:collapse">{rows}'
-            "</table>"
-        )
-    links = []
-    for label, url in (
-        ("Open the report", safe_url(alert.report_url)),
-        ("Review the proposed fix", safe_url(alert.remediation_url)),
-    ):
-        if url:
-            links.append(
-                f'<a href="{e(url, quote=True)}" style="{_FONT}font-size:14px;color:#ffffff;'
-                f"background-color:#0f6cbd;padding:8px 14px;text-decoration:none;"
-                f'display:inline-block;margin-right:8px">{e(label)}</a>'
-            )
-    buttons = f'<p style="margin:18px 0">{"".join(links)}</p>' if links else ""
+    sections = []
+    for key, title in _SECTIONS:
+        items: Sequence[AlertItem] = getattr(alert, key)
+        if not items:
+            continue
+        section = "new" if key == "expired" else key
+        rows = [(i.subject, item_detail(i, section=section)) for i in items[:EMAIL_ITEMS]]
+        sections.append((_section_title(alert, key, title), rows, len(items) - len(rows)))
     return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f"<title>{e(subject(alert))}</title></head>"
-        '<body style="margin:0;padding:0;background-color:#ffffff">'
-        '<table role="presentation" width="640" cellpadding="0" cellspacing="0" border="0" '
-        'style="border-collapse:collapse;max-width:640px"><tr><td style="padding:16px">'
-        f'<div style="{_FONT}font-size:20px;font-weight:bold;color:{colour}">SMTP AUTH audit: '
-        f"{e(alert.tenant)}</div>"
-        f'<div style="{_FONT}font-size:15px;margin:4px 0 12px 0">{e(headline(alert))}</div>'
-        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-        f'style="border-collapse:collapse">{facts}</table>'
-        f"{sections}{buttons}"
-        f'<p style="{_FONT}font-size:12px;color:#605e5c">Sent by the SMTP AUTH auditor. Links '
-        "open pages only; nothing changes until a person confirms it there.</p>"
-        "</td></tr></table></body></html>"
+        _environment()
+        .get_template("alert_email.html.j2")
+        .render(
+            alert=alert,
+            subject=subject(alert),
+            headline=headline(alert),
+            colour=_COLOUR[alert.severity],
+            root=_root_cause_lines(alert),
+            links=_links(alert),
+            facts=_facts(alert),
+            sections=sections,
+            more_hint=alert.more_hint,
+            errors=list(alert.errors[:EMAIL_ITEMS]),
+        )
     )
 
 
 def _text(alert: Alert) -> str:
     lines = [f"SMTP AUTH audit: {alert.tenant}", headline(alert), ""]
+    root = _root_cause_lines(alert)
+    if root:
+        lines += [root[0], f"  {root[1]}", ""]
     lines += [f"{k}: {v}" for k, v in _facts(alert)]
     for key, title in _SECTIONS:
         items: Sequence[AlertItem] = getattr(alert, key)
         if not items:
             continue
         lines += ["", f"{_section_title(alert, key, title)} ({len(items)})"]
-        lines += [f"- {i.subject} · {item_detail(i, section=key)}" for i in items[:EMAIL_ITEMS]]
+        section = "new" if key == "expired" else key
+        lines += [f"- {i.subject} · {item_detail(i, section=section)}" for i in items[:EMAIL_ITEMS]]
         if len(items) > EMAIL_ITEMS:
-            lines.append(f"... and {len(items) - EMAIL_ITEMS} more, see the full report")
+            lines.append(f"... and {len(items) - EMAIL_ITEMS} more: {alert.more_hint}")
     if alert.errors:
         lines += ["", f"Collection errors ({len(alert.errors)})"]
         lines += [f"- {err.source}: {err.message}" for err in alert.errors[:EMAIL_ITEMS]]
-    for label, url in (
-        ("Report", safe_url(alert.report_url)),
-        ("Proposed fix", safe_url(alert.remediation_url)),
-    ):
-        if url:
-            lines += ["", f"{label}: {url}"]
+    for label, url in _links(alert):
+        lines += ["", f"{label}: {url}"]
     return "\n".join(lines) + "\n"
 
 

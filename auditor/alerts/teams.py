@@ -23,7 +23,15 @@ from typing import Any
 from auditor.alerts.decide import Alert, AlertItem, headline, item_detail, org_text
 from auditor.core.model import Severity
 
-__all__ = ["CARD_VERSION", "MAX_BYTES", "build_message", "message_size", "serialize", "safe_url"]
+__all__ = [
+    "CARD_VERSION",
+    "MAX_ACTIONS",
+    "MAX_BYTES",
+    "build_message",
+    "message_size",
+    "serialize",
+    "safe_url",
+]
 
 CARD_VERSION = "1.5"
 # Teams refuses messages over about 28 KB; stay clearly below it.
@@ -70,8 +78,15 @@ def _line(*inlines: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": "RichTextBlock", "inlines": list(inlines), **extra}
 
 
-def _fact(label: str, value: str) -> dict[str, Any]:
-    return _line(_run(f"{label}: ", weight="Bolder"), _run(value), spacing="None")
+_NBSP = "\u00a0"  # Teams trims a run's edge spaces; a no-break space keeps runs apart
+
+
+def _facts(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A FactSet: labels and values in two aligned columns (never "Tenant:contoso")."""
+    return {
+        "type": "FactSet",
+        "facts": [{"title": label, "value": _cut(value)} for label, value in pairs],
+    }
 
 
 def _counts(alert: Alert) -> str:
@@ -97,26 +112,67 @@ def _header(alert: Alert) -> list[dict[str, Any]]:
                 _line(_run(f"{_TITLE[alert.kind]}: {headline(alert)}", weight="Bolder")),
             ],
         },
-        _fact("Tenant", alert.tenant),
-        _fact("Run", alert.run_id),
-        _fact("Run time (UTC)", alert.evaluated_at.strftime("%Y-%m-%d %H:%M")),
-        _fact("Organisation", org),
-        _fact("Collection", "complete" if alert.complete else "INCOMPLETE: evidence unknown"),
-        _fact("Findings", _counts(alert)),
-        _fact(
-            "Mailboxes enabled",
-            f"{c.get('mailboxes_enabled', 0)} of {c.get('mailboxes', 0)} "
-            f"({c.get('mailboxes_enabled_explicit', 0)} explicit, "
-            f"{c.get('mailboxes_enabled_inherited', 0)} inherited)",
-        ),
     ]
+    blocks += _root_cause(alert)
+    blocks.append(
+        _facts(
+            [
+                ("Tenant", alert.tenant),
+                ("Run", alert.run_id),
+                ("Run time (UTC)", alert.evaluated_at.strftime("%Y-%m-%d %H:%M")),
+                ("Organisation", org),
+                ("Collection", "complete" if alert.complete else "INCOMPLETE: evidence unknown"),
+                ("Findings", _counts(alert)),
+                (
+                    "Mailboxes enabled",
+                    f"{c.get('mailboxes_enabled', 0)} of {c.get('mailboxes', 0)} "
+                    f"({c.get('mailboxes_enabled_explicit', 0)} explicit, "
+                    f"{c.get('mailboxes_enabled_inherited', 0)} inherited)",
+                ),
+            ]
+        )
+    )
     if alert.readiness:
-        blocks.append(_fact("Readiness", alert.readiness))
+        blocks.append(_facts([("Readiness", alert.readiness)]))
     return blocks
 
 
+def _root_cause(alert: Alert) -> list[dict[str, Any]]:
+    root = alert.root_cause
+    if root is None:
+        return []
+    mailboxes = "mailbox" if root.fixes == 1 else "mailboxes"
+    return [
+        {
+            "type": "Container",
+            "style": "attention",
+            "separator": True,
+            "items": [
+                _line(
+                    _run(
+                        f"Root cause: the organisation allows SMTP AUTH. 1 change fixes "
+                        f"{root.fixes} {mailboxes}.",
+                        weight="Bolder",
+                    )
+                ),
+                _line(_run(root.fix, fontType="Monospace"), spacing="Small"),
+            ],
+        }
+    ]
+
+
+def _more(alert: Alert, hidden: int) -> dict[str, Any]:
+    return {
+        "type": "TextBlock",
+        "text": f"… and {hidden} more: {alert.more_hint}",
+        "isSubtle": True,
+        "wrap": True,
+        "spacing": "None",
+    }
+
+
 def _section(
-    title: str, colour: str, items: Sequence[AlertItem], key: str, limit: int
+    alert: Alert, title: str, colour: str, items: Sequence[AlertItem], key: str, limit: int
 ) -> list[dict[str, Any]]:
     if not items:
         return []
@@ -134,21 +190,13 @@ def _section(
         out.append(
             _line(
                 _run(item.subject, weight="Bolder"),
-                _run(" · " + item_detail(item, section=key)),
+                _run(f"{_NBSP}· " + item_detail(item, section=key)),
                 spacing="None",
             )
         )
     hidden = len(items) - min(limit, len(items))
     if hidden:
-        out.append(
-            {
-                "type": "TextBlock",
-                "text": f"… and {hidden} more, see the full report",
-                "isSubtle": True,
-                "wrap": True,
-                "spacing": "None",
-            }
-        )
+        out.append(_more(alert, hidden))
     return out
 
 
@@ -168,41 +216,59 @@ def _errors(alert: Alert, limit: int) -> list[dict[str, Any]]:
     shown = alert.errors[: max(limit, 1)]
     for error in shown:
         out.append(
-            _line(_run(error.source, weight="Bolder"), _run(": " + error.message), spacing="None")
+            _line(
+                _run(error.source, weight="Bolder"),
+                _run(f":{_NBSP}" + error.message),
+                spacing="None",
+            )
         )
     if len(alert.errors) > len(shown):
-        out.append(
-            {
-                "type": "TextBlock",
-                "text": f"… and {len(alert.errors) - len(shown)} more, see the full report",
-                "isSubtle": True,
-                "wrap": True,
-                "spacing": "None",
-            }
-        )
+        out.append(_more(alert, len(alert.errors) - len(shown)))
     return out
 
 
+# The renderer's default host config shows at most 5 actions.
+MAX_ACTIONS = 5
+
+
 def _actions(alert: Alert) -> list[dict[str, Any]]:
+    """Every open proposal's page (the organisation fix first when it allows), then the report."""
     actions: list[dict[str, Any]] = []
+    for link in alert.links:
+        url = safe_url(link.url)
+        if url:
+            actions.append({"type": "Action.OpenUrl", "title": link.title, "url": url})
+    if not actions:
+        remediation = safe_url(alert.remediation_url)
+        if remediation:
+            actions.append(
+                {"type": "Action.OpenUrl", "title": "Review the proposed fix", "url": remediation}
+            )
     report = safe_url(alert.report_url)
     if report:
+        actions = actions[: MAX_ACTIONS - 1]
         actions.append({"type": "Action.OpenUrl", "title": "Open the report", "url": report})
-    remediation = safe_url(alert.remediation_url)
-    if remediation:
-        actions.append(
-            {"type": "Action.OpenUrl", "title": "Review the proposed fix", "url": remediation}
-        )
-    return actions
+    return actions[:MAX_ACTIONS]
 
 
 def _message(alert: Alert, limit: int) -> dict[str, Any]:
     body = _header(alert)
+    # Expired exceptions are always listed (they are few, and easy to miss among inherited).
+    body.extend(
+        _section(
+            alert,
+            "Expired exceptions",
+            "attention",
+            alert.expired,
+            "new",
+            max(limit, min(len(alert.expired), 10)),
+        )
+    )
     for key, title, colour in _SECTIONS:
         items: Sequence[AlertItem] = getattr(alert, key)
         if key == "new" and alert.kind == "baseline":
             title = "Violations"
-        body.extend(_section(title, colour, items, key, limit))
+        body.extend(_section(alert, title, colour, items, key, limit))
     body.extend(_errors(alert, limit))
     card: dict[str, Any] = {
         "type": "AdaptiveCard",

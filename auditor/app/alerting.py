@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 import httpx
@@ -24,11 +24,13 @@ from auditor.alerts.deliver import (
     deliver,
 )
 from auditor.app.settings import Settings
-from auditor.app.wiring import alert_channels, graph_token_provider
+from auditor.app.wiring import alert_channels, graph_token_provider, proposal_store
 from auditor.core import routes
 from auditor.core.model import CollectionError, Evaluation, PreviousRun
+from auditor.core.policy import MAILBOX, finding_id
+from auditor.core.proposals import Role
 
-__all__ = ["notify_run", "run_alerter", "RunAlerter", "remediation_link"]
+__all__ = ["notify_run", "run_alerter", "RunAlerter", "remediation_link", "remediation_links"]
 
 log = logging.getLogger("auditor.alerts.deliver")
 
@@ -47,6 +49,8 @@ def notify_run(
     graph_token: Callable[[], str] | None = None,
     first_seen: Mapping[str, datetime] | None = None,
     remediation_url: str | None = None,
+    remediation_links: Sequence[tuple[str, str]] = (),
+    remediated: Collection[str] = frozenset(),
 ) -> DeliveryReport | None:
     """Decide and deliver one run's alert: the one call `run_audit` makes.
 
@@ -67,6 +71,8 @@ def notify_run(
             report_url=routes.report_url(settings.alert_report_base_url, run_id),
             remediation_url=remediation_url,
             first_seen=first_seen,
+            remediation_links=remediation_links,
+            remediated=remediated,
         )
     except Exception as exc:  # the audit is recorded; a broken alert must not undo that
         log.exception("alert run=%s: could not build the alert", run_id)
@@ -110,6 +116,43 @@ def remediation_link(settings: Settings, proposal_ids: Sequence[str]) -> str | N
     return routes.remediation_url(settings.remediation_public_url, chosen)
 
 
+def remediation_links(settings: Settings, proposal_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(proposal id, confirmation page) of every open proposal of the run, for the alert's
+    buttons (`decide` orders them: the organisation fix first when it allows SMTP AUTH).
+
+    Empty without `REMEDIATION_PUBLIC_URL`.
+    """
+    out: list[tuple[str, str]] = []
+    for proposal_id in proposal_ids:
+        url = routes.remediation_url(settings.remediation_public_url, proposal_id)
+        if url:
+            out.append((proposal_id, url))
+    return out
+
+
+def remediated_findings(settings: Settings, previous: PreviousRun | None) -> set[str]:
+    """Finding ids of the mailboxes an approved remediation changed since the previous run, so
+    that their resolved items say "fixed by an approved remediation". Best effort: without
+    storage or on any error it is empty (the alert then says what the evidence shows)."""
+    if previous is None or not settings.storage:
+        return set()
+    try:
+        store = proposal_store(settings)
+        found: set[str] = set()
+        for record in store.recent(limit=50):
+            if record.state.value not in ("applied", "partially_applied"):
+                continue
+            if record.finished_at is None or record.finished_at < previous.evaluated_at:
+                continue
+            for target in store.get(record.id).targets:
+                if target.result.value == "applied" and target.target.role is Role.REVOKE:
+                    found.add(finding_id(MAILBOX, target.target.key))
+        return found
+    except Exception:  # the alert must go out even if the proposals cannot be read
+        log.warning("alert: could not read the applied remediations", exc_info=True)
+        return set()
+
+
 def run_alerter(
     settings: Settings,
     *,
@@ -140,6 +183,8 @@ def run_alerter(
             sleep=sleep,
             graph_token=graph_token,
             remediation_url=remediation_link(settings, proposals),
+            remediation_links=remediation_links(settings, proposals),
+            remediated=remediated_findings(settings, previous),
         )
 
     return alert

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from auditor.app import wiring
+from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
 from auditor.core.errors import ConfigError, InputError
 from auditor.core.model import Snapshot
@@ -23,7 +24,9 @@ __all__ = ["live_snapshot", "latest_snapshot", "load_snapshot"]
 
 
 def live_snapshot(settings: Settings) -> Snapshot:
-    """Read the tenant now. Failed parts stay unknown (with their errors), as in an audit."""
+    """Read the tenant now. Failed parts stay unknown (with their errors), as in an audit; a
+    malformed EXO_TENANT or an unreachable EXO_BASE_URL is a ConfigError first."""
+    check_exchange(settings)
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
         client = wiring.exchange_client(settings, http)
         document = collect_snapshot(

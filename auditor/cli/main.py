@@ -10,6 +10,7 @@ options and exit codes are in `auditor.cli.options`, so commands never import th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,7 +30,10 @@ from auditor.cli.commands import (
 from auditor.cli.options import EXIT_INPUT, EXIT_UNKNOWN
 from auditor.core.errors import AuditorError, InputError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_PIPE"]
+
+# 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
+EXIT_PIPE = 141
 
 # The commands, in the order `--help` lists them; each module has `register(subparsers)`.
 COMMANDS = (
@@ -64,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # inside the try: the reader may be gone before the last bytes
+    except BrokenPipeError:
+        # `... | head`: the reader left. Exit quietly, as other shell tools do, and keep Python
+        # from complaining again when it flushes standard output at exit.
+        _silence_stdout()
+        return EXIT_PIPE
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -71,3 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     return code
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from auditor.core.errors import InputError
 from auditor.reports.findings import FORMATS
+from auditor.reports.text import DEFAULT_WIDTH
 
 __all__ = [
     "add_output_options",
     "write_output",
     "read_token",
+    "width",
     "EXIT_OK",
     "EXIT_FAIL",
     "EXIT_INPUT",
@@ -27,6 +30,13 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write to this file instead of standard output")
 
 
+def width(args: argparse.Namespace) -> int:
+    """Columns for text output: the terminal's (or `COLUMNS`) on standard output, 100 in a file."""
+    if getattr(args, "out", None) is not None:
+        return DEFAULT_WIDTH
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
 def write_output(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
@@ -39,16 +49,28 @@ def write_output(text: str, out: Path | None) -> None:
         raise InputError(str(out), f"cannot write output: {exc.strerror or exc}") from exc
 
 
+_TOKEN_FILE_SUFFIXES = (".txt", ".token", ".jwt")
+
+
 def read_token(value: str) -> str:
-    """A token given literally, as `@file`/a path to a file holding it, or `-` for stdin."""
+    """A token given literally, as `@file` or the path of an existing file, or `-` for stdin.
+
+    A value that looks like a path (it contains `/` or ends in .txt, .token or .jwt) but names
+    no file is an error naming it, never sent as a literal token.
+    """
     if value == "-":
         return sys.stdin.readline().strip()
-    path = Path(value[1:] if value.startswith("@") else value)
+    explicit = value.startswith("@")
+    path = Path(value[1:] if explicit else value)
     try:
-        is_file = value.startswith("@") or path.is_file()
+        exists = path.is_file()
     except OSError:  # a literal token is usually longer than a file name may be
-        is_file = False
-    if not is_file:
+        exists = False
+    looks_like_path = explicit or "/" in value or value.lower().endswith(_TOKEN_FILE_SUFFIXES)
+    if not exists:
+        if looks_like_path:
+            named = value[1:] if explicit else value
+            raise InputError(named, "no such token file (give the token, @FILE or -)")
         return value.strip()
     try:
         return path.read_text(encoding="utf-8").strip()

@@ -189,7 +189,10 @@ class AllowlistEntry:
 
     @property
     def where(self) -> str:
-        return f"{self.source}:{self.line}"
+        """`file:line` with the file's name only: reasons, alerts and reports travel to other
+        people and machines, where a local absolute path means nothing (and tells too much)."""
+        name = self.source.replace("\\", "/").rsplit("/", 1)[-1] or self.source
+        return f"{name}:{self.line}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from auditor.alerts.deliver import Channels, send_mail, send_teams
+from auditor.alerts.mail import tenant_label
 from auditor.core import routes
 from auditor.core.proposals import Record
 
@@ -33,6 +34,7 @@ def summary_lines(record: Record) -> list[str]:
         if t.selected:
             counts[t.result.value] = counts.get(t.result.value, 0) + 1
     lines = [
+        f"Tenant: {record.tenant}",
         f"Remediation {record.id} ({record.kind.value}) is {record.state.value}.",
         f"Approved by {record.approver_name or '?'} ({record.approver_oid or '?'}).",
         "Targets: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none"),
@@ -53,7 +55,12 @@ def _text(text: str, **style: Any) -> dict[str, Any]:
 
 
 def teams_message(record: Record, status_url: str | None) -> dict[str, Any]:
-    body: list[dict[str, Any]] = [_text(record.title, weight="Bolder")]
+    body: list[dict[str, Any]] = [
+        _text(
+            f"SMTP AUTH remediation: {tenant_label(record.tenant)}", size="Large", weight="Bolder"
+        ),
+        _text(record.title, weight="Bolder"),
+    ]
     body += [_text(line) for line in summary_lines(record)]
     actions = (
         [{"type": "Action.OpenUrl", "title": "Status", "url": status_url}] if status_url else []
@@ -79,12 +86,37 @@ def teams_message(record: Record, status_url: str | None) -> dict[str, Any]:
 def email_body(
     record: Record, status_url: str | None, recipients: tuple[str, ...]
 ) -> dict[str, Any]:
-    items = "".join(f"<li>{escape(line)}</li>" for line in summary_lines(record))
-    link = f"<p><a href='{escape(status_url)}'>Status</a></p>" if status_url else ""
+    # The alert email's look (alerts.mail): inline styles in a table, Outlook-safe, escaped.
+    font = "font-family:Segoe UI,Arial,sans-serif;"
+    items = "".join(
+        f'<li style="{font}font-size:14px;margin:2px 0">{escape(line)}</li>'
+        for line in summary_lines(record)
+    )
+    link = (
+        f'<p style="margin:16px 0"><a href="{escape(status_url, quote=True)}" style="{font}'
+        "font-size:14px;color:#ffffff;background-color:#0f6cbd;padding:8px 14px;"
+        'text-decoration:none;display:inline-block">Open the status page</a></p>'
+        if status_url
+        else ""
+    )
+    subject = f"[SMTP AUTH] {tenant_label(record.tenant)}: remediation {record.state.value}"
+    content = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{escape(subject)}</title></head>"
+        '<body style="margin:0;padding:0;background-color:#ffffff">'
+        '<table role="presentation" width="640" cellpadding="0" cellspacing="0" border="0" '
+        'style="border-collapse:collapse;max-width:640px"><tr><td style="padding:16px">'
+        f'<div style="{font}font-size:20px;font-weight:bold">SMTP AUTH remediation: '
+        f"{escape(record.tenant)}</div>"
+        f'<div style="{font}font-size:15px;margin:4px 0 12px 0">{escape(record.title)}</div>'
+        f'<ul style="padding-left:20px;margin:0">{items}</ul>{link}'
+        f'<p style="{font}font-size:12px;color:#605e5c">Sent by the SMTP AUTH auditor.</p>'
+        "</td></tr></table></body></html>"
+    )
     return {
         "message": {
-            "subject": f"SMTP AUTH remediation {record.state.value}: {record.title}"[:250],
-            "body": {"contentType": "HTML", "content": f"<ul>{items}</ul>{link}"},
+            "subject": f"{subject}: {record.title}"[:250],
+            "body": {"contentType": "HTML", "content": content},
             "toRecipients": [{"emailAddress": {"address": a}} for a in recipients],
         },
         "saveToSentItems": False,

@@ -6,16 +6,19 @@ The JSON document is a contract (README, contracts): extend it, never rename its
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
+import textwrap
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from auditor.core.controls import all_controls, control
 from auditor.core.model import Effective, Evaluation, Finding, Mailbox, Setting, Status
 from auditor.core.usage import readiness_text
+from auditor.reports.html import render_page
 
 __all__ = [
     "FORMATS",
@@ -219,23 +222,222 @@ def _headline(evaluation: Evaluation) -> list[str]:
     ]
 
 
-def render_text(evaluation: Evaluation, *, limit: int = 50) -> str:
-    lines = _headline(evaluation)
+ORG = "SMTPAUTH-ORG"
+MAILBOX = "SMTPAUTH-MAILBOX"
+EXPIRING = "SMTPAUTH-EXCEPTION-EXPIRING"
+ALLOWLIST_CONTROLS = (
+    "SMTPAUTH-ALLOWLIST-UNMATCHED",
+    "SMTPAUTH-ALLOWLIST-AMBIGUOUS",
+    "SMTPAUTH-ALLOWLIST-INHERITED",
+    "SMTPAUTH-ALLOWLIST-UNUSED",
+)
+_VERDICT = {0: "COMPLIANT", 1: "NOT COMPLIANT", 3: "INCOMPLETE: some evidence unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """An evaluation grouped by what to do, in the order a reader should act on it.
+
+    `root_cause` is the organisation finding when it fails (the organisation allows SMTP AUTH):
+    one change then fixes every mailbox in `inherited`. `explicit` are mailboxes enabled on
+    the mailbox itself without a current exception; `exceptions` are expired or expiring
+    allowlist exceptions (the mailbox violations they cause and the expiry warnings);
+    `allowlist` the allowlist's own problems; `unknown` evidence that could not be read.
+    """
+
+    org: Finding | None
+    root_cause: Finding | None
+    explicit: tuple[Finding, ...]
+    exceptions: tuple[Finding, ...]
+    allowlist: tuple[Finding, ...]
+    unknown: tuple[Finding, ...]
+    inherited: tuple[Finding, ...]
+    exempt: tuple[Finding, ...]
+    passed: tuple[Finding, ...]
+
+    @property
+    def inherited_by_type(self) -> list[tuple[str, int]]:
+        counts = Counter(_type(f) for f in self.inherited)
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    @property
+    def fixed_by_org(self) -> int:
+        """Mailboxes that lose SMTP AUTH when the organisation switch is fixed."""
+        return sum(1 for f in self.inherited + self.exceptions if f.via == INHERITED_VIA)
+
+
+INHERITED_VIA = "inherited"
+
+
+def _type(finding: Finding) -> str:
+    mb = finding.mailbox
+    return (mb.recipient_type_details if mb else None) or "unknown type"
+
+
+def group(evaluation: Evaluation) -> Groups:
+    """The findings by what to do (see `Groups`), each group in report order."""
+    org: Finding | None = None
+    explicit: list[Finding] = []
+    exceptions: list[Finding] = []
+    allowlist: list[Finding] = []
+    unknown: list[Finding] = []
+    inherited: list[Finding] = []
+    exempt: list[Finding] = []
+    passed: list[Finding] = []
+    # The organisation first in whichever group it falls (its state decides every inheritor's).
+    for f in sorted(_sorted(evaluation.findings), key=lambda f: f.control != ORG):
+        if f.control == ORG:
+            org = f
+        if f.status is Status.PASS:
+            passed.append(f)
+        elif f.status is Status.UNKNOWN:
+            unknown.append(f)
+        elif f.status is Status.EXEMPT:
+            exempt.append(f)
+        elif f.control == EXPIRING:
+            exceptions.append(f)
+        elif f.control in ALLOWLIST_CONTROLS:
+            allowlist.append(f)
+        elif f.control == MAILBOX and f.status is Status.FAIL:
+            expired = "expired on" in f.reason and f.entry is not None
+            if expired:
+                exceptions.append(f)
+            elif f.via == INHERITED_VIA:
+                inherited.append(f)
+            else:
+                explicit.append(f)
+        elif f.control != ORG:
+            allowlist.append(f)
+    root = org if org is not None and org.status is Status.FAIL else None
+    return Groups(
+        org=org,
+        root_cause=root,
+        explicit=tuple(explicit),
+        exceptions=tuple(exceptions),
+        allowlist=tuple(allowlist),
+        unknown=tuple(unknown),
+        inherited=tuple(inherited),
+        exempt=tuple(exempt),
+        passed=tuple(passed),
+    )
+
+
+def mailbox_fix(finding: Finding, org_disabled: bool | None) -> str:
+    """The one command that fixes this mailbox finding (Guid filled in)."""
+    mb = finding.mailbox
+    ident = (mb.guid or mb.primary_smtp_address or mb.display) if mb else finding.subject
+    value = "$null" if org_disabled is True else "$true"
+    return f"Set-CASMailbox -Identity {ident} -SmtpClientAuthenticationDisabled {value}"
+
+
+def _plural(n: int, word: str) -> str:
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}es" if word.endswith(("x", "s")) else f"{n} {word}s"
+
+
+def next_steps(evaluation: Evaluation, groups: Groups) -> list[str]:
+    """What to do, most effective first (shared by the text and HTML reports)."""
+    steps: list[str] = []
+    if groups.root_cause is not None:
+        steps.append(
+            f"1 change fixes {_plural(groups.fixed_by_org, 'mailbox')}: disable SMTP AUTH for "
+            "the organisation."
+        )
+    if groups.explicit:
+        steps.append(
+            f"{_plural(len(groups.explicit), 'mailbox')} explicitly enabled without an "
+            "exception: disable each one, or allowlist it."
+        )
+    if groups.exceptions:
+        steps.append(
+            f"{_plural(len(groups.exceptions), 'exception problem')} (expired or expiring): "
+            "renew with the owner or retire."
+        )
+    if groups.allowlist:
+        steps.append(f"{_plural(len(groups.allowlist), 'allowlist problem')}: correct the file.")
+    if groups.unknown:
+        steps.append(
+            f"{_plural(len(groups.unknown), 'finding')} with unknown evidence: fix the read and "
+            "re-run; unknown is never a pass."
+        )
+    if not steps:
+        steps.append("Nothing to do.")
+    return steps
+
+
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width=max(width, 40),
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent]
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def render_text(evaluation: Evaluation, *, limit: int = 50, width: int = 100) -> str:
+    """The root cause and allowlist problems first, then mailbox rows; lines fit `width`."""
+    width = max(width, 40)
+    groups = group(evaluation)
+    lines = [line for h in _headline(evaluation) for line in _wrap(h, width, "")]
     for warning in evaluation.warnings:
-        lines.append(f"warning: {warning}")
-    shown = [f for f in _sorted(evaluation.findings) if f.status is not Status.PASS]
-    if shown:
-        lines.append("")
-    for f in shown[:limit]:
-        lines.append(f"{f.status.value.upper():8} {f.control:30} {f.subject}")
-        lines.append(f"         {f.reason}")
-        if f.note:
-            lines.append(f"         note: {f.note}")
-    if len(shown) > limit:
-        lines.append(f"... and {len(shown) - limit} more (use --format csv or json for all)")
-    verdict = {0: "COMPLIANT", 1: "NOT COMPLIANT", 3: "INCOMPLETE: some evidence unknown"}
+        lines += _wrap(f"warning: {warning}", width, "")
     lines.append("")
-    lines.append(f"Result: {verdict[evaluation.exit_code()]}")
+    lines.append("What to do:")
+    for step in next_steps(evaluation, groups):
+        lines += _wrap(step, width, "  - ")[:1] + [
+            "    " + x.strip() for x in _wrap(step, width - 4, "")[1:]
+        ]
+    root = groups.root_cause
+    if root is not None:
+        meta = control(ORG)
+        lines.append("")
+        lines.append(f"ROOT CAUSE  {root.subject}: {meta.title} [{root.severity.value}]")
+        lines += _wrap(root.reason, width, "  ")
+        lines += _wrap(f"fix: {meta.fix}", width, "  ")
+    sections: list[tuple[str, tuple[Finding, ...]]] = [
+        ("Allowlist problems", groups.allowlist),
+        ("Expired or expiring exceptions", groups.exceptions),
+        ("Unknown evidence", groups.unknown),
+        ("Explicitly enabled mailboxes", groups.explicit),
+        ("Enabled by inheritance (fixed by the organisation change)", groups.inherited),
+        ("Exempt by the allowlist", groups.exempt),
+    ]
+    budget = limit
+    hidden = 0
+    for title, findings in sections:
+        if not findings:
+            continue
+        inherited = findings is groups.inherited
+        lines.append("")
+        lines.append(f"{title} ({len(findings)}):")
+        if inherited:
+            by_type = ", ".join(f"{t} {n}" for t, n in groups.inherited_by_type)
+            lines += _wrap(f"by type: {by_type}", width, "  ")
+            if findings:
+                lines += _wrap(findings[0].reason, width, "  every one: ")
+        for f in findings:
+            if budget <= 0:
+                hidden += 1
+                continue
+            budget -= 1
+            kind = f" ({_type(f)})" if f.mailbox is not None else ""
+            lines.append(_fit(f"{f.status.value.upper():8} {f.subject}{kind}", width))
+            if inherited:
+                continue
+            lines += _wrap(f.reason, width, "         ")
+            if f.note:
+                lines += _wrap(f"note: {f.note}", width, "         ")
+    if hidden:
+        lines += _wrap(f"... and {hidden} more (use --format csv or json for all)", width, "")
+    lines.append("")
+    lines.append(f"Result: {_VERDICT[evaluation.exit_code()]}")
     return "\n".join(lines) + "\n"
 
 
@@ -244,8 +446,13 @@ def _md_cell(value: str) -> str:
 
 
 def render_md(evaluation: Evaluation) -> str:
+    groups = group(evaluation)
     lines = [f"# SMTP AUTH audit — {_md_cell(evaluation.tenant)}", ""]
     lines += [f"- {_md_cell(line)}" for line in _headline(evaluation)[1:]]
+    lines += ["", "## What to do", ""]
+    lines += [f"1. {_md_cell(step)}" for step in next_steps(evaluation, groups)]
+    if groups.root_cause is not None:
+        lines += ["", "```", control(ORG).fix, "```"]
     lines += ["", "| Status | Control | Subject | Reason |", "|---|---|---|---|"]
     for f in _sorted(evaluation.findings):
         lines.append(
@@ -256,45 +463,74 @@ def render_md(evaluation: Evaluation) -> str:
     return "\n".join(lines) + "\n"
 
 
-_COLOURS = {
-    Status.FAIL: "#b00020",
-    Status.UNKNOWN: "#8a5a00",
-    Status.WARNING: "#7a6a00",
-    Status.EXEMPT: "#1f5f99",
-    Status.PASS: "#2e7d32",
-}
+def _row(f: Finding, org_disabled: bool | None, *, fix: bool = False) -> list[str]:
+    mb = f.mailbox
+    reason = f.reason + (f" ({f.note})" if f.note else "")
+    row = [
+        f.subject,
+        f.status.value,
+        (mb.recipient_type_details or "") if mb else control(f.control).title,
+        _setting(mb.setting, mb.setting_present) if mb else "",
+        f.effective.value if f.effective else "",
+        reason,
+    ]
+    if fix:
+        row.append(mailbox_fix(f, org_disabled) if mb else control(f.control).fix)
+    return row
 
 
 def render_html(evaluation: Evaluation) -> str:
-    e = html.escape
-    rows = []
-    for f in _sorted(evaluation.findings):
-        mb = f.mailbox
-        rows.append(
-            "<tr>"
-            f'<td style="color:{_COLOURS[f.status]};font-weight:bold">{e(f.status.value)}</td>'
-            f"<td>{e(f.control)}</td><td>{e(f.subject)}</td>"
-            f"<td>{e(mb.recipient_type_details or '') if mb else ''}</td>"
-            f"<td>{e(_setting(mb.setting, mb.setting_present)) if mb else ''}</td>"
-            f"<td>{e(f.effective.value) if f.effective else ''}</td>"
-            f"<td>{e(f.reason)}{'<br><small>' + e(f.note) + '</small>' if f.note else ''}</td>"
-            "</tr>"
-        )
-    head = "".join(f"<li>{e(line)}</li>" for line in _headline(evaluation)[1:])
-    warn = "".join(f"<li>{e(w)}</li>" for w in evaluation.warnings)
-    refs = "; ".join(sorted({r for c in all_controls().values() for r in c.references}))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>SMTP AUTH audit — {e(evaluation.tenant)}</title>"
-        "<style>body{font-family:Segoe UI,Arial,sans-serif;margin:2em}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:left;vertical-align:top}th{background:#f0f0f0}</style></head><body>"
-        f"<h1>SMTP AUTH audit — {e(evaluation.tenant)}</h1><ul>{head}</ul>"
-        + (f"<h2>Allowlist warnings</h2><ul>{warn}</ul>" if warn else "")
-        + "<table><thead><tr><th>Status</th><th>Control</th><th>Subject</th><th>Type</th>"
-        "<th>Setting</th><th>Effective</th><th>Reason</th></tr></thead><tbody>"
-        + "".join(rows)
-        + f"</tbody></table><p>References: {e(refs)}</p></body></html>\n"
+    groups = group(evaluation)
+    org = evaluation.org_disabled
+    sections = [
+        (
+            "explicit",
+            "Explicitly enabled mailboxes",
+            "Enabled on the mailbox itself, with no current exception: the organisation change "
+            "does not fix these.",
+            [_row(f, org, fix=True) for f in groups.explicit],
+            True,
+        ),
+        (
+            "exceptions",
+            "Expired or expiring exceptions",
+            "Renew the entry's Expires date with its owner, or plan the move to OAuth.",
+            [_row(f, org, fix=True) for f in groups.exceptions],
+            True,
+        ),
+        (
+            "allowlist",
+            "Allowlist problems",
+            "Entries that match nothing, match several mailboxes, or need an explicit enable.",
+            [_row(f, org, fix=True) for f in groups.allowlist],
+            True,
+        ),
+        (
+            "unknown",
+            "Unknown evidence",
+            "Evidence that could not be read. Unknown is never a pass.",
+            [_row(f, org, fix=True) for f in groups.unknown],
+            True,
+        ),
+    ]
+    return render_page(
+        "findings.html.j2",
+        evaluation=evaluation,
+        groups=groups,
+        verdict=_VERDICT[evaluation.exit_code()],
+        exit_code=evaluation.exit_code(),
+        org_text=_org_text(org),
+        headline=_headline(evaluation)[1:],
+        steps=next_steps(evaluation, groups),
+        org_fix=control(ORG).fix,
+        org_meta=control(ORG),
+        sections=sections,
+        inherited_rows=[_row(f, org) for f in groups.inherited],
+        exempt_rows=[_row(f, org) for f in groups.exempt],
+        passed_rows=[_row(f, org) for f in groups.passed],
+        controls=sorted(all_controls().values(), key=lambda c: (c.severity != "high", c.id)),
+        columns=("Subject", "Status", "Type", "Setting", "Effective", "Reason"),
+        fix_columns=("Subject", "Status", "Type", "Setting", "Effective", "Reason", "Fix"),
     )
 
 
@@ -307,5 +543,8 @@ RENDERERS: dict[str, Callable[[Evaluation], str]] = {
 }
 
 
-def render(evaluation: Evaluation, fmt: str) -> str:
+def render(evaluation: Evaluation, fmt: str, *, width: int = 100) -> str:
+    """`evaluation` in `fmt`; the text format fits lines to `width` columns."""
+    if fmt == "text":
+        return render_text(evaluation, width=width)
     return RENDERERS[fmt](evaluation)

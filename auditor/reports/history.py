@@ -7,14 +7,17 @@ JSON documents: `smtp-auth-runs/1` (`runs`: one object per run) and
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from auditor.core.records import MailboxTimeline, RunRecord, TimelineEntry
 from auditor.reports.findings import iso
+from auditor.reports.html import render_page
+from auditor.reports.text import DEFAULT_WIDTH, fit
+from auditor.reports.text import table as text_table
 
 __all__ = ["render_runs", "render_history", "run_dict", "entry_dict"]
 
@@ -109,7 +112,14 @@ def _safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
-def _table(title: str, columns: Sequence[str], rows: list[list[str]], fmt: str) -> str:
+def _table(
+    title: str,
+    columns: Sequence[str],
+    rows: list[list[str]],
+    fmt: str,
+    summary: Sequence[str] = (),
+    width: int = DEFAULT_WIDTH,
+) -> str:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
@@ -126,32 +136,37 @@ def _table(title: str, columns: Sequence[str], rows: list[list[str]], fmt: str) 
         lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
         return "\n".join(lines) + "\n"
     if fmt == "html":
-        e = html.escape
-        head = "".join(f"<th>{e(c)}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in rows)
-        return (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{e(title)}</title><style>body{{font-family:Segoe UI,Arial,sans-serif;"
-            "margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:4px 8px;text-align:left}th{background:#f0f0f0}</style></head><body>"
-            f"<h1>{e(title)}</h1><table><thead><tr>{head}</tr></thead><tbody>{body}"
-            "</tbody></table></body></html>\n"
+        return render_page(
+            "table_page.html.j2",
+            title=title,
+            summary=summary,
+            lead_class="",
+            caption=f"{title}: {len(rows)} row(s)",
+            columns=columns,
+            rows=rows,
+            footer="",
         )
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
-    lines = [title, ""]
-    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    lines = [fit(title, width), *(w for s in summary for w in textwrap.wrap(s, width)), ""]
+    lines += text_table(columns, rows, width, keep=(0, 1))
     if not rows:
         lines.append("(none)")
     return "\n".join(lines) + "\n"
 
 
-def render_runs(runs: Sequence[RunRecord], fmt: str) -> str:
+def render_runs(runs: Sequence[RunRecord], fmt: str, *, width: int = DEFAULT_WIDTH) -> str:
     if fmt == "json":
         document = {"schema": RUNS_SCHEMA, "runs": [run_dict(r) for r in runs]}
         return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    return _table("Audit runs (newest first)", _RUN_COLUMNS, [_run_row(r) for r in runs], fmt)
+    summary: list[str] = []
+    if runs:
+        last = runs[0]
+        summary.append(
+            f"Latest run {last.run_id}: {last.status}, {last.counts.get('fail', 0)} fail, "
+            f"{last.counts.get('unknown', 0)} unknown"
+            + (f"; errors: {', '.join(e.source for e in last.errors)}" if last.errors else "")
+        )
+    rows = [_run_row(r) for r in runs]
+    return _table("Audit runs (newest first)", _RUN_COLUMNS, rows, fmt, summary, width)
 
 
 def render_history(
@@ -160,6 +175,7 @@ def render_history(
     *,
     as_of: TimelineEntry | None = None,
     as_of_run: str | None = None,
+    width: int = DEFAULT_WIDTH,
 ) -> str:
     state = timeline.state
     if fmt == "json":
@@ -190,9 +206,14 @@ def render_history(
     if as_of_run is not None:
         entries = [as_of] if as_of else []
         title = f"{timeline.identity} as of run {as_of_run}" + ("" if as_of else ": not yet seen")
+    summary: list[str] = []
+    if state is not None:
+        now = "removed" if state.removed else f"setting {state.setting}"
+        kind = f" ({state.rtype})" if state.rtype else ""
+        summary.append(f"Now: {now}{kind}, since run {state.since}")
     rows = [_entry_row(e) for e in entries]
     columns: tuple[str, ...] = _ENTRY_COLUMNS
     if any(e.changed_by for e in entries):  # attribution (USAGE_EVIDENCE): one more column
         columns = (*columns, "changed_by")
         rows = [[*row, e.changed_by or ""] for row, e in zip(rows, entries, strict=True)]
-    return _table(title, columns, rows, fmt)
+    return _table(title, columns, rows, fmt, summary, width)

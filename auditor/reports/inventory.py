@@ -8,9 +8,9 @@ the case the runbook's `-eq $false` one-liner misses — is visible at a glance.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +19,9 @@ from typing import Any
 from auditor.core.allowlist import match
 from auditor.core.model import Allowlist, AllowlistEntry, Effective, Mailbox, Snapshot
 from auditor.core.policy import effective_state
+from auditor.reports.html import render_page
+from auditor.reports.text import DEFAULT_WIDTH
+from auditor.reports.text import table as text_table
 
 __all__ = [
     "SETTING_LABELS",
@@ -179,7 +182,12 @@ def _cell(value: Any) -> str:
 
 
 def render_rows(
-    snapshot: Snapshot, rows: Sequence[MailboxRow], counts: dict[str, int], fmt: str
+    snapshot: Snapshot,
+    rows: Sequence[MailboxRow],
+    counts: dict[str, int],
+    fmt: str,
+    *,
+    width: int = DEFAULT_WIDTH,
 ) -> str:
     """The listing in every `--format` (text, json, csv, md, html)."""
     dicts = [_row_dict(r) for r in rows]
@@ -217,27 +225,20 @@ def render_rows(
             lines.append("| " + " | ".join(_cell(d[c]).replace("|", "\\|") for c in shown) + " |")
         return "\n".join(lines) + "\n"
     if fmt == "html":
-        e = html.escape
-        head = "".join(f"<th>{e(c)}</th>" for c in shown)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{e(_cell(d[c]))}</td>" for c in shown) + "</tr>" for d in dicts
+        allows = snapshot.org_disabled is False
+        return render_page(
+            "table_page.html.j2",
+            title=f"SMTP AUTH by mailbox — {snapshot.tenant}",
+            summary=summary,
+            lead_class="" if allows else "ok",
+            caption=f"{len(dicts)} of {counts['mailboxes']} mailbox(es) listed",
+            columns=shown,
+            rows=[[_cell(d[c]) for c in shown] for d in dicts],
+            footer="",
         )
-        items = "".join(f"<li>{e(s)}</li>" for s in summary)
-        return (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>SMTP AUTH by mailbox — {e(snapshot.tenant)}</title><style>"
-            "body{font-family:Segoe UI,Arial,sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
-            f"<h1>SMTP AUTH by mailbox — {e(snapshot.tenant)}</h1><ul>{items}</ul>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></body></html>\n"
-        )
-    widths = [32, 17, 8, 9, 9, 11]
     titles = ("MAILBOX", "TYPE", "SETTING", "EFFECTIVE", "VIA", "ALLOWLIST")
-    lines = [*summary, ""]
-    lines.append("  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True)).rstrip())
-    for d in dicts:
-        lines.append(
-            "  ".join(_cell(d[c]).ljust(w) for c, w in zip(shown, widths, strict=True)).rstrip()
-        )
+    lines = [w for s in summary for w in textwrap.wrap(s, max(width, 40)) or [""]]
+    lines.append("")
+    lines += text_table(titles, [[_cell(d[c]) for c in shown] for d in dicts], width)
     lines.append(f"{len(dicts)} of {counts['mailboxes']} mailbox(es) listed")
     return "\n".join(lines) + "\n"

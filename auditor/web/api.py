@@ -40,7 +40,7 @@ from auditor.core.proposals import Principal, Record, Result, Role, State
 from auditor.identity.approver import ApproverAuth, AuthError, check_form_token, form_token
 from auditor.remediation.execute import Exchange, execute, preview, resume_stuck
 from auditor.storage.proposal_store import ProposalStore
-from auditor.web.pages import confirmation_page, message_page, status_page
+from auditor.web.pages import confirmation_page, dry_run_page, message_page, status_page
 
 __all__ = ["WebRequest", "WebResponse", "RemediationHttp"]
 
@@ -228,7 +228,9 @@ class RemediationHttp:
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="smtp-auth-auditor"'
         if _wants_html(req) or "x-www-form-urlencoded" in _header(req.headers, "content-type"):
-            return _html(status, message_page(f"{status}: {code}", message), headers)
+            pid = str(req.route_params.get("id", "")).strip()
+            back = self._url(req, pid) if pid else None
+            return _html(status, message_page(f"{status}: {code}", message, back=back), headers)
         return _json(status, {"error": code, "message": message}, headers)
 
     def _handle(self, req: WebRequest, action: Callable[[str], WebResponse]) -> WebResponse:
@@ -445,8 +447,8 @@ class RemediationHttp:
         )
         document = shown.to_json()
         if body.form or _wants_html(req):
-            lines = "; ".join(f"{x['display']}: {x['action']} ({x['detail']})" for x in shown.lines)
-            return _html(200, message_page("Dry run: nothing changed", lines))
+            page = dry_run_page(record, shown.lines, back=self._url(req, record.id))
+            return _html(200, page)
         return _json(200, document)
 
     # -- execution (inline or from the queue) --------------------------------------------------

@@ -226,9 +226,16 @@ def test_alert_links_to_the_runs_remediation_proposal(
     assert revocations, summary.proposals
     buttons = [a["url"] for a in cards(teams)[0]["actions"]]
     links = [u for u in buttons if "/api/remediations/" in u]
-    assert links == [f"https://auditor.contoso.example/api/remediations/{revocations[0]}"]
+    # A button per open proposal: the organisation fix first (the organisation allows SMTP
+    # AUTH), then the other revocations, then grants.
+    order = sorted(
+        summary.proposals,
+        key=lambda p: (0 if p.startswith("rev-org") else 1 if p.startswith("rev-") else 2, p),
+    )
+    assert links == [f"https://auditor.contoso.example/api/remediations/{p}" for p in order]
+    assert links[0].rsplit("/", 1)[1].startswith("rev-org")
     html = graph.requests[0].json()["message"]["body"]["content"]
-    assert links[0] in html
+    assert all(link in html for link in links)
 
 
 def test_a_failed_delivery_is_told_again_by_the_next_run_once(

@@ -71,7 +71,13 @@ def test_demo_runs_two_audits_and_writes_reports(tmp_path: Path) -> None:
     assert (out / "findings.html").read_text().startswith("<!DOCTYPE html>")
     assert (out / "findings.csv").read_text().startswith("id,control,status")
     assert (
-        len([line for line in (out / "runs.txt").read_text().splitlines() if "complete" in line])
+        len(
+            [
+                line
+                for line in (out / "runs.txt").read_text().splitlines()
+                if line[:1].isdigit() and "complete" in line  # run rows, not the summary line
+            ]
+        )
         == 2
     )
 

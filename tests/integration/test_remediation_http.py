@@ -445,8 +445,8 @@ def test_reject_needs_a_reason_and_the_status_page_shows_it(
             "remediation_status", proposal.id, token=token, headers={"Accept": "text/html"}
         )
         html = page.get_body().decode()
-        assert "Ada Approver" in html.split("id='rejected-by'>")[1].split("<")[0]
-        assert app.env.now().isoformat() in html.split("id='rejected-at'>")[1].split("<")[0]
+        assert "Ada Approver" in html.split('id="rejected-by">')[1].split("<")[0]
+        assert app.env.now().isoformat() in html.split('id="rejected-at">')[1].split("<")[0]
         assert "change freeze until &lt;b&gt;January&lt;/b&gt;" in html
         assert ">pending<" not in html and "not run" in html
         document = body(app.call("remediation_status", proposal.id, token=token)[0])

@@ -13,8 +13,10 @@ import sys
 from typing import Any
 
 from auditor.app.audit import AuditIncomplete, RunSummary, audit_from_settings
+from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
-from auditor.cli.options import EXIT_UNKNOWN, add_output_options, write_output
+from auditor.cli.options import EXIT_UNKNOWN, add_output_options, width, write_output
+from auditor.cli.progress import progress, wanted
 from auditor.core.errors import CollectionFailed
 from auditor.reports.findings import render
 
@@ -30,6 +32,9 @@ def register(sub: Any) -> None:
         ),
     )
     add_output_options(parser)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress on standard error (a terminal only)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,18 +67,21 @@ def describe(summary: RunSummary) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    check_exchange(settings)
     try:
-        summary = audit_from_settings(settings)
+        label = f"auditing {settings.exo_tenant}"
+        with progress(label, enabled=wanted(getattr(args, "quiet", False))):
+            summary = audit_from_settings(settings)
     except AuditIncomplete as exc:
         summary = exc.summary
         sys.stderr.write(describe(summary))
         if summary.evaluation is not None:
-            write_output(render(summary.evaluation, args.format), args.out)
+            write_output(render(summary.evaluation, args.format, width=width(args)), args.out)
         return summary.exit_code or EXIT_UNKNOWN
     except CollectionFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     sys.stderr.write(describe(summary))
     assert summary.evaluation is not None
-    write_output(render(summary.evaluation, args.format), args.out)
+    write_output(render(summary.evaluation, args.format, width=width(args)), args.out)
     return summary.exit_code

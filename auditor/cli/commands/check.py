@@ -23,6 +23,7 @@ from auditor.core.errors import CollectionFailed, InputError
 from auditor.core.model import Finding, Mailbox, Setting, Snapshot, Status
 from auditor.core.policy import evaluate
 from auditor.reports.findings import finding_dict
+from auditor.reports.html import render_page
 from auditor.reports.inventory import mailbox_rows
 
 
@@ -158,7 +159,8 @@ def _pairs(result: dict[str, Any]) -> list[tuple[str, str]]:
     pairs = [
         (
             "Mailbox",
-            f"{mb['primary_smtp_address']} ({mb['recipient_type_details'] or 'type unknown'})",
+            f"{mb['primary_smtp_address'] or mb['user_principal_name'] or mb['guid'] or '?'} "
+            f"({mb['recipient_type_details'] or 'type unknown'})",
         ),
         ("UPN", _text_value(mb["user_principal_name"])),
         ("Guid", _text_value(mb["guid"])),
@@ -187,7 +189,6 @@ def _pairs(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _render(result: dict[str, Any], fmt: str) -> str:
     import csv
-    import html
     import io
 
     if fmt == "json":
@@ -204,11 +205,15 @@ def _render(result: dict[str, Any], fmt: str) -> str:
         rows = "\n".join(f"| {k} | {v.replace('|', chr(92) + '|')} |" for k, v in pairs)
         return f"| field | value |\n|---|---|\n{rows}\n"
     if fmt == "html":
-        e = html.escape
-        rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in pairs)
-        return (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>SMTP AUTH check'
-            f"</title></head><body><table>{rows}</table></body></html>\n"
+        return render_page(
+            "table_page.html.j2",
+            title="SMTP AUTH check",
+            summary=[],
+            lead_class="",
+            caption="One mailbox, as judged",
+            columns=("field", "value"),
+            rows=[list(p) for p in pairs],
+            footer="",
         )
     width = max(len(k) for k, _ in pairs)
     return "\n".join(f"{k.ljust(width)} : {v}" for k, v in pairs) + "\n"

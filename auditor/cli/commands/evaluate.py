@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from auditor.cli.options import add_output_options, write_output
+from auditor.cli.options import add_output_options, width, write_output
 from auditor.core.allowlist import read_allowlist
 from auditor.core.errors import InputError
 from auditor.core.model import Allowlist
@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
         evaluated_at=datetime.now(UTC),
         expiring_days=args.expiring_days,
     )
-    write_output(render(evaluation, args.format), args.out)
+    write_output(render(evaluation, args.format, width=width(args)), args.out)
     return evaluation.exit_code()

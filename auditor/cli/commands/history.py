@@ -13,7 +13,7 @@ from auditor.app.attribution import attributed_timeline
 from auditor.app.queries import mailbox_timeline
 from auditor.app.settings import Settings
 from auditor.app.wiring import store_from_settings
-from auditor.cli.options import add_output_options, write_output
+from auditor.cli.options import add_output_options, width, write_output
 from auditor.reports.history import render_history
 
 
@@ -40,5 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.as_of:
         as_of_run = store.run(args.as_of).run_id
         entry = timeline.as_of(as_of_run)
-    write_output(render_history(timeline, args.format, as_of=entry, as_of_run=as_of_run), args.out)
+    text = render_history(
+        timeline, args.format, as_of=entry, as_of_run=as_of_run, width=width(args)
+    )
+    write_output(text, args.out)
     return 0

@@ -14,7 +14,7 @@ from auditor.app.settings import Settings
 from auditor.app.sources import load_snapshot
 from auditor.app.wiring import allowlist_now
 from auditor.cli.commands.evaluate import parse_today
-from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, add_output_options, write_output
+from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, add_output_options, width, write_output
 from auditor.core.errors import CollectionFailed
 from auditor.reports.inventory import mailbox_rows, render_rows, select, tally
 
@@ -69,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
     everyone = mailbox_rows(snapshot, allowlist, today)
     rows = select(everyone, setting=args.setting, effective=args.effective, types=args.type)
     # The counts are the tenant's; the rows are what the filters selected.
-    write_output(render_rows(snapshot, rows, tally(everyone), args.format), args.out)
+    write_output(
+        render_rows(snapshot, rows, tally(everyone), args.format, width=width(args)), args.out
+    )
     return EXIT_UNKNOWN if snapshot.errors else EXIT_OK

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from auditor.core.policy import evaluate
 from auditor.core.proposals import Kind
 from auditor.core.snapshot import read_snapshot
 from auditor.remediation.plan import plan
+from auditor.reports.text import table as text_table
 from auditor.storage.proposal_store import ProposalStore
 from auditor.web.api import WebRequest, WebResponse
 from auditor.web.runtime import build_service
@@ -70,6 +73,9 @@ def register(sub: Any) -> None:
     approve.add_argument("--plan-hash", help="the plan hash you reviewed")
     approve.add_argument("--targets", help="comma-separated target keys (default: all)")
     approve.add_argument("--dry-run", action="store_true", help="show what would change")
+    approve.add_argument(
+        "--all", action="store_true", help="without --plan-hash, list every target (default: 20)"
+    )
     approve.add_argument(
         "--url", help="Function App base URL (default: local, or REMEDIATION_PUBLIC_URL)"
     )
@@ -120,12 +126,22 @@ def run_list(args: argparse.Namespace, env: dict[str, str] | None = None) -> int
     if args.format == "json":
         print(json.dumps([r.to_json() for r in records], indent=1))
         return EXIT_OK
-    for r in records:
-        print(
-            f"{r.id:28} {r.kind.value:10} {r.state.value:17} "
-            f"{r.created_at:%Y-%m-%d} expires {r.expires_at:%Y-%m-%d}  {r.title}"
-        )
-    if not records:
+    rows = [
+        [
+            r.id,
+            r.kind.value,
+            r.state.value,
+            f"{r.created_at:%Y-%m-%d}",
+            f"{r.expires_at:%Y-%m-%d}",
+            r.title,
+        ]
+        for r in records
+    ]
+    if records:
+        columns = ("ID", "KIND", "STATE", "CREATED", "EXPIRES", "TITLE")
+        for line in text_table(columns, rows, terminal_width() + 2):
+            print(line)
+    else:
         print("no remediation proposals" if args.everything else "no open remediation proposals")
     return EXIT_OK
 
@@ -155,7 +171,15 @@ def _print(response: WebResponse) -> dict[str, Any]:
     return document
 
 
-def _show_plan(document: dict[str, Any]) -> None:
+SHOWN_TARGETS = 20
+
+
+def _name(target: dict[str, Any]) -> str:
+    """A target's label, never "None": its display name, else its key."""
+    return str(target.get("display") or target.get("key") or "(unnamed)")
+
+
+def _show_plan(document: dict[str, Any], *, show_all: bool = False) -> None:
     print(
         f"{document['title']}\nproposal {document['id']} ({document['kind']}), "
         f"state {document['state']}, expires {document['expires_at']}"
@@ -165,12 +189,32 @@ def _show_plan(document: dict[str, Any]) -> None:
         print(f"will break ({len(breaking)}): used SMTP AUTH in the sign-in window")
         for t in breaking:
             print(f"  {t['display']}: {t['detail']}")
-    for t in document["targets"]:
-        print(
-            f"  {t['key']:38} {t['role']:7} {json.dumps(t['before'])} -> "
-            f"{json.dumps(t['after'])}  {t['display']}"
-        )
+    targets: list[dict[str, Any]] = document["targets"]
+    roles = Counter(str(t.get("role") or "target") for t in targets)
+    print(
+        f"{len(targets)} target(s): "
+        + ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
+    )
+    shown = targets if show_all else targets[:SHOWN_TARGETS]
+    columns = ("MAILBOX", "ROLE", "CHANGE", "KEY")
+    rows = [
+        [
+            _name(t),
+            str(t.get("role") or ""),
+            f"{json.dumps(t.get('before'))} -> {json.dumps(t.get('after'))}",
+            str(t.get("key") or ""),
+        ]
+        for t in shown
+    ]
+    for line in text_table(columns, rows, terminal_width()):
+        print("  " + line)
+    if len(shown) < len(targets):
+        print(f"  … and {len(targets) - len(shown)} more (--all lists every target)")
     print(f"plan hash {document['plan_hash']}")
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size((100, 24)).columns - 2
 
 
 def run_approve(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
@@ -183,7 +227,7 @@ def run_approve(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         document = _status_document(args.id, base, token, settings)
         if not document or "error" in document:
             return EXIT_INPUT
-        _show_plan(document)
+        _show_plan(document, show_all=args.all)
         print("re-run with --plan-hash to approve exactly this plan")
         return EXIT_INPUT
     body: dict[str, Any] = {"plan_hash": args.plan_hash, "dry_run": args.dry_run}
@@ -217,8 +261,12 @@ def run_approve(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     if response.status >= 400:
         return EXIT_INPUT
     if args.dry_run:
-        for line in document.get("targets", []):
-            print(f"  {line['action']:11} {line['display']}: {line['detail']}")
+        rows = [
+            [_name(x), str(x.get("action") or ""), str(x.get("detail") or "")]
+            for x in document.get("targets", [])
+        ]
+        for line in text_table(("MAILBOX", "WOULD", "DETAIL"), rows, terminal_width()):
+            print("  " + line)
         return EXIT_OK
     _report(document)
     return EXIT_OK if document.get("state") in ("applied", "approved", "running") else EXIT_FAIL
@@ -232,8 +280,13 @@ def _report(document: dict[str, Any]) -> None:
     )
     if document.get("outcome"):
         print(f"outcome: {document['outcome']}")
-    for t in document.get("targets", []):
-        print(f"  {t['result']:12} {t['display']}: {t.get('detail') or ''}")
+    rows = [
+        [_name(t), str(t.get("result") or ""), str(t.get("detail") or "")]
+        for t in document.get("targets", [])
+    ]
+    if rows:
+        for line in text_table(("MAILBOX", "RESULT", "DETAIL"), rows, terminal_width()):
+            print("  " + line)
     if document.get("status_url"):
         print(f"status: {document['status_url']}")
 
@@ -273,7 +326,13 @@ def run_status(args: argparse.Namespace, env: dict[str, str] | None = None) -> i
         print(json.dumps(document, indent=1))
     else:
         _report(document)
-        for e in document.get("trail", []):
-            print(f"  {e['at']}  {e['event']:18} {e['actor']}: {e['detail']}")
+        trail = [
+            [str(e.get("at") or ""), str(e.get("event") or ""), str(e.get("actor") or ""),
+             str(e.get("detail") or "")]
+            for e in document.get("trail", [])
+        ]  # fmt: skip
+        if trail:
+            for line in text_table(("AT", "EVENT", "ACTOR", "DETAIL"), trail, terminal_width()):
+                print("  " + line)
     state = document.get("state")
     return EXIT_FAIL if state in ("partially_applied", "failed") else EXIT_OK

@@ -14,7 +14,7 @@ from auditor.app.queries import run_evaluation
 from auditor.app.settings import Settings
 from auditor.app.wiring import store_from_settings
 from auditor.cli.commands.evaluate import parse_today
-from auditor.cli.options import add_output_options, write_output
+from auditor.cli.options import add_output_options, width, write_output
 from auditor.core.allowlist import read_allowlist
 from auditor.reports.findings import render
 
@@ -40,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     today = parse_today(args.today) if args.today else None
     store = store_from_settings(Settings.from_env())
     _, evaluation = run_evaluation(store, args.run_id, allowlist=allowlist, today=today)
-    write_output(render(evaluation, args.format), args.out)
+    write_output(render(evaluation, args.format, width=width(args)), args.out)
     return evaluation.exit_code()

@@ -7,7 +7,7 @@ from typing import Any
 
 from auditor.app.settings import Settings
 from auditor.app.wiring import store_from_settings
-from auditor.cli.options import add_output_options, write_output
+from auditor.cli.options import add_output_options, width, write_output
 from auditor.core.errors import InputError
 from auditor.reports.history import render_runs
 
@@ -27,5 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 10_000:
         raise InputError("--limit", "must be between 1 and 10000")
     store = store_from_settings(Settings.from_env())
-    write_output(render_runs(store.runs(limit=args.limit), args.format), args.out)
+    write_output(
+        render_runs(store.runs(limit=args.limit), args.format, width=width(args)), args.out
+    )
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 from auditor.app.queries import run_evaluation
 from auditor.app.settings import Settings
 from auditor.app.wiring import store_from_settings
-from auditor.cli.options import add_output_options, write_output
+from auditor.cli.options import add_output_options, width, write_output
 from auditor.reports.findings import render
 
 
@@ -29,5 +29,5 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     store = store_from_settings(Settings.from_env())
     _, evaluation = run_evaluation(store, args.run_id)
-    write_output(render(evaluation, args.format), args.out)
+    write_output(render(evaluation, args.format, width=width(args)), args.out)
     return evaluation.exit_code()

@@ -14,9 +14,11 @@ from typing import Any
 
 import httpx
 
+from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
 from auditor.app.wiring import exchange_client
 from auditor.cli.options import EXIT_OK, EXIT_UNKNOWN, write_output
+from auditor.cli.progress import progress, wanted
 from auditor.core.errors import ConfigError
 from auditor.exchange.collect import collect_snapshot
 
@@ -32,6 +34,9 @@ def register(sub: Any) -> None:
         ),
     )
     parser.add_argument("--out", type=Path, help="write to this file (default: standard output)")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress on standard error (a terminal only)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,10 +44,13 @@ def run(args: argparse.Namespace, env: dict[str, str] | None = None) -> int:
     settings = Settings.from_env(env)
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to collect a snapshot")
+    check_exchange(settings)
     with httpx.Client(timeout=httpx.Timeout(300.0, connect=15.0)) as http:
         client = exchange_client(settings, http)
-        document = collect_snapshot(
-            client, tenant=settings.exo_tenant, now=datetime.now(UTC), parallel=True
-        )
+        label = f"reading {settings.exo_tenant}"
+        with progress(label, enabled=wanted(getattr(args, "quiet", False))):
+            document = collect_snapshot(
+                client, tenant=settings.exo_tenant, now=datetime.now(UTC), parallel=True
+            )
     write_output(json.dumps(document, ensure_ascii=False, indent=1) + "\n", args.out)
     return EXIT_UNKNOWN if document["errors"] else EXIT_OK

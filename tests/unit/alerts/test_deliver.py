@@ -54,6 +54,8 @@ def texts_in(node: Any) -> list[str]:
     if isinstance(node, dict):
         if isinstance(node.get("text"), str):
             found.append(node["text"])
+        if node.keys() == {"title", "value"}:  # a FactSet's fact
+            found.append(f"{node['title']}: {node['value']}")
         for value in node.values():
             found.extend(texts_in(value))
     elif isinstance(node, list):
@@ -99,7 +101,8 @@ def test_teams_message_envelope_and_card(receivers: ReceiverPool, http: httpx.Cl
     assert card["version"] == "1.5"
     actions = actions_in(card)
     assert {a["type"] for a in actions} == {"Action.OpenUrl"}
-    assert [a["url"] for a in card["actions"]] == [alert.report_url, alert.remediation_url]
+    # The fix first (what to do), the report last.
+    assert [a["url"] for a in card["actions"]] == [alert.remediation_url, alert.report_url]
     text = " ".join(texts_in(card))
     for expected in ("contoso.onmicrosoft.com", "20261127T020000Z-ab12", "2026-11-27 02:00"):
         assert expected in text
@@ -175,7 +178,7 @@ def test_teams_message_stays_under_28_kb_with_5000_violations(
         and any("@contoso.com" in i["text"] for i in block["inlines"][:1])
     )
     assert 0 < shown < 5000
-    assert f"… and {5000 - shown} more, see the full report" in text
+    assert f"… and {5000 - shown} more: see the full report" in text
     assert "Violations (5000)" in text  # a first run: the baseline lists them all
     assert "Collection errors (300)" in text
 
@@ -222,7 +225,7 @@ def test_graph_sendmail_request(receivers: ReceiverPool, http: httpx.Client) -> 
     assert attachment["name"] == "smtp-auth-alert-20261127T020000Z-ab12.txt"
     text = base64.b64decode(attachment["contentBytes"]).decode("utf-8")
     assert "- user1@contoso.com · UserMailbox · enabled explicit · since 2026-11-27" in text
-    assert "Report: https://reports.contoso.example/runs/1" in text
+    assert "Open the report: https://reports.contoso.example/runs/1" in text
 
 
 def test_email_values_are_escaped() -> None:

@@ -36,7 +36,7 @@ def alert_for(usage: UsageEvidence | None, allow: Allowlist) -> object:
 def test_card_and_mail_show_the_readiness() -> None:
     alert = alert_for(collected(signin(1), signin(2)), allowlist("user1@contoso.com\n"))
     card = json.dumps(build_message(alert))  # type: ignore[arg-type]
-    assert '"Readiness:"' in card and EXPECTED in card
+    assert '"title": "Readiness"' in card and EXPECTED in card
     email = build_email(alert)  # type: ignore[arg-type]
     assert f"Readiness: {EXPECTED}" in email.text
     assert EXPECTED in email.html

@@ -33,9 +33,23 @@ def test_health_ok_when_settings_parse(
     for setting in SETTINGS:
         monkeypatch.delenv(setting.name, raising=False)
     monkeypatch.setenv("EXO_TENANT", "contoso.onmicrosoft.com")
+    monkeypatch.setenv("AUDITOR_STORAGE", "UseDevelopmentStorage=true")
     status, body = _health(app_functions)
     assert (status, body["status"]) == (200, "ok")
     assert set(body) == {"status", "version"}
+
+
+def test_health_with_no_settings_names_every_missing_required_one(
+    app_functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.name, raising=False)
+    status, body = _health(app_functions)
+    assert (status, body["status"]) == (500, "misconfigured")
+    assert body["missing"] == ["EXO_TENANT", "AUDITOR_STORAGE"]
+    monkeypatch.setenv("EXO_TENANT", "contoso.onmicrosoft.com")
+    status, body = _health(app_functions)
+    assert (status, body["missing"]) == (500, ["AUDITOR_STORAGE"])
 
 
 def test_health_names_a_bad_setting_without_its_value(
