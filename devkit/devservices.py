@@ -91,7 +91,8 @@ def azurite(
             finally:
                 process.terminate()
                 try:
-                    process.wait(timeout=10)
+                    # A kept store is written out on exit: give it time (a kill would lose it).
+                    process.wait(timeout=10 if location is None else 120)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(timeout=10)

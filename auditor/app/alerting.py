@@ -28,7 +28,7 @@ from auditor.app.wiring import alert_channels, graph_token_provider, proposal_st
 from auditor.core import routes
 from auditor.core.model import CollectionError, Evaluation, PreviousRun
 from auditor.core.policy import MAILBOX, finding_id
-from auditor.core.proposals import Role
+from auditor.core.proposals import Role, State
 
 __all__ = ["notify_run", "run_alerter", "RunAlerter", "remediation_link", "remediation_links"]
 
@@ -139,9 +139,7 @@ def remediated_findings(settings: Settings, previous: PreviousRun | None) -> set
     try:
         store = proposal_store(settings)
         found: set[str] = set()
-        for record in store.recent(limit=50):
-            if record.state.value not in ("applied", "partially_applied"):
-                continue
+        for record in store.in_states((State.APPLIED, State.PARTIALLY_APPLIED)):
             if record.finished_at is None or record.finished_at < previous.evaluated_at:
                 continue
             for target in store.get(record.id).targets:

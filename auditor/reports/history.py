@@ -216,4 +216,11 @@ def render_history(
     if any(e.changed_by for e in entries):  # attribution (USAGE_EVIDENCE): one more column
         columns = (*columns, "changed_by")
         rows = [[*row, e.changed_by or ""] for row, e in zip(rows, entries, strict=True)]
-    return _table(title, columns, rows, fmt, summary, width)
+    text = _table(title, columns, rows, fmt, summary, width)
+    attributed = [e for e in entries if e.changed_by]
+    if fmt == "text" and attributed:
+        # The table cuts long cells to the width; who changed what is said in full below it.
+        lines = ["", "changed_by (from the unified audit log):"]
+        lines += [f"  {e.run_id} {e.cause}: {e.changed_by}" for e in attributed]
+        text += "\n".join(lines) + "\n"
+    return text
