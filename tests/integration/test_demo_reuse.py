@@ -12,18 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.integration.test_demo import _children
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect after the merges: the demo's Azurite --location folder is left without "
-    "the recorded tables, so the printed commands find no run (issue 16 left open)",
-)
 def test_the_printed_environment_reads_the_recorded_runs_again(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(
