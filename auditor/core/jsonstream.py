@@ -51,7 +51,8 @@ class _Reader:
         if not data:
             self.eof = True
             return False
-        self.line_base += self.buf.count("\n", 0, self.pos)
+        if self.buf.find("\n", 0, self.pos) >= 0:  # a fast scan; compact JSON has none
+            self.line_base += self.buf.count("\n", 0, self.pos)
         self.offset += self.pos
         self.buf = self.buf[self.pos :] + data
         self.pos = 0

@@ -286,7 +286,10 @@ def _first(cas: object, directory: object) -> str | None:
 
 
 def _lower(value: str) -> str:
-    return value if value.islower() else value.lower()
+    """`value` lower-cased, the same object when it already is (str.islower is slow: it asks
+    the Unicode tables about every character, where lower() has an ASCII fast path)."""
+    lowered = value.lower()
+    return value if lowered == value else lowered
 
 
 def _share(value: str | None, *others: str | None) -> str | None:
@@ -299,6 +302,7 @@ def _share(value: str | None, *others: str | None) -> str | None:
     return value
 
 
+_SPELLING_SAMPLE = 1 << 16  # characters of a listing's first run checked for other spellings
 _QUOTED = tuple((f'"{name}"', f'"{name.lower()}"') for name in _NAMES.values())
 
 
@@ -360,7 +364,7 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
     # Lower-cased identifiers, most stable first (the first is the mailbox's key); a string
     # already in lower case is kept as is, so the key and the value share one object.
     keys = [
-        value if value.islower() else value.lower()
+        value if (lowered := value.lower()) == value else lowered
         for value in (guid, edoid, psmtp, upn, identity, name, alias, sam)
         if value is not None
     ]
@@ -395,7 +399,7 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
 def _smtp(value: str | list[str], psmtp: str | None) -> list[str]:
     """The SMTP proxy addresses of EmailAddresses, lower-cased, without their prefix; the
     primary address's own string object where it is one of them."""
-    primary = None if psmtp is None else psmtp if psmtp.islower() else psmtp.lower()
+    primary = None if psmtp is None else _lower(psmtp)
     out: list[str] = []
     for address in [value] if type(value) is str else value:
         if address.startswith(_SMTP_PREFIXES) or (
@@ -404,8 +408,7 @@ def _smtp(value: str | list[str], psmtp: str | None) -> list[str]:
             key = address[5:]
             if not key:
                 continue
-            if not key.islower():
-                key = key.lower()
+            key = key.lower()
             out.append(primary if primary is not None and key == primary else key)
     return out
 
@@ -487,11 +490,11 @@ class _Joiner:
         """
         canonical = self.spelling.get(member)
         if canonical is None:
-            canonical = self.spelling[member] = _canonical_names(text)
+            canonical = self.spelling[member] = _canonical_names(text[:_SPELLING_SAMPLE])
         if not canonical:
             return None
         try:
-            records = _DECODER.decode("[" + text + "]")
+            records = _DECODER.decode("".join(("[", text, "]")))
         except msgspec.ValidationError:
             return None
         except msgspec.DecodeError:
