@@ -81,6 +81,7 @@ def effective_state(
 
 _SAFE_KEY = re.compile(r"[0-9a-z@._+-]{1,200}").fullmatch
 _SAFE_BYTES = b"0123456789abcdefghijklmnopqrstuvwxyz@._+-"
+_SAFE_SLICE = 8192
 _MISSING = object()  # the raw value of a mailbox whose setting was not read
 
 
@@ -91,8 +92,11 @@ def _all_safe(keys: list[str]) -> bool:
         return True
     if min(map(len, keys)) < 1 or max(map(len, keys)) > 200:
         return False
-    joined = ".".join(keys)  # "." is itself safe, so joining changes nothing
-    return joined.isascii() and not joined.encode("ascii").translate(None, _SAFE_BYTES)
+    for start in range(0, len(keys), _SAFE_SLICE):  # a slice at a time: bounded memory
+        joined = ".".join(keys[start : start + _SAFE_SLICE])  # "." is safe: changes nothing
+        if not joined.isascii() or joined.encode("ascii").translate(None, _SAFE_BYTES):
+            return False
+    return True
 
 
 def finding_id(control_id: str, subject_key: str) -> str:

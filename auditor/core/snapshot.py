@@ -277,7 +277,11 @@ def _first(cas: object, directory: object) -> str | None:
     if type(cas) is str:
         cas = cas.strip()
         if cas:
-            return cas
+            # An equal value from the directory record is kept instead: that record is read
+            # with the mailbox built from it, while the CAS listing is read first, whole. So
+            # the CAS records die entirely and their memory can be given back (or reused for
+            # the findings) rather than staying pinned by a few strings per mailbox.
+            return directory if type(directory) is str and directory == cas else cas
     if type(directory) is str:
         directory = directory.strip()
         if directory:
