@@ -18,6 +18,8 @@ __all__ = ["StreamError", "read_object"]
 _WS = re.compile(r"[ \t\n\r]*")
 _CHUNK = 1 << 20
 _MAX_CUT = 1 << 16
+_MAX_TRIES = 64
+_MIN_RUN = 1 << 14  # the shortest run worth a typed decode
 
 
 class StreamError(ValueError):
@@ -36,6 +38,7 @@ class _Reader:
         self.pos = 0
         self.eof = False
         self.line_base = 1  # line number of buf[0]
+        self.offset = 0  # position of buf[0] in the whole text
         self.decoder = json.JSONDecoder()
 
     def line(self) -> int:
@@ -48,7 +51,9 @@ class _Reader:
         if not data:
             self.eof = True
             return False
-        self.line_base += self.buf.count("\n", 0, self.pos)
+        if self.buf.find("\n", 0, self.pos) >= 0:  # a fast scan; compact JSON has none
+            self.line_base += self.buf.count("\n", 0, self.pos)
+        self.offset += self.pos
         self.buf = self.buf[self.pos :] + data
         self.pos = 0
         return True
@@ -74,6 +79,26 @@ class _Reader:
         self.pos += 1
         return char
 
+    def run_end(self, limit: int) -> int | None:
+        """Where a run of whole array elements starting at `pos` may end: just after a `}`
+        followed by `,` or `]`, at most `limit` characters on (refilling the buffer first).
+        Only a candidate: the `}` may sit in a string or a nested value, which the typed decode
+        of the run then refuses."""
+        if len(self.buf) - self.pos < limit and not self.eof:
+            self.fill()
+        buf, start = self.buf, self.pos
+        end = min(len(buf), start + limit)
+        for _ in range(_MAX_TRIES):
+            brace = buf.rfind("}", start, end)
+            if brace < 0:
+                return None
+            after = _WS.match(buf, brace + 1)
+            follow = after.end() if after else brace + 1
+            if follow < len(buf) and buf[follow] in ",]":
+                return brace + 1
+            end = brace
+        return None
+
     def value(self, where: str) -> Any:
         self.peek()
         while True:
@@ -95,17 +120,44 @@ class _Reader:
             return obj
 
 
+def _run(
+    reader: _Reader, key: str, index: int, on_run: Callable[[str, int, str], int | None]
+) -> tuple[int | None, int]:
+    """Offer the elements ahead as one run. A run that is not well-formed (it reaches past the
+    end of the array, or holds garbage) is halved and offered again; a run refused for its
+    content is read element by element. Returns (elements taken or None, tolerant-until)."""
+    limit = _CHUNK
+    while True:
+        cut = reader.run_end(limit)
+        if cut is None:
+            return None, -1
+        taken = on_run(key, index, reader.buf[reader.pos : cut])
+        if taken is not None and taken >= 0:
+            reader.pos = cut
+            return taken, -1
+        limit = (cut - reader.pos) // 2
+        if taken is None or limit < _MIN_RUN:
+            return None, reader.offset + cut
+
+
 def read_object(
     handle: TextIO,
     *,
     streamed: Collection[str],
     on_item: Callable[[str, int, Any], None],
+    on_run: Callable[[str, int, str], int | None] | None = None,
 ) -> dict[str, Any]:
     """Read one JSON object from `handle`.
 
     For members named in `streamed` whose value is an array, each element is passed to
     `on_item(member, index, element)` and the member's value in the result is the element
     count (an int). Every other member is returned as parsed.
+
+    With `on_run`, the elements of a streamed array are offered first as runs of text
+    (`{...},{...}`, about a chunk at a time): `on_run(member, index, text)` decodes them all
+    and returns how many there were; -1 when the text is not well-formed JSON (a shorter run
+    is offered, and in the end the stretch is read element by element, so garbage is reported
+    precisely); None to have the stretch read element by element through `on_item`.
     """
     reader = _Reader(handle)
     if reader.peek() != "{":
@@ -126,9 +178,16 @@ def read_object(
                 if reader.peek() == "]":
                     reader.pos += 1
                 else:
+                    tolerant_until = -1  # position up to which elements go one at a time
                     while True:
-                        on_item(key, count, reader.value(f"{key}[{count}]"))
-                        count += 1
+                        taken = None
+                        if on_run is not None and reader.offset + reader.pos >= tolerant_until:
+                            taken, tolerant_until = _run(reader, key, count, on_run)
+                        if taken is None:
+                            on_item(key, count, reader.value(f"{key}[{count}]"))
+                            count += 1
+                        else:
+                            count += taken
                         if reader.take(",]", f"{key}[{count - 1}]") == "]":
                             break
                 document[key] = count

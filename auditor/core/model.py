@@ -12,6 +12,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
+import msgspec
+
 __all__ = [
     "Setting",
     "AllowlistEntry",
@@ -94,8 +96,7 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-@dataclass(frozen=True, slots=True)
-class Mailbox:
+class Mailbox(msgspec.Struct, frozen=True, gc=False):
     """One mailbox: its identities and its raw `SmtpClientAuthenticationDisabled` value.
 
     `setting` is the raw value (True = SMTP AUTH blocked, False = explicitly allowed, None =
@@ -106,6 +107,11 @@ class Mailbox:
     `match_keys` holds every identity the allowlist may name, lower-cased, computed once when
     the snapshot is read so that evaluation stays a set look-up per mailbox; `key` is the
     mailbox's stable identifier (see below).
+
+    Frozen like the dataclasses here, but a msgspec Struct: a snapshot builds one per mailbox,
+    a million of them, and a Struct is built in C (a frozen dataclass sets each field through
+    object.__setattr__, which cost more than decoding the records). It holds only strings,
+    tuples of strings and booleans, so the cyclic collector does not track it.
     """
 
     guid: str | None

@@ -84,6 +84,23 @@ def effective_state(
 
 
 _SAFE_KEY = re.compile(r"[0-9a-z@._+-]{1,200}").fullmatch
+_SAFE_BYTES = b"0123456789abcdefghijklmnopqrstuvwxyz@._+-"
+_SAFE_SLICE = 8192
+_MISSING = object()  # the raw value of a mailbox whose setting was not read
+
+
+def _all_safe(keys: list[str]) -> bool:
+    """Whether `_SAFE_KEY` holds for every key, checked in a few C passes over all of them at
+    once (a tenant whose organisation allows SMTP AUTH has a finding per mailbox)."""
+    if not keys:
+        return True
+    if min(map(len, keys)) < 1 or max(map(len, keys)) > 200:
+        return False
+    for start in range(0, len(keys), _SAFE_SLICE):  # a slice at a time: bounded memory
+        joined = ".".join(keys[start : start + _SAFE_SLICE])  # "." is safe: changes nothing
+        if not joined.isascii() or joined.encode("ascii").translate(None, _SAFE_BYTES):
+            return False
+    return True
 
 
 def finding_id(control_id: str, subject_key: str) -> str:
@@ -305,8 +322,6 @@ def _evaluate(
     # Only mailboxes some entry names (a set look-up per mailbox) go to allowlist.match.
     allow_keys = frozenset(entry.key for entry in allowlist.entries)
     named: list[Mailbox] = []
-    # Effective state of an inheriting mailbox, computed once.
-    inherit_state, inherit_via = effective_state(None, True, org)
     enabled, disabled, unknown = Effective.ENABLED, Effective.DISABLED, Effective.UNKNOWN
     # The hot path: a mailbox no allowlist entry names gets its finding at once, built
     # positionally from precomputed parts; allowlisted ones wait until ambiguity is known.
@@ -338,61 +353,96 @@ def _evaluate(
     notes = _TYPE_NOTES.get
     listed: list[tuple[Mailbox, Effective, str | None]] = []
     state_of: dict[int, tuple[Effective, str | None]] = {}
-    n_explicit = n_inherited = n_disabled = n_unknown = 0
     append = findings.append
     new_finding = tuple.__new__
-    for mailbox in snapshot.mailboxes:
-        if not mailbox.setting_present:
-            state, via = unknown, None
-        elif mailbox.setting is None:
-            state, via = inherit_state, inherit_via
-        elif mailbox.setting:
-            state, via = disabled, None
-        else:
-            state, via = enabled, EXPLICIT
+    # Everything a mailbox's finding depends on but its identity, per raw value (true, false,
+    # null, missing), worked out once: (tally slot, state, via, status, reason). Effectively
+    # disabled mailboxes get no finding and share one case, `off`, so that the commonest path
+    # (a tenant whose organisation blocks) is a look-up, a count and a set test.
+    off = (0, disabled, None, None, "")
+    cases: dict[object, tuple[int, Effective, str | None, Status | None, str]] = {}
+    for slot, raw in enumerate((True, False, None, _MISSING)):
+        value = None if raw is _MISSING else raw
+        state, via = effective_state(value, raw is not _MISSING, org)  # type: ignore[arg-type]
         if state is disabled:
-            n_disabled += 1
+            cases[raw] = off
+        elif state is enabled and doubtful:
+            cases[raw] = (slot, state, via, unknown_status, needs_directory[via or EXPLICIT])
         elif state is enabled:
-            if via == EXPLICIT:
-                n_explicit += 1
-            else:
-                n_inherited += 1
+            cases[raw] = (slot, state, via, fail, not_listed[via or EXPLICIT])
         else:
-            n_unknown += 1
-        if not allow_keys.isdisjoint(mailbox.match_keys):
+            reason = missing_reason if raw is _MISSING else inherit_unknown
+            cases[raw] = (slot, state, via, unknown_status, reason)
+    tally = [0, 0, 0, 0]  # mailboxes per case
+    waiting = [0, 0, 0, 0]  # of those, allowlisted ones whose finding is made further down
+    hot_keys: list[str] = []  # the keys of the findings made here, in order
+    n_disabled = 0
+    off_state = (disabled, None)
+    isdisjoint = allow_keys.isdisjoint
+    on_true, on_false, on_null, on_missing = (cases[raw] for raw in (True, False, None, _MISSING))
+    hot_start = len(findings)
+    for mailbox in snapshot.mailboxes:
+        if mailbox.setting_present:
+            setting = mailbox.setting
+            case = on_null if setting is None else on_true if setting else on_false
+        else:
+            case = on_missing
+        if case is off:
+            n_disabled += 1
+            if not isdisjoint(mailbox.match_keys):
+                named.append(mailbox)
+                state_of[id(mailbox)] = off_state
+            continue
+        slot, state, via, status, reason = case
+        tally[slot] += 1
+        if not isdisjoint(mailbox.match_keys):
             named.append(mailbox)
             state_of[id(mailbox)] = (state, via)
-            if state is not disabled:
-                listed.append((mailbox, state, via))
-        elif state is not disabled:
-            key = mailbox.key
-            if state is enabled and doubtful:
-                status, reason = unknown_status, needs_directory[via or EXPLICIT]
-            elif state is enabled:
-                status, reason = fail, not_listed[via or EXPLICIT]
-            else:
-                status = unknown_status
-                reason = missing_reason if not mailbox.setting_present else inherit_unknown
-            # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level wrapper.
-            append(
-                new_finding(
-                    Finding,
-                    (
-                        prefix + key if _SAFE_KEY(key) else finding_id(MAILBOX, key),
-                        MAILBOX,
-                        status,
-                        severity,
-                        mailbox.display,
-                        reason,
-                        mailbox,
-                        state,
-                        via,
-                        None,
-                        org,
-                        notes(mailbox.recipient_type_details or ""),
-                    ),
-                )
+            listed.append((mailbox, state, via))
+            waiting[slot] += 1
+            continue
+        key = mailbox.key
+        hot_keys.append(key)
+        psmtp = mailbox.primary_smtp_address  # never blank: tested without reading it
+        # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level wrapper.
+        append(
+            new_finding(
+                Finding,
+                (
+                    prefix + key,  # readable, checked below for all at once
+                    MAILBOX,
+                    status,
+                    severity,
+                    psmtp if psmtp is not None else mailbox.display,
+                    reason,
+                    mailbox,
+                    state,
+                    via,
+                    None,
+                    org,
+                    notes(mailbox.recipient_type_details),  # type: ignore[arg-type]
+                ),
             )
+        )
+    hot = (hot_start, len(findings))
+    if not _all_safe(hot_keys):  # some key needs a digest id (rare): those findings redone
+        for offset, key in enumerate(hot_keys):
+            if not _SAFE_KEY(key):
+                at = hot_start + offset
+                findings[at] = findings[at]._replace(id=finding_id(MAILBOX, key))
+    del hot_keys
+    counted: Counter[Status] = Counter()
+    n_explicit = n_inherited = n_unknown = 0
+    for slot, state, via, status, _ in cases.values():
+        if status is not None:
+            counted[status] += tally[slot] - waiting[slot]  # the findings made here
+        if state is unknown:
+            n_unknown += tally[slot]
+        elif state is enabled:
+            if via == EXPLICIT:
+                n_explicit += tally[slot]
+            else:
+                n_inherited += tally[slot]
     counts.update(
         mailboxes=len(snapshot.mailboxes),
         mailboxes_enabled=n_explicit + n_inherited,
@@ -475,7 +525,7 @@ def _evaluate(
                 )
             )
     findings.extend(_expiry_findings(entries, today, expiring_days))
-    return _finish(snapshot, allowlist, evaluated_at, findings, counts)
+    return _finish(snapshot, allowlist, evaluated_at, findings, counts, counted, hot)
 
 
 def _finish(
@@ -484,8 +534,16 @@ def _finish(
     evaluated_at: datetime,
     findings: list[Finding],
     counts: dict[str, int],
+    counted: Counter[Status] | None = None,
+    skip: tuple[int, int] = (0, 0),
 ) -> Evaluation:
-    tally = Counter(finding.status for finding in findings)
+    """The Evaluation; `counted` holds the statuses of `findings[skip[0]:skip[1]]`, already
+    counted (the hot loop's findings: counting them again would touch each one once more)."""
+    start, end = skip
+    tally = Counter(finding.status for finding in findings[:start])
+    tally.update(finding.status for finding in findings[end:])
+    if counted:
+        tally.update(counted)
     for status in Status:
         counts[status.value] = tally[status]
     return Evaluation(

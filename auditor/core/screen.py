@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from msgspec.structs import replace as struct_replace  # Mailbox is a msgspec Struct
+
 from auditor.core.model import CollectionError, Mailbox, Snapshot
 
 __all__ = ["MAX_FIELD", "RECORD_SOURCE", "screen", "read_failures"]
@@ -81,7 +83,7 @@ def screen(snapshot: Snapshot) -> Snapshot:
             continue
         if out is None:
             out = list(snapshot.mailboxes[:index])
-        out.append(replace(mailbox, setting=None, setting_present=False, **problems))  # type: ignore[arg-type]
+        out.append(struct_replace(mailbox, setting=None, setting_present=False, **problems))
         bad += 1
         if len(errors) < _MAX_ERRORS:
             errors.append(

@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import msgspec
+from msgspec import UNSET, UnsetType
+
 from auditor.core.errors import InputError
 from auditor.core.jsonstream import StreamError, read_object
 from auditor.core.model import CollectionError, Mailbox, Snapshot
@@ -33,43 +36,83 @@ __all__ = [
 SCHEMA = "smtp-auth-snapshot/1"
 SETTING = "SmtpClientAuthenticationDisabled"
 
-# Raw property name (lower-cased) -> slot in RawRecord.
-_FIELDS = {
-    "guid": "guid",
-    "externaldirectoryobjectid": "edoid",
-    "primarysmtpaddress": "psmtp",
-    "userprincipalname": "upn",
-    "alias": "alias",
-    "name": "name",
-    "identity": "identity",
-    "samaccountname": "sam",
-    "recipienttypedetails": "rtd",
-    "emailaddresses": "addresses",
-    "smtpclientauthenticationdisabled": "setting",
+# Slot of RawRecord -> the property name as Exchange (and PowerShell) spells it.
+_NAMES = {
+    "guid": "Guid",
+    "edoid": "ExternalDirectoryObjectId",
+    "psmtp": "PrimarySmtpAddress",
+    "upn": "UserPrincipalName",
+    "alias": "Alias",
+    "name": "Name",
+    "identity": "Identity",
+    "sam": "SamAccountName",
+    "rtd": "RecipientTypeDetails",
+    "addresses": "EmailAddresses",
+    "setting": SETTING,
 }
+# Raw property name (lower-cased) -> slot in RawRecord.
+_FIELDS = {name.lower(): slot for slot, name in _NAMES.items()}
+_TEXT_SLOTS = ("guid", "edoid", "psmtp", "upn", "alias", "name", "identity", "sam", "rtd")
+# An object where a string is expected (an `Identity` serialised as an ADObjectId) is decoded
+# as a dict and then ignored, like a null: PowerShell exports do this for every record.
+_Text = str | dict[str, Any] | UnsetType | None
 
 
-class RawRecord:
+class RawRecord(msgspec.Struct, rename=_NAMES, gc=False):
     """The properties of one raw Exchange object that the auditor uses; everything else dropped.
 
-    Annotation keys (`Guid@odata.type`) are ignored; property names match in any case.
+    Decoded straight from the JSON text by `_DECODER` (exact Exchange spelling, typed: a page of
+    records is one C call and no dictionary), or built by `raw_record` from a parsed mapping
+    (any case, values checked there). A property absent from the record is `UNSET`; an object
+    where a string is expected (an `Identity` serialised as an ADObjectId) is ignored.
+    Not tracked by the cyclic collector: it holds strings and a list of strings only.
     """
 
-    __slots__ = ("ids", "values")
+    guid: _Text = UNSET
+    edoid: _Text = UNSET
+    psmtp: _Text = UNSET
+    upn: _Text = UNSET
+    alias: _Text = UNSET
+    name: _Text = UNSET
+    identity: _Text = UNSET
+    sam: _Text = UNSET
+    rtd: _Text = UNSET
+    addresses: list[str] | str | UnsetType | None = UNSET
+    setting: bool | UnsetType | None = UNSET
 
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        get = _FIELDS.get
-        # An annotation such as `Guid@odata.type` never matches a field name: dropped here.
-        self.values: dict[str, Any] = {
-            field: value for key, value in data.items() if (field := get(key.lower())) is not None
-        }
-        self.ids: tuple[str | None, str | None] | None = None  # (guid, directory id), lowered
 
-    def get(self, slot: str) -> Any:
-        return self.values.get(slot)
+_EMPTY = RawRecord()
+# One typed decode per slice of a listing (see `_Joiner.add_run`).
+_DECODER = msgspec.json.Decoder(list[RawRecord])
 
-    def has(self, slot: str) -> bool:
-        return slot in self.values
+
+def raw_record(data: Mapping[str, Any], where: str) -> RawRecord:
+    """The RawRecord of a parsed Exchange object: property names in any case, annotation keys
+    (`Guid@odata.type`) and extra properties dropped, text properties checked.
+
+    Raises InputError naming `where` when a text property is neither a string, null nor an
+    object (objects are ignored), or EmailAddresses holds something other than strings.
+    """
+    get = _FIELDS.get
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        slot = get(key.lower())
+        if slot is not None:
+            values[slot] = value
+    for slot in _TEXT_SLOTS:
+        value = values.get(slot)
+        if value is None or type(value) is str:
+            continue
+        if isinstance(value, Mapping):  # e.g. an Identity serialised as an object: ignored
+            continue
+        raise InputError(where, f"{slot} must be a string, got {type(value).__name__}")
+    if "addresses" in values:
+        items = values["addresses"]
+        if not (items is None or isinstance(items, str)) and (
+            not isinstance(items, list) or not all(isinstance(i, str) for i in items)
+        ):
+            raise InputError(where, "EmailAddresses must be strings")
+    return RawRecord(**values)
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
@@ -111,7 +154,9 @@ def read_stream(handle: TextIO, source: str) -> Snapshot:
     """Read a snapshot document from a text stream, one mailbox record at a time."""
     joiner = _Joiner(source)
     try:
-        document = read_object(handle, streamed=_STREAMED, on_item=joiner.add)
+        document = read_object(
+            handle, streamed=_STREAMED, on_item=joiner.add, on_run=joiner.add_run
+        )
     except StreamError as exc:
         where = f"{source}:{exc.line}" if exc.line else source
         if exc.where and exc.where != "document":
@@ -181,14 +226,6 @@ def _parse_time(value: Any, where: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _as_record(item: Any) -> RawRecord | None:
-    if isinstance(item, RawRecord):
-        return item
-    if isinstance(item, Mapping):
-        return RawRecord(item)
-    return None
-
-
 def _org_setting(value: Any, source: str) -> bool | None:
     if value is None:
         return None
@@ -196,18 +233,23 @@ def _org_setting(value: Any, source: str) -> bool | None:
         if len(value) != 1:
             raise InputError(f"{source}: transport_config", "expected one object")
         value = value[0]
-    record = _as_record(value)
-    if record is None:
+    if not isinstance(value, Mapping):
         raise InputError(f"{source}: transport_config", "is not a JSON object")
-    if not record.has("setting"):
+    setting: Any = UNSET
+    for key, item in value.items():  # any case; annotation keys never match
+        if key.lower() == _SETTING_KEY:
+            setting = item
+    if setting is UNSET:
         return None
-    setting = record.get("setting")
     if setting is None or isinstance(setting, bool):
         # The organisation value is a plain boolean; null there means it could not be judged.
         return setting
     raise InputError(
         f"{source}: transport_config.{SETTING}", f"must be true or false, got {setting!r}"
     )
+
+
+_SETTING_KEY = SETTING.lower()
 
 
 def _errors(value: Any, source: str) -> tuple[CollectionError, ...]:
@@ -218,8 +260,6 @@ def _errors(value: Any, source: str) -> tuple[CollectionError, ...]:
     for index, item in enumerate(items):
         if isinstance(item, Mapping):
             src, msg = item.get("source"), item.get("message")
-        elif isinstance(item, RawRecord):
-            src, msg = None, None
         else:
             src, msg = None, item
         if not isinstance(msg, str):
@@ -228,33 +268,32 @@ def _errors(value: Any, source: str) -> tuple[CollectionError, ...]:
     return tuple(out)
 
 
-_NOT_TEXT = frozenset({"setting", "addresses"})
+def _first(cas: object, directory: object) -> str | None:
+    """The CAS record's value when it is a non-blank string, else the directory record's.
 
-
-def _text(record: RawRecord, slot: str, where: str) -> str | None:
-    value = record.values.get(slot)
-    if value is None:
-        return None
-    if type(value) is str:
-        value = value.strip()
-        return value or None
-    if isinstance(value, (Mapping, RawRecord)):  # e.g. an Identity serialised as an object
-        return None
-    raise InputError(where, f"{slot} must be a string, got {type(value).__name__}")
-
-
-def _addresses(record: RawRecord, where: str) -> list[str]:
-    value = record.get("addresses")
-    if value is None:
-        return []
-    items = value if isinstance(value, list) else [value]
-    if not all(isinstance(item, str) for item in items):
-        raise InputError(where, "EmailAddresses must be strings")
-    return items
+    Values are already checked (decoded typed, or by `raw_record`): anything but a string
+    (None, UNSET, an object) is no value.
+    """
+    if type(cas) is str:
+        cas = cas.strip()
+        if cas:
+            # An equal value from the directory record is kept instead: that record is read
+            # with the mailbox built from it, while the CAS listing is read first, whole. So
+            # the CAS records die entirely and their memory can be given back (or reused for
+            # the findings) rather than staying pinned by a few strings per mailbox.
+            return directory if type(directory) is str and directory == cas else cas
+    if type(directory) is str:
+        directory = directory.strip()
+        if directory:
+            return directory
+    return None
 
 
 def _lower(value: str) -> str:
-    return value if value.islower() else value.lower()
+    """`value` lower-cased, the same object when it already is (str.islower is slow: it asks
+    the Unicode tables about every character, where lower() has an ASCII fast path)."""
+    lowered = value.lower()
+    return value if lowered == value else lowered
 
 
 def _share(value: str | None, *others: str | None) -> str | None:
@@ -267,6 +306,25 @@ def _share(value: str | None, *others: str | None) -> str | None:
     return value
 
 
+_SPELLING_SAMPLE = 1 << 16  # characters of a listing's first run checked for other spellings
+_QUOTED = tuple((f'"{name}"', f'"{name.lower()}"') for name in _NAMES.values())
+
+
+def _canonical_names(text: str) -> bool:
+    """Whether every property name of `text` that the auditor reads is spelt as Exchange
+    spells it (a quoted name equal to one in another case counts against it, which a value
+    equal to a property name in lower case can only make safer)."""
+    lowered = text.lower()
+    return all(text.count(exact) == lowered.count(lower) for exact, lower in _QUOTED)
+
+
+def _ids(record: RawRecord) -> tuple[str | None, str | None]:
+    """(Guid, directory id) of a record, stripped and lower-cased: the join keys."""
+    guid = _first(record.guid, None)
+    edoid = _first(record.edoid, None)
+    return (_lower(guid) if guid else None, _lower(edoid) if edoid else None)
+
+
 def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, where: str) -> Mailbox:
     """Merge a Get-CASMailbox record with its Get-Mailbox record (either may be missing).
 
@@ -274,79 +332,92 @@ def mailbox_from_records(cas: RawRecord | None, directory: RawRecord | None, whe
     (`smtp:`/`SMTP:`), lower-cased and without their prefix; X500, SIP and other proxies are
     not identities the allowlist matches.
     """
-    first = [r for r in (cas, directory) if r is not None]
-    # The text properties of both records, the CAS record's winning (it is applied last).
-    text: dict[str, str] = {}
-    for record in reversed(first):
-        for slot, value in record.values.items():
-            if type(value) is str:
-                value = value.strip()
-                if value:
-                    text[slot] = value
-            elif slot not in _NOT_TEXT:
-                _text(record, slot, where)  # None, an object (ignored), or an error
-    pick = text.get
-
-    setting: bool | None = None
-    present = cas is not None and cas.has("setting")
-    if present and cas is not None:
-        raw = cas.get("setting")
-        if raw is not None and not isinstance(raw, bool):
-            raise InputError(where, f"{SETTING} must be true, false or null, got {raw!r}")
-        setting = raw
-    guid = pick("guid")
-    edoid = pick("edoid")
-    psmtp = pick("psmtp")
-    upn = _share(pick("upn"), psmtp)
-    name = pick("name")
-    alias = _share(pick("alias"), name)
-    identity = _share(pick("identity"), name, alias)
-    sam = _share(pick("sam"), name, alias)
-    rtd = pick("rtd")
-    lowered = {
-        field: _lower(value)
-        for field, value in (
-            ("guid", guid),
-            ("edoid", edoid),
-            ("psmtp", psmtp),
-            ("upn", upn),
-            ("identity", identity),
-            ("name", name),
-            ("alias", alias),
-            ("sam", sam),
-        )
+    # Run once per mailbox, a million times in a large tenant: written out flat on purpose.
+    c = _EMPTY if cas is None else cas
+    d = _EMPTY if directory is None else directory
+    raw = c.setting
+    present = raw is not UNSET
+    if present and raw is not None and type(raw) is not bool:
+        raise InputError(where, f"{SETTING} must be true, false or null, got {raw!r}")
+    setting: bool | None = raw if present else None  # type: ignore[assignment]
+    first = _first
+    guid = first(c.guid, d.guid)
+    edoid = first(c.edoid, d.edoid)
+    psmtp = first(c.psmtp, d.psmtp)
+    upn = first(c.upn, d.upn)
+    name = first(c.name, d.name)
+    alias = first(c.alias, d.alias)
+    identity = first(c.identity, d.identity)
+    sam = first(c.sam, d.sam)
+    rtd = first(c.rtd, d.rtd)
+    # One object for equal strings (saves memory at scale).
+    if upn is not None and upn == psmtp:
+        upn = psmtp
+    if alias is not None and alias == name:
+        alias = name
+    if identity is not None:
+        if identity == name:
+            identity = name
+        elif identity == alias:
+            identity = alias
+    if sam is not None:
+        if sam == name:
+            sam = name
+        elif sam == alias:
+            sam = alias
+    # Lower-cased identifiers, most stable first (the first is the mailbox's key); a string
+    # already in lower case is kept as is, so the key and the value share one object.
+    keys = [
+        value if (lowered := value.lower()) == value else lowered
+        for value in (guid, edoid, psmtp, upn, identity, name, alias, sam)
         if value is not None
-    }
-    if not lowered:
+    ]
+    if not keys:
         raise InputError(where, "mailbox record has no identifier (Guid, address, name...)")
-    primary = lowered.get("psmtp")
-    keys = list(lowered.values())
-    smtp: list[str] = []
-    for record in first:
-        for address in _addresses(record, where):
-            prefix, _, rest = address.partition(":")
-            if rest and prefix.lower() == "smtp":
-                smtp_key = _share(_lower(rest), primary) or rest
-                smtp.append(smtp_key)
-                keys.append(smtp_key)
-        if smtp:
-            break
+    addresses: tuple[str, ...] = ()
+    value = c.addresses
+    if value is UNSET or value is None or not (found := _smtp(value, psmtp)):
+        value = d.addresses
+        found = [] if value is UNSET or value is None else _smtp(value, psmtp)
+    if found:
+        addresses = tuple(dict.fromkeys(found))
+        keys += addresses
     return Mailbox(
-        guid=guid,
-        external_directory_object_id=edoid,
-        primary_smtp_address=psmtp,
-        user_principal_name=upn,
-        alias=alias,
-        name=name,
-        identity=identity,
-        sam_account_name=sam,
-        recipient_type_details=sys.intern(rtd) if rtd else None,
-        email_addresses=tuple(dict.fromkeys(smtp)),
-        setting=setting,
-        setting_present=present,
-        match_keys=tuple(dict.fromkeys(keys)),
-        key=next(iter(lowered.values())),
+        guid,
+        edoid,
+        psmtp,
+        upn,
+        alias,
+        name,
+        identity,
+        sam,
+        sys.intern(rtd) if rtd else None,
+        addresses,
+        setting,
+        present,
+        tuple(dict.fromkeys(keys)),
+        keys[0],
     )
+
+
+def _smtp(value: str | list[str], psmtp: str | None) -> list[str]:
+    """The SMTP proxy addresses of EmailAddresses, lower-cased, without their prefix; the
+    primary address's own string object where it is one of them."""
+    primary = None if psmtp is None else _lower(psmtp)
+    out: list[str] = []
+    for address in [value] if type(value) is str else value:
+        if address.startswith(_SMTP_PREFIXES) or (
+            address[4:5] == ":" and address[:4].lower() == "smtp"
+        ):
+            key = address[5:]
+            if not key:
+                continue
+            key = key.lower()
+            out.append(primary if primary is not None and key == primary else key)
+    return out
+
+
+_SMTP_PREFIXES = ("SMTP:", "smtp:")
 
 
 class _Joiner:
@@ -356,6 +427,10 @@ class _Joiner:
 
     A Get-Mailbox record without a CAS record is kept as a mailbox whose setting is unknown:
     a mailbox missing from the CAS listing must show up, not vanish.
+
+    Unpaired CAS records are indexed by Guid as they arrive; their directory-id index is built
+    only when a Get-Mailbox record is not found by Guid (Exchange gives both listings Guids, so
+    that index, a million entries at a million mailboxes, is normally never built).
     """
 
     def __init__(self, source: str) -> None:
@@ -363,66 +438,117 @@ class _Joiner:
         self.cas: list[Mailbox | RawRecord] = []
         self.directory: dict[int, RawRecord] = {}
         # Unpaired records by lower-cased Guid / directory id -> position.
-        self.index: dict[str, dict[str, int]] = {
-            "cas_guid": {},
-            "cas_edoid": {},
-            "dir_guid": {},
-            "dir_edoid": {},
-        }
+        self.cas_guid: dict[str, int] = {}
+        self.cas_edoid: dict[str, int] | None = None  # built on first need
+        self.dir_guid: dict[str, int] = {}
+        self.dir_edoid: dict[str, int] = {}
+        # Listings whose first run was checked for names spelt in another case ("tolerant":
+        # it has some, and the whole listing is read record by record).
+        self.spelling: dict[str, bool] = {}
 
-    def _ids(self, record: RawRecord, where: str) -> tuple[str | None, str | None]:
-        if record.ids is None:
-            guid = _text(record, "guid", where)
-            edoid = _text(record, "edoid", where)
-            record.ids = (_lower(guid) if guid else None, _lower(edoid) if edoid else None)
-        return record.ids
+    def _cas_edoid(self) -> dict[str, int]:
+        if self.cas_edoid is None:
+            index: dict[str, int] = {}
+            for position, item in enumerate(self.cas):
+                if type(item) is RawRecord:
+                    edoid = _ids(item)[1]
+                    if edoid:
+                        index.setdefault(edoid, position)
+            self.cas_edoid = index
+        return self.cas_edoid
 
-    def _take(self, side: str, guid: str | None, edoid: str | None) -> int | None:
-        found = self.index[f"{side}_guid"].pop(guid, None) if guid else None
-        if found is None and edoid:
-            found = self.index[f"{side}_edoid"].pop(edoid, None)
-        return found
-
-    def _forget(self, side: str, record: RawRecord, where: str) -> None:
-        guid, edoid = self._ids(record, where)
+    def _forget_cas(self, record: RawRecord) -> None:
+        guid, edoid = _ids(record)
         if guid:
-            self.index[f"{side}_guid"].pop(guid, None)
-        if edoid:
-            self.index[f"{side}_edoid"].pop(edoid, None)
+            self.cas_guid.pop(guid, None)
+        if edoid and self.cas_edoid is not None:
+            self.cas_edoid.pop(edoid, None)
 
-    def _remember(self, side: str, guid: str | None, edoid: str | None, position: int) -> None:
+    def _forget_dir(self, record: RawRecord) -> None:
+        guid, edoid = _ids(record)
         if guid:
-            self.index[f"{side}_guid"].setdefault(guid, position)
+            self.dir_guid.pop(guid, None)
         if edoid:
-            self.index[f"{side}_edoid"].setdefault(edoid, position)
+            self.dir_edoid.pop(edoid, None)
 
     def add(self, member: str, index: int, item: Any) -> None:
+        """One element of a listing, as parsed (a mapping, checked by `raw_record`)."""
         where = f"{self.source}: {member}[{index}]"
-        record = _as_record(item)
-        if record is None:
+        if not isinstance(item, Mapping):
             raise InputError(where, "is not a JSON object")
-        guid, edoid = self._ids(record, where)
+        self.add_record(member, index, raw_record(item, where))
+
+    def add_run(self, member: str, index: int, text: str) -> int | None:
+        """Elements `index`... of a listing as JSON text (`{...},{...}`), decoded in one typed
+        call. Returns how many; -1 when the text is not well-formed; None when it must be read
+        element by element by the tolerant path: a value has an unexpected type, or a record
+        lacks the properties Exchange always writes (its Guid, and the setting in the CAS
+        listing).
+
+        The typed decode knows the names as Exchange spells them and skips any other key, so a
+        listing written with names in another case (a camelCase exporter) must not be read
+        typed: its first run is checked for such spellings, and if it has any the whole
+        listing is read by the tolerant path. A file is written by one exporter, so one run
+        tells; a later record spelt differently is caught only if it lacks its Guid (or, in
+        the CAS listing, its setting).
+        """
+        canonical = self.spelling.get(member)
+        if canonical is None:
+            canonical = self.spelling[member] = _canonical_names(text[:_SPELLING_SAMPLE])
+        if not canonical:
+            return None
+        try:
+            records = _DECODER.decode("".join(("[", text, "]")))
+        except msgspec.ValidationError:
+            return None
+        except msgspec.DecodeError:
+            return -1
+        cas = member == "cas_mailboxes"
+        for record in records:
+            if record.guid is UNSET or (cas and record.setting is UNSET):
+                return None
+        add = self.add_record
+        for offset, record in enumerate(records):
+            add(member, index + offset, record)
+        return len(records)
+
+    def add_record(self, member: str, index: int, record: RawRecord) -> None:
+        guid, edoid = _ids(record)
         if member == "cas_mailboxes":
             position = len(self.cas)
-            partner_at = self._take("dir", guid, edoid)
+            partner_at = self.dir_guid.pop(guid, None) if guid else None
+            if partner_at is None and edoid:
+                partner_at = self.dir_edoid.pop(edoid, None)
             if partner_at is not None:
                 partner = self.directory.pop(partner_at)
-                self._forget("dir", partner, where)
+                self._forget_dir(partner)
+                where = f"{self.source}: {member}[{index}]"
                 self.cas.append(mailbox_from_records(record, partner, where))
             else:
                 self.cas.append(record)
-                self._remember("cas", guid, edoid, position)
+                if guid:
+                    self.cas_guid.setdefault(guid, position)
+                if edoid and self.cas_edoid is not None:
+                    self.cas_edoid.setdefault(edoid, position)
+            return
+        partner_at = self.cas_guid.pop(guid, None) if guid else None
+        by_guid = partner_at is not None
+        if partner_at is None and edoid:
+            partner_at = self._cas_edoid().pop(edoid, None)
+        if partner_at is not None:
+            partner_record = self.cas[partner_at]
+            assert type(partner_record) is RawRecord
+            if not by_guid or self.cas_edoid is not None:  # else its one index entry is gone
+                self._forget_cas(partner_record)
+            self.cas[partner_at] = mailbox_from_records(
+                partner_record, record, self._cas_where(partner_at)
+            )
         else:
-            partner_at = self._take("cas", guid, edoid)
-            if partner_at is not None:
-                partner_record = self.cas[partner_at]
-                assert isinstance(partner_record, RawRecord)
-                cas_where = self._cas_where(partner_at)
-                self._forget("cas", partner_record, cas_where)
-                self.cas[partner_at] = mailbox_from_records(partner_record, record, cas_where)
-            else:
-                self.directory[index] = record
-                self._remember("dir", guid, edoid, index)
+            self.directory[index] = record
+            if guid:
+                self.dir_guid.setdefault(guid, index)
+            if edoid:
+                self.dir_edoid.setdefault(edoid, index)
 
     def _cas_where(self, position: int) -> str:
         return f"{self.source}: cas_mailboxes[{position}]"
@@ -430,21 +556,23 @@ class _Joiner:
     def finish(self) -> tuple[Mailbox, ...]:
         mailboxes: list[Mailbox] = []
         seen: set[str] = set()
-        for position, item in enumerate(self.cas):
-            if isinstance(item, RawRecord):
+        cas, self.cas = self.cas, []
+        for position, item in enumerate(cas):
+            if type(item) is RawRecord:
                 item = mailbox_from_records(item, None, self._cas_where(position))
+            assert type(item) is Mailbox
             if item.key in seen:
                 raise InputError(
                     self._cas_where(position), f"duplicate mailbox {item.key!r} in cas_mailboxes"
                 )
             seen.add(item.key)
             mailboxes.append(item)
+        del cas
         for index, record in sorted(self.directory.items()):
             mailbox = mailbox_from_records(None, record, f"{self.source}: mailboxes[{index}]")
             if mailbox.key not in seen:
                 seen.add(mailbox.key)
                 mailboxes.append(mailbox)
-        self.cas = []
         self.directory = {}
         return tuple(mailboxes)
 

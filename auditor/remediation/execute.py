@@ -45,7 +45,7 @@ from auditor.core.errors import AuditorError, InputError, Refused, StoreError
 from auditor.core.model import Allowlist, Effective, Setting, Status
 from auditor.core.policy import effective_state, evaluate
 from auditor.core.proposals import Record, Result, Role, State, TargetRecord
-from auditor.core.snapshot import RawRecord, build_snapshot, mailbox_from_records
+from auditor.core.snapshot import build_snapshot, mailbox_from_records, raw_record
 from auditor.remediation.guard import check_invariants, named_now, verify_approval
 from auditor.remediation.plan import org_blockers
 from auditor.remediation.verify import Check, Verifier
@@ -90,7 +90,8 @@ def _keys(record: Mapping[str, Any], target: TargetRecord) -> set[str]:
     """Every identity the allowlist may use for this mailbox: those of the fresh read (the
     same rules as the audit's) plus the planned UPN and address (a CAS read has no UPN)."""
     try:
-        mailbox = mailbox_from_records(RawRecord(record), None, f"re-read of {target.target.key}")
+        where = f"re-read of {target.target.key}"
+        mailbox = mailbox_from_records(raw_record(record, where), None, where)
         keys = set(mailbox.match_keys)
     except InputError:  # a read without any identifier: only what the plan knew
         keys = set()

@@ -167,3 +167,41 @@ def test_identity_serialised_as_an_object_is_ignored_not_fatal() -> None:
     mailbox = snap.mailboxes[0]
     assert mailbox.identity is None and mailbox.name == "user1"
     assert (mailbox.setting, mailbox.setting_present) == (False, True)
+
+
+def test_typed_runs_and_tolerant_path_read_the_same(tmp_path: Path) -> None:
+    # Long listings are decoded a run of records at a time (typed); a run holding a record
+    # the typed decode cannot take (names in another case, no Guid, a number where a string
+    # belongs) is read record by record instead. Both must give the very same mailboxes.
+    cas_records = [cas(n, [True, False, None][n % 3]) for n in range(5000)]
+    directory = [mbx(n, ["UserMailbox", "SharedMailbox"][n % 2]) for n in range(5000)]
+    for n in range(0, 5000, 97):
+        cas_records[n]["Identity"] = {"Name": f"user{n}", "DistinguishedName": f"CN=user{n}"}
+    directory[3]["userprincipalname"] = directory[3].pop("UserPrincipalName")  # a first run
+    for n in range(5, 5000, 733):
+        del directory[n]["Guid"]  # joined on the directory id
+    directory[7]["EmailAddresses"] = "SMTP:single7@contoso.com"  # one string, not a list
+    doc = document(org=False, cas_records=cas_records, mailboxes=directory)
+    compact = json.dumps(doc, separators=(",", ":")).encode()
+    streamed = parse_snapshot(compact, source="s.json")
+    assert streamed.mailboxes == build_snapshot(doc).mailboxes  # record by record, in memory
+    assert streamed.mailboxes is not None and len(streamed.mailboxes) == 5000
+    by_guid = {m.guid: m for m in streamed.mailboxes}
+    third = by_guid["00000000-0000-4000-8000-000000000003"]
+    assert third.user_principal_name == "u3@contoso.onmicrosoft.com"
+    assert "u3@contoso.onmicrosoft.com" in third.match_keys
+    assert by_guid["00000000-0000-4000-8000-000000000097"].identity is None
+    assert by_guid["00000000-0000-4000-8000-000000000005"].recipient_type_details == "SharedMailbox"
+    assert by_guid["00000000-0000-4000-8000-000000000007"].email_addresses == (
+        "single7@contoso.com",
+    )
+    camel = [{k[0].lower() + k[1:]: v for k, v in record.items()} for record in cas_records]
+    camel_doc = document(org=False, cas_records=camel, mailboxes=directory)
+    camel_read = parse_snapshot(json.dumps(camel_doc).encode(), source="s.json")
+    assert camel_read.mailboxes == streamed.mailboxes
+    bad = json.loads(compact)
+    bad["mailboxes"][4321]["Alias"] = 12
+    with pytest.raises(InputError) as info:
+        parse_snapshot(json.dumps(bad, separators=(",", ":")).encode(), source="s.json")
+    assert info.value.where.endswith("mailboxes[4321]")
+    assert "alias must be a string" in info.value.detail
