@@ -89,6 +89,10 @@ def azurite(
                         time.sleep(0.2)
                 yield azurite_connection_string(port)
             finally:
+                if location is not None:
+                    # Azurite's store autosaves every 5 s and is not reliably written out on
+                    # SIGTERM (observed: a demo's tables lost): let one autosave pass first.
+                    time.sleep(6)
                 process.terminate()
                 try:
                     # A kept store is written out on exit: give it time (a kill would lose it).

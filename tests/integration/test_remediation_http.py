@@ -27,6 +27,20 @@ JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
+def post_approval(
+    app: App, proposal_id: str, token: str | None, plan_hash: str, **extra: Any
+) -> Any:
+    """POST the JSON approval of `plan_hash` (the one approve call of these tests)."""
+    return app.call(
+        "remediation_approve",
+        proposal_id,
+        method="POST",
+        token=token,
+        body=approve_json(plan_hash, **extra),
+        headers=JSON,
+    )
+
+
 def test_every_remediation_function_is_indexed(app_functions: dict[str, Any]) -> None:
     for name in (
         "remediation_page",
@@ -109,28 +123,14 @@ def test_approve_inline_then_replay_is_refused(azurite: str, app_functions: dict
     with approval_app(azurite, app_functions, True, {"a": False, "b": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
         token = app.issuer.token()
-        response, queued = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=token,
-            body=approve_json(proposal.plan_hash),
-            headers=JSON,
-        )
+        response, queued = post_approval(app, proposal.id, token, proposal.plan_hash)
         assert response.status_code == 200, response.get_body()
         assert queued is None
         document = body(response)
         assert document["state"] == "applied"
         assert document["approved_by"]["name"] == "Ada Approver"
         assert app.env.setting("a") is None
-        replay, _ = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=token,
-            body=approve_json(proposal.plan_hash),
-            headers=JSON,
-        )
+        replay, _ = post_approval(app, proposal.id, token, proposal.plan_hash)
         assert replay.status_code == 409
         assert body(replay)["error"] == "already_used"
         status, _ = app.call("remediation_status", proposal.id, token=token, suffix="/status")
@@ -148,14 +148,7 @@ def test_large_plans_are_queued_and_the_queue_function_executes_once(
         azurite, app_functions, True, {"a": False, "b": False}, inline_limit=1
     ) as app:
         proposal = app.env.proposals()["mailboxes"]
-        response, queued = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=app.issuer.token(),
-            body=approve_json(proposal.plan_hash),
-            headers=JSON,
-        )
+        response, queued = post_approval(app, proposal.id, app.issuer.token(), proposal.plan_hash)
         assert response.status_code == 202
         assert response.headers["Location"].endswith(f"/api/remediations/{proposal.id}/status")
         assert queued is not None and json.loads(queued) == {"id": proposal.id}
@@ -179,14 +172,7 @@ def test_concurrent_approvals_apply_once(azurite: str, app_functions: dict[str, 
 
         def approve() -> None:
             barrier.wait(timeout=10)
-            response, _ = app.call(
-                "remediation_approve",
-                proposal.id,
-                method="POST",
-                token=token,
-                body=approve_json(proposal.plan_hash),
-                headers=JSON,
-            )
+            response, _ = post_approval(app, proposal.id, token, proposal.plan_hash)
             statuses.append(response.status_code)
 
         threads = [threading.Thread(target=approve) for _ in range(5)]
@@ -201,14 +187,7 @@ def test_concurrent_approvals_apply_once(azurite: str, app_functions: dict[str, 
 def test_tampered_plan_hash_is_refused(azurite: str, app_functions: dict[str, Any]) -> None:
     with approval_app(azurite, app_functions, True, {"a": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
-        response, _ = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=app.issuer.token(),
-            body=approve_json("f" * 64),
-            headers=JSON,
-        )
+        response, _ = post_approval(app, proposal.id, app.issuer.token(), "f" * 64)
         assert response.status_code == 412
         assert body(response)["error"] == "plan_changed"
         assert app.env.store.get(proposal.id).state is State.PROPOSED
@@ -218,13 +197,8 @@ def test_subset_approval(azurite: str, app_functions: dict[str, Any]) -> None:
     with approval_app(azurite, app_functions, True, {"a": False, "b": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
         first = proposal.targets[0]
-        response, _ = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=app.issuer.token(),
-            body=approve_json(proposal.plan_hash, targets=[first.key]),
-            headers=JSON,
+        response, _ = post_approval(
+            app, proposal.id, app.issuer.token(), proposal.plan_hash, targets=[first.key]
         )
         assert response.status_code == 200, response.get_body()
         results = {t["key"]: t["result"] for t in body(response)["targets"]}
@@ -235,13 +209,8 @@ def test_subset_approval(azurite: str, app_functions: dict[str, Any]) -> None:
 def test_dry_run_changes_nothing(azurite: str, app_functions: dict[str, Any]) -> None:
     with approval_app(azurite, app_functions, True, {"a": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
-        response, queued = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=app.issuer.token(),
-            body=approve_json(proposal.plan_hash, dry_run=True),
-            headers=JSON,
+        response, queued = post_approval(
+            app, proposal.id, app.issuer.token(), proposal.plan_hash, dry_run=True
         )
         assert response.status_code == 200 and queued is None
         assert body(response)["targets"][0]["action"] == "apply"
@@ -296,14 +265,7 @@ def test_reject(azurite: str, app_functions: dict[str, Any]) -> None:
         )
         assert response.status_code == 200
         assert body(response)["state"] == "rejected"
-        again, _ = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=token,
-            body=approve_json(proposal.plan_hash),
-            headers=JSON,
-        )
+        again, _ = post_approval(app, proposal.id, token, proposal.plan_hash)
         assert again.status_code == 410
         assert app.env.setting("a") is False
 
@@ -361,14 +323,7 @@ def test_expired_proposal_is_gone(azurite: str, app_functions: dict[str, Any]) -
     with approval_app(azurite, app_functions, True, {"a": False}) as app:
         proposal = app.env.proposals()["mailboxes"]
         app.env.clock[0] = proposal.expires_at + timedelta(seconds=1)
-        response, _ = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=app.issuer.token(),
-            body=approve_json(proposal.plan_hash),
-            headers=JSON,
-        )
+        response, _ = post_approval(app, proposal.id, app.issuer.token(), proposal.plan_hash)
         assert response.status_code == 410
         assert body(response)["error"] == "expired"
         assert app.env.setting("a") is False
@@ -389,14 +344,7 @@ def test_security_headers_on_every_response(azurite: str, app_functions: dict[st
                 token=token,
                 headers={"Accept": "text/html"},
             )[0],
-            app.call(
-                "remediation_approve",
-                proposal.id,
-                method="POST",
-                token=token,
-                body=approve_json(proposal.plan_hash, dry_run=True),
-                headers=JSON,
-            )[0],
+            post_approval(app, proposal.id, token, proposal.plan_hash, dry_run=True)[0],
         ]
         for response in responses:
             assert response.headers["Cache-Control"] == "no-store"
@@ -469,14 +417,7 @@ def test_superseded_and_stale_proposals_say_so_and_cannot_be_approved(
         assert old.state is State.SUPERSEDED and old.superseded_by == second.id
         page = app.call("remediation_page", first.id, token=token)[0].get_body().decode()
         assert "superseded" in page and second.id in page and "id='approve'" not in page
-        response, _ = app.call(
-            "remediation_approve",
-            first.id,
-            method="POST",
-            token=token,
-            body=approve_json(first.plan_hash),
-            headers=JSON,
-        )
+        response, _ = post_approval(app, first.id, token, first.plan_hash)
         assert response.status_code == 410 and body(response)["error"] == "superseded"
         # A night later nothing is left to propose: the open proposal is stale.
         app.env.store.sync([], run_id="run-3", now=app.env.now())
@@ -496,13 +437,13 @@ def test_dry_run_uses_the_same_subset_rules_as_approval(
         pins = [t.key for t in proposal.targets if t.role.value == "pin"]
 
         def dry(targets: list[str]) -> Any:
-            return app.call(
-                "remediation_approve",
+            return post_approval(
+                app,
                 proposal.id,
-                method="POST",
-                token=app.issuer.token(),
-                body=approve_json(proposal.plan_hash, dry_run=True, targets=targets),
-                headers=JSON,
+                app.issuer.token(),
+                proposal.plan_hash,
+                dry_run=True,
+                targets=targets,
             )[0]
 
         # The organisation without every pin: refused by the dry run as by the approval.
@@ -589,14 +530,7 @@ def test_the_nightly_timer_sweeps_an_approval_whose_queue_message_was_lost(
 
     with approval_app(azurite, app_functions, True, {"a": False}, inline_limit=0) as app:
         proposal = app.env.proposals()["mailboxes"]
-        response, queued = app.call(
-            "remediation_approve",
-            proposal.id,
-            method="POST",
-            token=app.issuer.token(),
-            body=approve_json(proposal.plan_hash),
-            headers=JSON,
-        )
+        response, queued = post_approval(app, proposal.id, app.issuer.token(), proposal.plan_hash)
         assert response.status_code == 202 and queued is not None  # ... and then lost
         _sweep_remediations()
         assert app.env.store.get(proposal.id).state is State.APPROVED  # not yet: in the queue
