@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from auditor.core.model import Setting
-from auditor.core.proposals import Record, Result, Role, State
+from auditor.core.proposals import Record, Result, Role, State, will_break
 from auditor.reports.html import render_page
 
 __all__ = ["confirmation_page", "status_page", "message_page", "dry_run_page"]
@@ -106,9 +106,11 @@ def confirmation_page(
     ]
     headline, note, label = _kind_copy(record, has_org, len(rows), len(loses))
     closed = _closed(record, now)
+    breaking = [(b.display, b.reason) for b in will_break(t.target for t in record.targets)]
     return render_page(
         "confirmation.html.j2",
         record=record,
+        breaking=breaking,
         proposed=not closed,
         closed=closed,
         successor_url=successor_url,

@@ -1,0 +1,71 @@
+"""The confirmation page lists who will break before the changes (issue 15)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from auditor.core.proposals import Kind, Record, Result, Role, State, Target, TargetRecord
+from auditor.web.pages import confirmation_page
+
+NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+BREAKS = "will break: last used 2026-11-30 14:02 UTC, from 203.0.113.7 (Scanner)"
+
+
+def target(key: str, display: str, reason: str) -> TargetRecord:
+    return TargetRecord(
+        row=key,
+        target=Target(key, Role.REVOKE, display, False, True, 1, reason, guid=key),
+        selected=True,
+        result=Result.PENDING,
+    )
+
+
+def record() -> Record:
+    return Record(
+        id="rev-mai-1",
+        kind=Kind.REVOCATION,
+        scope="mailboxes",
+        tenant="contoso.onmicrosoft.com",
+        run_id="run-1",
+        created_at=NOW,
+        expires_at=NOW.replace(day=9),
+        title="Disable SMTP AUTH on 2 mailboxes",
+        plan_hash="ab" * 32,
+        state=State.PROPOSED,
+        etag="*",
+        targets=(
+            target("a", "quiet@contoso.com", "explicitly enabled, not allowlisted"),
+            target("b", "scanner@contoso.com", BREAKS),
+        ),
+    )
+
+
+def test_the_confirmation_page_lists_who_will_break_before_the_changes() -> None:
+    page = confirmation_page(
+        record(),
+        approve_url="/a",
+        reject_url="/r",
+        status_url="/s",
+        form_token="t",
+        approver="Ada",
+        now=NOW,
+    )
+    assert 'id="will-break"' in page
+    section = page.split('id="will-break"')[1].split("</ul>")[0]
+    assert "scanner@contoso.com" in section and "203.0.113.7" in section
+    assert "quiet@contoso.com" not in section
+    assert page.index('id="will-break"') < page.index('id="approve-form"')
+
+
+def test_no_break_section_without_usage() -> None:
+    plain = record()
+    quiet = Record(
+        **{
+            **{f: getattr(plain, f) for f in plain.__dataclass_fields__},
+            "targets": plain.targets[:1],
+        }
+    )
+    page = confirmation_page(
+        quiet, approve_url="/a", reject_url="/r", status_url="/s", form_token="t", approver="Ada"
+    )
+    assert 'id="will-break"' not in page
