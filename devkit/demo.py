@@ -41,6 +41,7 @@ from auditor.core.proposals import TERMINAL, Record
 from auditor.core.routes import remediation_url
 from auditor.reports.findings import render
 from auditor.reports.history import render_history, render_runs
+from auditor.reports.trend import trend
 from auditor.web import runtime as remediation_runtime
 from devkit import demo_usage
 from devkit.demo_identity import DemoIdentity
@@ -402,8 +403,10 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
             second.evaluation, print_proposals(settings, second.proposals), store, changed_by_hand
         )
         (out / "usage-history.txt").write_text(history, encoding="utf-8")
+        chart = trend(store.runs(), upto=second.run_id)
         for fmt in ("html", "json", "csv"):
-            (out / f"findings.{fmt}").write_text(render(second.evaluation, fmt), encoding="utf-8")
+            page = render(second.evaluation, fmt, trend=chart)
+            (out / f"findings.{fmt}").write_text(page, encoding="utf-8")
         (out / "runs.txt").write_text(render_runs(store.runs(), "text"), encoding="utf-8")
         changes = sorted(second.mailbox_changes, key=lambda c: c.kind != "changed")
         if changes:  # the history of one mailbox that changed, as `history MAILBOX` shows it

@@ -19,6 +19,7 @@ from auditor.core.controls import all_controls, control
 from auditor.core.model import Effective, Evaluation, Finding, Mailbox, Setting, Status
 from auditor.core.usage import readiness_text
 from auditor.reports.html import render_page
+from auditor.reports.trend import Trend
 
 __all__ = [
     "FORMATS",
@@ -479,7 +480,9 @@ def _row(f: Finding, org_disabled: bool | None, *, fix: bool = False) -> list[st
     return row
 
 
-def render_html(evaluation: Evaluation) -> str:
+def render_html(evaluation: Evaluation, *, trend: Trend | None = None) -> str:
+    """The findings report; with `trend` (reports.trend, from the runs table) the run report
+    also charts enabled / fail / exempt / unknown across runs."""
     groups = group(evaluation)
     org = evaluation.org_disabled
     sections = [
@@ -517,6 +520,7 @@ def render_html(evaluation: Evaluation) -> str:
         "findings.html.j2",
         evaluation=evaluation,
         groups=groups,
+        trend=trend,
         verdict=_VERDICT[evaluation.exit_code()],
         exit_code=evaluation.exit_code(),
         org_text=_org_text(org),
@@ -543,8 +547,13 @@ RENDERERS: dict[str, Callable[[Evaluation], str]] = {
 }
 
 
-def render(evaluation: Evaluation, fmt: str, *, width: int = 100) -> str:
-    """`evaluation` in `fmt`; the text format fits lines to `width` columns."""
+def render(
+    evaluation: Evaluation, fmt: str, *, width: int = 100, trend: Trend | None = None
+) -> str:
+    """`evaluation` in `fmt`; the text format fits lines to `width` columns; the HTML report
+    carries `trend` when given."""
     if fmt == "text":
         return render_text(evaluation, width=width)
+    if fmt == "html":
+        return render_html(evaluation, trend=trend)
     return RENDERERS[fmt](evaluation)

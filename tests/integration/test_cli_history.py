@@ -95,6 +95,11 @@ def test_audit_runs_history_show_replay(
     assert [(f["id"], f["status"]) for f in shown["findings"]] == [
         (f["id"], f["status"]) for f in first["findings"]
     ]
+    # The HTML run report charts the runs up to the one shown: both for the newest, none
+    # (one run is no trend) for the oldest.
+    page = out(capsys, "show", "latest", "--format", "html")[1]
+    assert "Trend over 2 runs" in page and page.count("<polyline") == 4
+    assert 'id="trend"' not in out(capsys, "show", oldest, "--format", "html")[1]
     code, _, err = out(capsys, "show", "20200101T000000000Z-abc")
     assert code == 2 and "no run" in err
 

@@ -10,9 +10,12 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from datetime import timedelta
+
 from auditor.core.records import RunRecord
 from auditor.reports.findings import render
 from auditor.reports.history import render_runs
+from auditor.reports.trend import trend
 from tests.support.browser import chromium, emulate, scripts, serve_pages
 from tests.support.report_fixtures import EVALUATED_AT, demo_evaluation
 
@@ -26,10 +29,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[webdriver.C
         status="complete",
         started_at=EVALUATED_AT,
         complete=True,
-        counts={"mailboxes": 2662, "fail": 2654},
+        counts={"mailboxes": 2662, "mailboxes_enabled": 2656, "fail": 2654, "exempt": 4},
     )
+    # Two weeks of nights: the organisation fixed on the eighth (enabled falls to the pins).
+    nights = [
+        RunRecord(
+            run_id=f"202611{12 + day:02d}T020000Z-abc",
+            tenant=run.tenant,
+            status="incomplete" if day == 3 else "complete",
+            started_at=EVALUATED_AT - timedelta(days=14 - day),
+            complete=day != 3,
+            counts={
+                "mailboxes_enabled": 2656 if day < 8 else 6,
+                "fail": 2654 if day < 8 else 2,
+                "exempt": 4,
+                "unknown": 1 if day == 3 else 0,
+            },
+        )
+        for day in range(14)
+    ]
     pages = {
-        "/findings.html": render(evaluation, "html"),
+        "/findings.html": render(evaluation, "html", trend=trend([*nights, run])),
         "/runs.html": render_runs([run], "html"),
     }
     with (
@@ -62,6 +82,22 @@ def test_root_cause_and_its_fix_are_above_the_fold(site: tuple[webdriver.Chrome,
     # Severity, rationale and fix of every control are on the page.
     controls = driver.find_element(By.ID, "controls").text
     assert "severity high" in controls and "cannot enforce MFA" in controls
+
+
+def test_trend_chart_sits_below_the_root_cause(site: tuple[webdriver.Chrome, str]) -> None:
+    driver, base = site
+    emulate(driver, width=390, height=844)
+    driver.get(f"{base}/findings.html")
+    chart = driver.find_element(By.CSS_SELECTOR, "#trend svg")
+    assert chart.is_displayed() and chart.size["width"] <= 390
+    assert chart.location["y"] > driver.find_element(By.ID, "root-cause").location["y"]
+    assert len(chart.find_elements(By.TAG_NAME, "polyline")) == 4
+    # 15 runs, one of them incomplete (a hollow dot); the figures are a table too.
+    assert "Trend over 15 runs" in driver.find_element(By.CSS_SELECTOR, "#trend h2").text
+    legend = driver.find_element(By.CSS_SELECTOR, "#trend figcaption").text
+    assert "enabled 2656" in legend and "fail 2654" in legend
+    rows = driver.execute_script("return document.querySelectorAll('#t-trend tbody tr').length")
+    assert rows == 15
 
 
 def test_search_filters_rows_and_opens_the_group(site: tuple[webdriver.Chrome, str]) -> None:

@@ -15,10 +15,12 @@ from typing import Any
 from auditor.app.audit import AuditIncomplete, RunSummary, audit_from_settings
 from auditor.app.preflight import check_exchange
 from auditor.app.settings import Settings
+from auditor.app.wiring import store_from_settings
 from auditor.cli.options import EXIT_UNKNOWN, add_output_options, width, write_output
 from auditor.cli.progress import progress, wanted
-from auditor.core.errors import CollectionFailed
+from auditor.core.errors import AuditorError, CollectionFailed
 from auditor.reports.findings import render
+from auditor.reports.trend import Trend, trend
 
 
 def register(sub: Any) -> None:
@@ -65,6 +67,17 @@ def describe(summary: RunSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _trend(settings: Settings, summary: RunSummary, fmt: str) -> Trend | None:
+    """The HTML report's chart across runs; a runs table that cannot be read only drops it."""
+    if fmt != "html":
+        return None
+    try:
+        return trend(store_from_settings(settings).runs(), upto=summary.run_id)
+    except AuditorError as exc:
+        print(f"warning: no trend chart: {exc}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     check_exchange(settings)
@@ -76,12 +89,15 @@ def run(args: argparse.Namespace) -> int:
         summary = exc.summary
         sys.stderr.write(describe(summary))
         if summary.evaluation is not None:
-            write_output(render(summary.evaluation, args.format, width=width(args)), args.out)
+            chart = _trend(settings, summary, args.format)
+            page = render(summary.evaluation, args.format, width=width(args), trend=chart)
+            write_output(page, args.out)
         return summary.exit_code or EXIT_UNKNOWN
     except CollectionFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
     sys.stderr.write(describe(summary))
     assert summary.evaluation is not None
-    write_output(render(summary.evaluation, args.format, width=width(args)), args.out)
+    chart = _trend(settings, summary, args.format)
+    write_output(render(summary.evaluation, args.format, width=width(args), trend=chart), args.out)
     return summary.exit_code

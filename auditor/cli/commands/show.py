@@ -13,6 +13,7 @@ from auditor.app.settings import Settings
 from auditor.app.wiring import store_from_settings
 from auditor.cli.options import add_output_options, width, write_output
 from auditor.reports.findings import render
+from auditor.reports.trend import trend
 
 
 def register(sub: Any) -> None:
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = store_from_settings(Settings.from_env())
-    _, evaluation = run_evaluation(store, args.run_id)
-    write_output(render(evaluation, args.format, width=width(args)), args.out)
+    record, evaluation = run_evaluation(store, args.run_id)
+    chart = trend(store.runs(), upto=record.run_id) if args.format == "html" else None
+    write_output(render(evaluation, args.format, width=width(args), trend=chart), args.out)
     return evaluation.exit_code()
