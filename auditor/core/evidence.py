@@ -332,16 +332,16 @@ class StreamedEvidence:
     ) -> None:
         self.evidence = evidence
         self.source = source
-        self._joiner = joiner
+        self.joiner = joiner  # its `spoilt` says why the join was not used
         self._document = document
         self.joined = False  # whether `snapshot()` came from the join (else: the evidence read)
 
     def snapshot(self) -> Snapshot:
         """The Snapshot of the evidence: the pages joined while they were read (its finish),
         or, when the join was spoilt, the stored evidence read again (`read_evidence`, which
-        raises InputError naming the record at fault). Once only."""
-        joiner, self._joiner = self._joiner, None
-        joined = joiner.snapshot(self._document) if joiner is not None else None
+        raises InputError naming the record at fault). Once only: the join hands its records
+        over."""
+        joined = self.joiner.snapshot(self._document) if self.joiner is not None else None
         if joined is not None:
             self.joined = True
             return joined
