@@ -43,7 +43,7 @@ from auditor.app.settings import Settings
 from auditor.app.usage import UsageCollector, gather_usage, save_usage
 from auditor.core.allowlist import LoadedAllowlist, load_allowlist
 from auditor.core.errors import AuditorError, CollectionFailed, ConfigError, InputError
-from auditor.core.evidence import encode_document, read_evidence
+from auditor.core.evidence import Compressed, StreamedEvidence, encode_document, read_evidence
 from auditor.core.history import FindingEvent, MailboxChange
 from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapshot
 from auditor.core.policy import evaluate
@@ -63,9 +63,10 @@ __all__ = [
 
 log = logging.getLogger("auditor.service")
 
-# `collect(now)`: the snapshot document, or the evidence bytes of one (`exchange.collect_evidence`,
-# which never holds the listings as dictionaries).
-Collector = Callable[[datetime], dict[str, Any] | bytes]
+# `collect(now)`: the snapshot document, the evidence bytes of one (`exchange.collect_evidence`,
+# which never holds the listings as dictionaries), or the evidence judged while paging
+# (`exchange.collect_streamed`, what the nightly audit uses: docs/architecture.md).
+Collector = Callable[[datetime], dict[str, Any] | bytes | StreamedEvidence]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,24 +130,31 @@ class AuditIncomplete(CollectionFailed):
 # -- the steps -------------------------------------------------------------------------------
 
 
-def _collect(collect: Collector, now: datetime) -> bytes:
+def _collect(collect: Collector, now: datetime) -> bytes | StreamedEvidence:
     """The evidence: the collected document serialised once; it is stored and judged as is."""
     collected = collect(now)
-    if isinstance(collected, bytes):
+    if isinstance(collected, bytes | StreamedEvidence):
         return collected
     return encode_document(collected)  # spends the document: each listing freed once encoded
 
 
 def _evaluate(
-    evidence: bytes,
+    evidence: bytes | StreamedEvidence,
     allowlist: LoadedAllowlist,
     now: datetime,
     expiring_days: int,
     usage: UsageEvidence | None = None,
 ) -> tuple[Snapshot, Evaluation]:
-    # Built from the very bytes that are stored, streamed: no raw records held besides them.
-    # One bad record is one unknown mailbox named in the errors, never a failed run.
-    snapshot = screen(read_evidence(evidence, source="Exchange collection"))
+    # Built from the very bytes that are stored: joined from each page's bytes while the reads
+    # paged (only the join's finish is left), or streamed from the evidence bytes; no raw
+    # records held besides them. One bad record is one unknown mailbox named in the errors,
+    # never a failed run.
+    if isinstance(evidence, StreamedEvidence):
+        joined = evidence.snapshot()
+    else:
+        joined = read_evidence(evidence, source="Exchange collection")
+    snapshot = screen(joined)
+    del joined
     evaluation = evaluate(
         snapshot,
         allowlist.allowlist,
@@ -163,7 +171,7 @@ def _record(
     handle: RunHandle,
     snapshot: Snapshot,
     evaluation: Evaluation,
-    evidence: bytes,
+    evidence: bytes | Compressed,
     allowlist: LoadedAllowlist,
     today: date,
     expiring_days: int,
@@ -307,7 +315,7 @@ def run_audit(
                 handle,
                 snapshot,
                 evaluation,
-                evidence,
+                evidence.evidence if isinstance(evidence, StreamedEvidence) else evidence,
                 allowlist,
                 now.date(),
                 expiring_days,

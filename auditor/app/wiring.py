@@ -22,13 +22,14 @@ from auditor.app.usage import incremental_usage
 from auditor.core.allowlist import load_allowlist
 from auditor.core.attribution import ChangeLog
 from auditor.core.errors import ConfigError
+from auditor.core.evidence import StreamedEvidence
 from auditor.core.model import Allowlist, Evaluation
 from auditor.core.ports import TokenProvider
 from auditor.core.proposals import PlannedProposals
 from auditor.core.usage import UsageEvidence
 from auditor.exchange.auditlog import read_changes
 from auditor.exchange.client import ExchangeClient, exchange_scope
-from auditor.exchange.collect import collect_evidence
+from auditor.exchange.collect import collect_streamed
 from auditor.exchange.transport import CONNECT_TIMEOUT, HTTP_TIMEOUT
 from auditor.graph.signins import SignInReader
 from auditor.identity.approver import ApproverAuth, JwksCache
@@ -86,16 +87,17 @@ def exchange_client(settings: Settings, http: httpx.Client) -> ExchangeClient:
 
 
 @contextmanager
-def exchange_collector(settings: Settings) -> Iterator[Callable[[datetime], bytes]]:
-    """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit."""
+def exchange_collector(settings: Settings) -> Iterator[Callable[[datetime], StreamedEvidence]]:
+    """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit.
+    It judges while paging (`collect_streamed`, docs/architecture.md "A nightly run")."""
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     tenant = settings.exo_tenant
     with httpx.Client(timeout=httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)) as http:
         client = exchange_client(settings, http)
 
-        def collect(now: datetime) -> bytes:
-            return collect_evidence(client, tenant=tenant, now=now, parallel=True)
+        def collect(now: datetime) -> StreamedEvidence:
+            return collect_streamed(client, tenant=tenant, now=now, parallel=True)
 
         yield collect
 

@@ -11,7 +11,9 @@ property is *unknown*, not null.
 from __future__ import annotations
 
 import io
+import json
 import sys
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ __all__ = [
     "parse_snapshot",
     "build_snapshot",
     "mailbox_from_records",
+    "PageJoiner",
 ]
 
 SCHEMA = "smtp-auth-snapshot/1"
@@ -478,7 +481,7 @@ class _Joiner:
             raise InputError(where, "is not a JSON object")
         self.add_record(member, index, raw_record(item, where))
 
-    def add_run(self, member: str, index: int, text: str) -> int | None:
+    def add_run(self, member: str, index: int, text: str | bytes) -> int | None:
         """Elements `index`... of a listing as JSON text (`{...},{...}`), decoded in one typed
         call. Returns how many; -1 when the text is not well-formed; None when it must be read
         element by element by the tolerant path: a value has an unexpected type, or a record
@@ -494,11 +497,20 @@ class _Joiner:
         """
         canonical = self.spelling.get(member)
         if canonical is None:
-            canonical = self.spelling[member] = _canonical_names(text[:_SPELLING_SAMPLE])
+            sample = (
+                text[: 4 * _SPELLING_SAMPLE].decode("utf-8", "ignore")
+                if isinstance(text, bytes)
+                else text
+            )
+            canonical = self.spelling[member] = _canonical_names(sample[:_SPELLING_SAMPLE])
         if not canonical:
             return None
         try:
-            records = _DECODER.decode("".join(("[", text, "]")))
+            records = _DECODER.decode(
+                b"".join((b"[", text, b"]"))
+                if isinstance(text, bytes)
+                else "".join(("[", text, "]"))
+            )
         except msgspec.ValidationError:
             return None
         except msgspec.DecodeError:
@@ -575,6 +587,74 @@ class _Joiner:
                 mailboxes.append(mailbox)
         self.directory = {}
         return tuple(mailboxes)
+
+
+class PageJoiner:
+    """The snapshot of a collection, joined page by page while the reads page (issue 17;
+    docs/architecture.md, "A nightly run").
+
+    `add_page(member, run, count)` takes one page of a listing as the very bytes stored in the
+    evidence (`{...},{...}`, as `evidence.ListingEncoder` encodes it), decoded typed by
+    `_Joiner.add_run` or, when it refuses the run, record by record (`_Joiner.add`) as a
+    snapshot file would be read. The CAS and mailbox reads run in threads of their own: each
+    page is joined under one lock, and each listing's record numbers (`cas_mailboxes[N]` in
+    errors) count on from its earlier pages.
+
+    The joined snapshot is only a faster way to the one that reading the stored evidence
+    gives. Whatever could make them differ spoils it (`spoil`: a read that failed after some
+    pages were joined, a record the joiner refuses), and `snapshot` then returns None: the
+    caller reads the stored evidence instead (`evidence.read_evidence`), which names the error.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._joiner: _Joiner | None = _Joiner(source)
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(_STREAMED, 0)
+        self.spoilt: str | None = None  # why the joined snapshot is not used
+
+    def add_page(self, member: str, run: bytes, count: int) -> None:
+        """Join `count` records of `member` (`run`: their JSON, comma-joined, no brackets)."""
+        with self._lock:
+            index = self._counts[member]
+            self._counts[member] = index + count
+            joiner = self._joiner
+            if joiner is None or not count:
+                return
+            try:
+                if joiner.add_run(member, index, run) != count:  # refused: the tolerant path
+                    for offset, item in enumerate(json.loads(b"".join((b"[", run, b"]")))):
+                        joiner.add(member, index + offset, item)
+            except (InputError, ValueError) as exc:
+                self._spoil(f"{member}[{index}...]: {exc}")
+
+    def spoil(self, why: str) -> None:
+        """Give up the joined records (e.g. `why` a read failed): `snapshot` will be None."""
+        with self._lock:
+            self._spoil(why)
+
+    def _spoil(self, why: str) -> None:
+        if self.spoilt is None:
+            self.spoilt = why
+        self._joiner = None
+
+    def snapshot(self, document: Mapping[str, Any]) -> Snapshot | None:
+        """The Snapshot of `document` (a `snapshot_document` whose listings are placeholders:
+        None for a read that failed, anything else for one that was joined), or None when the
+        join was spoilt. Once only: the joined records are handed over."""
+        with self._lock:
+            joiner, self._joiner = self._joiner, None
+        if joiner is None:
+            return None
+        copy = dict(document)
+        for member in _STREAMED:
+            if copy.get(member) is not None:
+                copy[member] = joiner
+        try:
+            return _validate(copy, joiner, self.source)
+        except InputError as exc:
+            self.spoilt = str(exc)
+            return None
 
 
 def snapshot_document(

@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from auditor.core.errors import CollectionFailed
-from auditor.core.evidence import ListingEncoder, encode_document
+from auditor.core.evidence import EvidenceStream, ListingEncoder, StreamedEvidence, encode_document
 from auditor.core.model import CollectionError
 from auditor.core.snapshot import snapshot_document
 from auditor.exchange.client import ExchangeClient
 
-__all__ = ["collect_evidence", "collect_snapshot"]
+__all__ = ["collect_evidence", "collect_snapshot", "collect_streamed", "EVIDENCE_SOURCE"]
+
+EVIDENCE_SOURCE = "Exchange collection"  # how errors name the collected evidence
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,53 @@ def collect_evidence(
     return encode_document(
         document, listings={member: listings[member] for member in read if read[member]}
     )
+
+
+def collect_streamed(
+    client: ExchangeClient,
+    *,
+    tenant: str,
+    now: datetime,
+    parallel: bool = True,
+    source: str = EVIDENCE_SOURCE,
+) -> StreamedEvidence:
+    """What the nightly audit collects (issue 17, docs/architecture.md "A nightly run"): the
+    evidence of `collect_evidence`, compressed as the pages arrive, and the snapshot joined
+    from those same page bytes while the reads page (`core.evidence.EvidenceStream`).
+
+    A read that fails leaves its member `null` and adds an `errors` entry naming the cmdlet;
+    its pages are dropped from the evidence, never stored as a shorter list.
+    """
+    stream = EvidenceStream(source)
+
+    def listing(read: Callable[..., Any], member: str) -> Callable[[], Any]:
+        def run() -> int:
+            try:
+                read(on_page=stream.sink(member))
+            except CollectionFailed:
+                stream.failed(member)
+                raise
+            return stream.count(member)
+
+        return run
+
+    results, errors = _read_sources(
+        {
+            "Get-TransportConfig": client.get_transport_config,
+            "Get-CASMailbox": listing(client.get_cas_mailboxes, "cas_mailboxes"),
+            "Get-Mailbox": listing(client.get_mailboxes, "mailboxes"),
+        },
+        parallel,
+    )
+    document = snapshot_document(
+        tenant=tenant,
+        collected_at=now,
+        transport_config=results["Get-TransportConfig"],
+        cas_mailboxes=None,  # written from the pages (or null: the read failed)
+        mailboxes=None,
+        errors=errors,
+    )
+    return stream.finish(document)
 
 
 def _read_sources(

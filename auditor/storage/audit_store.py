@@ -43,6 +43,7 @@ from typing import Any
 from azure.data.tables import TableServiceClient
 
 from auditor.core.errors import StoreError
+from auditor.core.evidence import Compressed
 from auditor.core.history import (
     BUCKETS,
     run_key,
@@ -193,7 +194,7 @@ class AuditStore(HistoryQuestions):
         *,
         snapshot: Snapshot,
         evaluation: Evaluation,
-        evidence: bytes,
+        evidence: bytes | Compressed,
         allowlist: bytes,
         allowlist_source: str,
         today: date,
@@ -361,7 +362,7 @@ class AuditStore(HistoryQuestions):
         *,
         errors: Iterable[CollectionError],
         durations: Mapping[str, float],
-        evidence: bytes | None = None,
+        evidence: bytes | Compressed | None = None,
     ) -> RunRecord:
         """Record a run whose collection failed outright: its errors, nothing else changes."""
         evidence_bytes = 0

@@ -3,16 +3,22 @@
 `evidence` table: PartitionKey run key, RowKey `<name>.NNNN`; each entity holds up to
 11 x 64 KiB of the zlib-compressed blob (`of` entities in all, `size` bytes uncompressed).
 Rows are keyed by the run, so writing them again (a replayed run) writes the same rows.
+
+A blob may be handed over already compressed (`core.evidence.Compressed`: the nightly audit
+compresses its evidence page by page while it reads, docs/architecture.md "A nightly run");
+it is stored as it is, in the same format, and read back the same way.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from auditor.core.errors import StoreError
+from auditor.core.evidence import Compressed
 from auditor.storage.limits import MAX_VALUE_BYTES
 from auditor.storage.packing import CHUNKS_PER_ENTITY, compress, pack, take, unpack
 from auditor.storage.tables import Table
@@ -31,15 +37,23 @@ class Blobs:
         self.table = table
         self.workers = workers
 
-    def write(self, rkey: str, blobs: Mapping[str, bytes]) -> int:
+    def write(self, rkey: str, blobs: Mapping[str, bytes | Compressed]) -> int:
         """Compressed blobs in entities of up to 11 x 64 KiB; returns compressed bytes.
 
-        Each blob is compressed a slice at a time and held once, compressed; an entity is
-        built only when a worker is free to send it, so the entities of a 60 MB snapshot
-        never all exist at once."""
+        Each blob is compressed a slice at a time (unless it comes compressed) and held once,
+        compressed; an entity is built only when a worker is free to send it, so the entities
+        of a 60 MB snapshot never all exist at once."""
         per_entity = CHUNKS_PER_ENTITY * MAX_VALUE_BYTES
-        packed = {name: compress(data) for name, data in blobs.items()}
-        sizes = {name: len(data) for name, data in blobs.items()}
+        packed = {
+            name: (deque(data.chunks), data.length)
+            if isinstance(data, Compressed)
+            else compress(data)
+            for name, data in blobs.items()
+        }
+        sizes = {
+            name: data.size if isinstance(data, Compressed) else len(data)
+            for name, data in blobs.items()
+        }
         total = sum(length for _, length in packed.values())
 
         def entities() -> Iterator[dict[str, Any]]:
