@@ -4,13 +4,12 @@ phone without horizontal scrolling, and the whole report readable with scripts o
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-
-from datetime import timedelta
 
 from auditor.core.records import RunRecord
 from auditor.reports.findings import render
