@@ -114,6 +114,8 @@ class RunFigures:
     proposals: list[str]
     peak_rss: int
     fail: int
+    rss_at_start: int = 0
+    peak_by_phase: dict[str, int] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, str] = field(default_factory=dict)
     joined: bool = True
@@ -139,10 +141,13 @@ class CountingTransport(httpx.HTTPTransport):
 
 
 class PeakRss:
-    """Samples this process's resident set every 10 ms while active."""
+    """Samples this process's resident set every 10 ms while active (`samples`: seconds since
+    start, bytes), so the peak can be told per phase."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.start = 0.0
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -155,10 +160,24 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
+            rss = self.rss()
+            self.peak = max(self.peak, rss)
+            self.samples.append((time.perf_counter() - self.start, rss))
             self._stop.wait(0.01)
 
+    def by_phase(self, phases: dict[str, float]) -> dict[str, int]:
+        """The peak within each phase, the phases taken back to back from the start (the
+        audit's own phases, in order; what follows the last is called `after`)."""
+        out: dict[str, int] = {}
+        begin = 0.0
+        for name, seconds in [*phases.items(), ("after", float("inf"))]:
+            end = begin + seconds
+            out[name] = max((rss for t, rss in self.samples if begin <= t < end), default=0)
+            begin = end
+        return out
+
     def __enter__(self) -> PeakRss:
+        self.start = time.perf_counter()
         self._thread.start()
         return self
 
@@ -269,6 +288,7 @@ def one_run(
         if proposer is not None:
             proposer.seconds = 0.0
         before = proposal_ops.snapshot()
+        at_start = PeakRss.rss()
         with PeakRss() as memory:
             started = time.perf_counter()
             summary = run_audit(store=store, collect=collect, tenant=tenant, proposer=proposer)
@@ -297,6 +317,10 @@ def one_run(
         + (after["reads"] - before["reads"]),
         proposals=list(summary.proposals),
         peak_rss=memory.peak,
+        rss_at_start=at_start,
+        peak_by_phase=memory.by_phase(
+            {k: d[k] for k in ("collect", "evaluate", "record") if k in d}
+        ),
         fail=summary.counts.get("fail", 0),
         changes={k: v for k, v in summary.changes.items() if v},
         alerts=dict(summary.alerts),
@@ -313,6 +337,11 @@ def print_run(f: RunFigures) -> None:
         f"{f.label}: wall {f.wall:6.2f} s | floor {f.floor:.2f} s (longest chain) | "
         f"wall/floor {f.ratio:.2f} | peak RSS {f.peak_rss / MIB:.0f} MiB",
         flush=True,
+    )
+    by_phase = ", ".join(f"{k} {v / MIB:.0f}" for k, v in f.peak_by_phase.items())
+    print(
+        f"  RSS at start {f.rss_at_start / MIB:.0f} MiB; peak by phase (MiB): {by_phase} "
+        "(after: proposals, alerts)"
     )
     print(f"  phases: {phases}{'' if f.joined else ' (join spoilt: evidence re-read)'}")
     print(f"  pages: {pages} | all pages x latency {f.all_pages:.2f} s")

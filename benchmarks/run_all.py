@@ -8,6 +8,12 @@ most mailboxes fail, proposals are large) and one that blocks it, at 50 ms and 3
     python benchmarks/run_all.py            # the targets' sizes (100,000 mailboxes)
     python benchmarks/run_all.py --quick    # smoke runs (CI-sized; targets not meaningful)
     python benchmarks/run_all.py --big      # also 1,000,000 mailboxes (long: tens of minutes)
+    python benchmarks/run_all.py --matrix   # only the audit matrix, one markdown table at the end
+
+`--matrix` is `bench_audit.py --matrix`: 100,000 and 1,000,000 mailboxes x 50 and 300 ms per
+page x organisation allows and blocks, three runs each (first, 0.1% churn, identical), each
+case in a process of its own; further arguments (`--sizes 100000`, `--latencies 0.05`,
+`--orgs allows`) narrow it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ BIG: list[tuple[str, list[str]]] = [
 
 def main() -> int:
     argv = sys.argv[1:]
+    if "--matrix" in argv:
+        audit = [sys.executable, str(HERE / "bench_audit.py"), *argv]
+        return subprocess.run(audit, check=False).returncode
     cases = QUICK if "--quick" in argv else CASES + (BIG if "--big" in argv else [])
     failed = []
     for script, args in cases:

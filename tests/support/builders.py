@@ -13,10 +13,11 @@ import httpx
 
 from auditor.app.audit import Collector
 from auditor.core.allowlist import parse_allowlist
+from auditor.core.evidence import StreamedEvidence
 from auditor.core.model import Allowlist, Snapshot
 from auditor.core.snapshot import parse_snapshot
 from auditor.exchange.client import ExchangeClient
-from auditor.exchange.collect import collect_snapshot
+from auditor.exchange.collect import collect_streamed
 from auditor.identity.tokens import StaticToken
 from devkit.emulator import Emulator
 
@@ -120,8 +121,8 @@ def emulator_collector(emu: Emulator, http: httpx.Client, token: str) -> Collect
         sleep=lambda _: None,
     )
 
-    def collect(now: datetime) -> dict[str, Any]:
-        return collect_snapshot(client, tenant=emu.domain, now=now)
+    def collect(now: datetime) -> StreamedEvidence:  # as wiring.exchange_collector
+        return collect_streamed(client, tenant=emu.domain, now=now, parallel=True)
 
     return collect
 
