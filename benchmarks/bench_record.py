@@ -190,8 +190,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     print(
-        f"mailboxes {args.mailboxes:,}, churn {args.churn:.3%}, organisation {args.org} "
-        "SMTP AUTH",
+        f"mailboxes {args.mailboxes:,}, churn {args.churn:.3%}, organisation {args.org} SMTP AUTH",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-record-") as folder:

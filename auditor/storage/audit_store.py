@@ -94,7 +94,9 @@ class AuditStore(HistoryQuestions):
     """The history store. Give it a `TableServiceClient`; it creates nothing at import time.
 
     `lock_ttl`: how long the run lease lasts unrenewed (`AUDIT_LEASE_SECONDS`);
-    `max_removed_percent`: the plausibility guard (`AUDIT_MAX_REMOVED_PERCENT`)."""
+    `max_removed_percent`: the plausibility guard (`AUDIT_MAX_REMOVED_PERCENT`);
+    `bucket_records`: records per state bucket before the buckets widen (default
+    `packing.RECORDS_PER_BUCKET`; tests make it small to see a tenant outgrow its layout)."""
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class AuditStore(HistoryQuestions):
         clock: Callable[[], datetime] | None = None,
         workers: int = 8,
         max_removed_percent: int = 20,
+        bucket_records: int = 0,
     ) -> None:
         if not prefix.isalnum() or not prefix[:1].isalpha() or len(prefix) > 50:
             raise StoreError(f"table prefix must be letters and digits, got {prefix!r}")
@@ -112,6 +115,7 @@ class AuditStore(HistoryQuestions):
         self.lock_ttl = lock_ttl
         self.workers = workers
         self.max_removed_percent = max_removed_percent
+        self.bucket_records = bucket_records
         self._clock = clock or (lambda: datetime.now(UTC))
         self.runs_table = Table(service, f"{prefix}runs", self.counter)
         self.state = Table(service, f"{prefix}state", self.counter)
@@ -222,7 +226,13 @@ class AuditStore(HistoryQuestions):
         last_complete = self._runs.last_complete()
         org = org_change(commit, run_id, snapshot.org_disabled)
         mailboxes = diff_mailboxes(
-            self._versions, commit, snapshot, run_id=run_id, rkey=rkey, complete=complete
+            self._versions,
+            commit,
+            snapshot,
+            run_id=run_id,
+            rkey=rkey,
+            complete=complete,
+            per_bucket=self.bucket_records,
         )
         errors = tuple(snapshot.errors)
         status = "complete" if complete else "incomplete"
@@ -238,6 +248,7 @@ class AuditStore(HistoryQuestions):
                 rkey=rkey,
                 complete=False,
                 loaded=mailboxes.loaded,
+                per_bucket=self.bucket_records,
             )
         findings = diff_findings(
             self._versions,
@@ -247,6 +258,7 @@ class AuditStore(HistoryQuestions):
             rkey=rkey,
             complete=complete,
             last_complete=last_complete,
+            per_bucket=self.bucket_records,
         )
         history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)
         evidence_bytes = upload.result()  # evidence first: it must exist before the changes
@@ -256,8 +268,7 @@ class AuditStore(HistoryQuestions):
             self._check_lock(handle)
             self.history.submit_partitions(history, workers=self.workers)
             self._check_lock(handle)
-            self.state.submit(mailboxes.operations)
-            self.state.submit(findings.operations)
+            self._versions.write(mailboxes.operations + findings.operations, workers=self.workers)
         except StoreError:
             self._forget(rkey, run_id)  # never committed: its history rows must not stay
             raise
@@ -304,8 +315,6 @@ class AuditStore(HistoryQuestions):
                 {
                     "run_id": run_id,
                     "status": status,
-                    "mailbox": _versions_json(mailboxes.versions()),
-                    "finding": _versions_json(findings.versions()),
                     "org_known": commit.org_known or snapshot.org_disabled is not None,
                     "org": Setting.text(
                         snapshot.org_disabled if snapshot.org_disabled is not None else commit.org
@@ -313,13 +322,19 @@ class AuditStore(HistoryQuestions):
                     "org_since": run_id if org is not None else commit.org_since,
                     "run": _run_copy(entity),
                 },
+                {
+                    "mailbox": (mailboxes.width, mailboxes.versions()),
+                    "finding": (findings.width, findings.versions()),
+                },
             )
         except StoreError:  # CommitLost, or storage failing: not committed
             self._forget(rkey, run_id)
             raise
         self._runs.write_entity(entity)
-        self._versions.collect_garbage("mailbox", mailboxes.superseded + mailboxes.loaded.stale)
-        self._versions.collect_garbage("finding", findings.superseded + findings.loaded.stale)
+        for kind, diff in (("mailbox", mailboxes), ("finding", findings)):
+            self._versions.collect_garbage(
+                kind, diff.superseded + diff.loaded.stale, workers=self.workers
+            )
         if commit.legacy and not committed.legacy:
             self._versions.drop_legacy_org()
         return RecordResult(
@@ -393,10 +408,6 @@ class AuditStore(HistoryQuestions):
     def read_blob(self, run_id: str, name: str) -> bytes | None:
         """A blob stored with a run (`snapshot`, `allowlist`), or None if it has none."""
         return self._blobs.read(run_key(run_id), name, run_id)
-
-
-def _versions_json(versions: Mapping[str, str]) -> str:
-    return json.dumps(dict(sorted(versions.items())), separators=(",", ":"))
 
 
 def _run_copy(entity: Mapping[str, Any]) -> str:
