@@ -10,22 +10,25 @@ Tables (prefix `smtpauth` by default) and what makes each question cheap:
 - `runs`: PartitionKey `run`, RowKey inverted time + suffix: one entity per run, newest
   first (status, counts, changes, errors, durations).
 - `state`: PartitionKey `mailbox` / `finding`, RowKey `<bucket>.<run key>`: versions of the
-  packed state of every mailbox / finding (compressed JSON in binary properties); `commit` /
-  `state` names the current version of each bucket, the organisation value and the run that
-  committed them; `lock`/`audit` the run lease (owner, write token, expiry; ETags).
-- `history`: `mbx.<bucket>` / `<sha256(mailbox)>.<run key>`: one row per change of one
-  mailbox (before/after); `fnd.<bucket>` / `<sha256(finding id)>.<run key>`: one row per
-  transition of one finding; `org` / run key: the organisation setting when first read and at
-  every change.
+  packed state of every mailbox / finding (compressed JSON in binary properties; buckets of
+  2-4 hex digits, as many as the kind's size needs, packing.py); `commit` / `state` names the
+  current version of each bucket (a compressed bucket map), the organisation value and the
+  run that committed them; `lock`/`audit` the run lease (owner, write token, expiry; ETags).
+- `history`: `mbx.<h>` / `<sha256(mailbox)>.<run key>`: one row per change of one mailbox
+  (before/after); `fnd.<h>` / `<sha256(finding id)>.<run key>`: one row per transition of one
+  finding (`<h>`: the hash's first hex digit; stores from before issue 17 also have rows in
+  `mbx.<2 hex>` / `fnd.<2 hex>`); `org` / run key: the organisation setting when first read
+  and at every change.
 - `evidence`: PartitionKey run key, RowKey `snapshot.NNNN` / `allowlist.NNNN` /
   `manifest.NNNN` / `alerted.NNNN`: the raw snapshot document, the allowlist, the keys of the
   run's history rows and the findings its alert was decided on; zlib, 64 KiB binary pieces.
 - `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger; `delivered` /
   `last`: the last run whose alert was delivered (what the next alert is decided against).
 
-- A steady-state run writes O(changes): the bucket versions it touches, one history row per
-  change, a few evidence entities, the commit and the run entity. The first run writes the
-  baseline in 256 + 256 packed entities and no history rows.
+- A steady-state run writes O(changes) requests: the bucket versions it touches and the
+  history rows, both in batches of up to 100 sent in parallel, the evidence, the commit and
+  the run entity (docs/architecture.md, "Bucket width"). The first run writes the baseline in
+  one packed entity per bucket (256 per kind up to 131,072 records) and no history rows.
 - No value read from Exchange is ever a key: mailboxes and findings are addressed by hashes.
 - An incomplete collection is recorded as such, with its errors; it never resolves findings
   and never marks mailboxes removed (see `history.py`); nor does a `suspect` one.

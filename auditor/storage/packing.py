@@ -45,10 +45,11 @@ __all__ = [
 
 CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
 
-# A bucket holds at most this many records (about 12 KiB compressed): a change rewrites that
-# much, a batch of 100 versions stays far below the 4 MiB batch payload. Widths 2..4: 256
-# buckets (up to 65,536 records), 4,096 (up to ~1M), 65,536 (up to ~16.7M).
-RECORDS_PER_BUCKET = 256
+# A bucket holds at most this many records (about 25 KiB compressed): a change rewrites that
+# much, a batch of 100 versions stays below the 4 MiB batch payload, and a run reads few
+# entities. Widths 2..4: 256 buckets (up to 131,072 records), 4,096 (up to ~2.1M), 65,536
+# (up to ~33.5M). Measured with benchmarks/bench_record.py (docs/architecture.md).
+RECORDS_PER_BUCKET = 512
 MIN_WIDTH, MAX_WIDTH = 2, 4
 
 

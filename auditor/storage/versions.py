@@ -43,7 +43,6 @@ __all__ = [
     "Versions",
     "KINDS",
     "LAYOUT",
-    "versions_json",
     "encode_map",
     "decode_map",
 ]
@@ -94,11 +93,6 @@ class Commit:
     def width(self, kind: str) -> int:
         """The bucket width the committed versions of `kind` use (2 for older stores)."""
         return self.widths.get(kind, MIN_WIDTH)
-
-    @property
-    def empty(self) -> bool:
-        """Nothing committed yet, in any layout."""
-        return self.etag is None and not self.legacy
 
 
 class Versions:
@@ -246,14 +240,6 @@ class Versions:
     def drop_legacy_org(self) -> None:
         with contextlib.suppress(StoreError):
             self.table.delete("org", "current")
-
-
-def versions_json(versions: Mapping[str, str], written: Iterable[tuple[str, str]]) -> str:
-    """The `versions` of a commit: the previous ones with the newly written rows."""
-    merged = dict(versions)
-    for bucket, row in written:
-        merged[bucket] = row
-    return json.dumps(dict(sorted(merged.items())), separators=(",", ":"))
 
 
 def encode_map(maps: Mapping[str, tuple[int, Mapping[str, str]]]) -> bytes:

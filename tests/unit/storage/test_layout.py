@@ -24,9 +24,9 @@ from auditor.storage.versions import Commit, decode_map, encode_map
 
 def test_the_width_grows_with_the_records_and_never_shrinks() -> None:
     assert bucket_width(0) == 2
-    assert bucket_width(256 * RECORDS_PER_BUCKET) == 2  # 65,536 records: 256 buckets
+    assert bucket_width(256 * RECORDS_PER_BUCKET) == 2  # 131,072 records: 256 buckets
     assert bucket_width(256 * RECORDS_PER_BUCKET + 1) == 3
-    assert bucket_width(100_000) == 3
+    assert bucket_width(100_000) == 2  # 256 buckets of ~390
     assert bucket_width(1_000_000) == 3  # 4,096 buckets of ~244
     assert bucket_width(4_096 * RECORDS_PER_BUCKET + 1) == 4
     assert bucket_width(10**9) == 4  # the widest
