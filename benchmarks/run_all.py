@@ -32,16 +32,19 @@ CASES: list[tuple[str, list[str]]] = [
     ("bench_audit.py", ["--org", "blocks", "--latency", "0.05"]),
     ("bench_audit.py", ["--org", "allows", "--latency", "0.3"]),
     ("bench_audit.py", ["--org", "blocks", "--latency", "0.3"]),
+    ("bench_record.py", ["--mailboxes", "100000"]),
 ]
 QUICK: list[tuple[str, list[str]]] = [
     ("bench_evaluate.py", ["--quick"]),
     ("bench_collect.py", ["--mailboxes", "10000"]),
     ("bench_audit.py", ["--quick", "--org", "allows"]),
     ("bench_audit.py", ["--quick", "--org", "blocks"]),
+    ("bench_record.py", ["--mailboxes", "10000"]),
 ]
 BIG: list[tuple[str, list[str]]] = [
     ("bench_evaluate.py", ["--mailboxes", "1000000"]),
     ("bench_audit.py", ["--mailboxes", "1000000", "--org", "blocks"]),
+    ("bench_record.py", ["--mailboxes", "1000000"]),
 ]
 
 

@@ -42,7 +42,7 @@ __all__ = [
     "run_time",
 ]
 
-BUCKETS = 256  # packed state entities per kind; see store.py
+BUCKETS = 256  # the fewest packed state buckets per kind (width 2); see storage/packing.py
 
 
 def key_hash(value: str) -> str:
@@ -50,8 +50,10 @@ def key_hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
-def bucket_of(value: str) -> str:
-    return key_hash(value)[:2]
+def bucket_of(value: str, width: int = 2) -> str:
+    """The state bucket of a key: the first `width` hex digits of its hash (16**width
+    buckets; the store picks the width from the tenant's size, storage/packing.py)."""
+    return key_hash(value)[:width]
 
 
 # -- run ids ---------------------------------------------------------------------------------

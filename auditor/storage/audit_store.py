@@ -10,22 +10,25 @@ Tables (prefix `smtpauth` by default) and what makes each question cheap:
 - `runs`: PartitionKey `run`, RowKey inverted time + suffix: one entity per run, newest
   first (status, counts, changes, errors, durations).
 - `state`: PartitionKey `mailbox` / `finding`, RowKey `<bucket>.<run key>`: versions of the
-  packed state of every mailbox / finding (compressed JSON in binary properties); `commit` /
-  `state` names the current version of each bucket, the organisation value and the run that
-  committed them; `lock`/`audit` the run lease (owner, write token, expiry; ETags).
-- `history`: `mbx.<bucket>` / `<sha256(mailbox)>.<run key>`: one row per change of one
-  mailbox (before/after); `fnd.<bucket>` / `<sha256(finding id)>.<run key>`: one row per
-  transition of one finding; `org` / run key: the organisation setting when first read and at
-  every change.
+  packed state of every mailbox / finding (compressed JSON in binary properties; buckets of
+  2-4 hex digits, as many as the kind's size needs, packing.py); `commit` / `state` names the
+  current version of each bucket (a compressed bucket map), the organisation value and the
+  run that committed them; `lock`/`audit` the run lease (owner, write token, expiry; ETags).
+- `history`: `mbx.<h>` / `<sha256(mailbox)>.<run key>`: one row per change of one mailbox
+  (before/after); `fnd.<h>` / `<sha256(finding id)>.<run key>`: one row per transition of one
+  finding (`<h>`: the hash's first hex digit; stores from before issue 17 also have rows in
+  `mbx.<2 hex>` / `fnd.<2 hex>`); `org` / run key: the organisation setting when first read
+  and at every change.
 - `evidence`: PartitionKey run key, RowKey `snapshot.NNNN` / `allowlist.NNNN` /
   `manifest.NNNN` / `alerted.NNNN`: the raw snapshot document, the allowlist, the keys of the
   run's history rows and the findings its alert was decided on; zlib, 64 KiB binary pieces.
 - `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger; `delivered` /
   `last`: the last run whose alert was delivered (what the next alert is decided against).
 
-- A steady-state run writes O(changes): the bucket versions it touches, one history row per
-  change, a few evidence entities, the commit and the run entity. The first run writes the
-  baseline in 256 + 256 packed entities and no history rows.
+- A steady-state run writes O(changes) requests: the bucket versions it touches and the
+  history rows, both in batches of up to 100 sent in parallel, the evidence, the commit and
+  the run entity (docs/architecture.md, "Bucket width"). The first run writes the baseline in
+  one packed entity per bucket (256 per kind up to 131,072 records) and no history rows.
 - No value read from Exchange is ever a key: mailboxes and findings are addressed by hashes.
 - An incomplete collection is recorded as such, with its errors; it never resolves findings
   and never marks mailboxes removed (see `history.py`); nor does a `suspect` one.
@@ -95,7 +98,9 @@ class AuditStore(HistoryQuestions):
     """The history store. Give it a `TableServiceClient`; it creates nothing at import time.
 
     `lock_ttl`: how long the run lease lasts unrenewed (`AUDIT_LEASE_SECONDS`);
-    `max_removed_percent`: the plausibility guard (`AUDIT_MAX_REMOVED_PERCENT`)."""
+    `max_removed_percent`: the plausibility guard (`AUDIT_MAX_REMOVED_PERCENT`);
+    `bucket_records`: records per state bucket before the buckets widen (default
+    `packing.RECORDS_PER_BUCKET`; tests make it small to see a tenant outgrow its layout)."""
 
     def __init__(
         self,
@@ -106,6 +111,7 @@ class AuditStore(HistoryQuestions):
         clock: Callable[[], datetime] | None = None,
         workers: int = 8,
         max_removed_percent: int = 20,
+        bucket_records: int = 0,
     ) -> None:
         if not prefix.isalnum() or not prefix[:1].isalpha() or len(prefix) > 50:
             raise StoreError(f"table prefix must be letters and digits, got {prefix!r}")
@@ -113,6 +119,7 @@ class AuditStore(HistoryQuestions):
         self.lock_ttl = lock_ttl
         self.workers = workers
         self.max_removed_percent = max_removed_percent
+        self.bucket_records = bucket_records
         self._clock = clock or (lambda: datetime.now(UTC))
         self.runs_table = Table(service, f"{prefix}runs", self.counter)
         self.state = Table(service, f"{prefix}state", self.counter)
@@ -223,7 +230,13 @@ class AuditStore(HistoryQuestions):
         last_complete = self._runs.last_complete()
         org = org_change(commit, run_id, snapshot.org_disabled)
         mailboxes = diff_mailboxes(
-            self._versions, commit, snapshot, run_id=run_id, rkey=rkey, complete=complete
+            self._versions,
+            commit,
+            snapshot,
+            run_id=run_id,
+            rkey=rkey,
+            complete=complete,
+            per_bucket=self.bucket_records,
         )
         errors = tuple(snapshot.errors)
         status = "complete" if complete else "incomplete"
@@ -239,6 +252,7 @@ class AuditStore(HistoryQuestions):
                 rkey=rkey,
                 complete=False,
                 loaded=mailboxes.loaded,
+                per_bucket=self.bucket_records,
             )
         findings = diff_findings(
             self._versions,
@@ -248,6 +262,7 @@ class AuditStore(HistoryQuestions):
             rkey=rkey,
             complete=complete,
             last_complete=last_complete,
+            per_bucket=self.bucket_records,
         )
         history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)
         evidence_bytes = upload.result()  # evidence first: it must exist before the changes
@@ -257,8 +272,7 @@ class AuditStore(HistoryQuestions):
             self._check_lock(handle)
             self.history.submit_partitions(history, workers=self.workers)
             self._check_lock(handle)
-            self.state.submit(mailboxes.operations)
-            self.state.submit(findings.operations)
+            self._versions.write(mailboxes.operations + findings.operations, workers=self.workers)
         except StoreError:
             self._forget(rkey, run_id)  # never committed: its history rows must not stay
             raise
@@ -305,8 +319,6 @@ class AuditStore(HistoryQuestions):
                 {
                     "run_id": run_id,
                     "status": status,
-                    "mailbox": _versions_json(mailboxes.versions()),
-                    "finding": _versions_json(findings.versions()),
                     "org_known": commit.org_known or snapshot.org_disabled is not None,
                     "org": Setting.text(
                         snapshot.org_disabled if snapshot.org_disabled is not None else commit.org
@@ -314,13 +326,19 @@ class AuditStore(HistoryQuestions):
                     "org_since": run_id if org is not None else commit.org_since,
                     "run": _run_copy(entity),
                 },
+                {
+                    "mailbox": (mailboxes.width, mailboxes.versions()),
+                    "finding": (findings.width, findings.versions()),
+                },
             )
         except StoreError:  # CommitLost, or storage failing: not committed
             self._forget(rkey, run_id)
             raise
         self._runs.write_entity(entity)
-        self._versions.collect_garbage("mailbox", mailboxes.superseded + mailboxes.loaded.stale)
-        self._versions.collect_garbage("finding", findings.superseded + findings.loaded.stale)
+        for kind, diff in (("mailbox", mailboxes), ("finding", findings)):
+            self._versions.collect_garbage(
+                kind, diff.superseded + diff.loaded.stale, workers=self.workers
+            )
         if commit.legacy and not committed.legacy:
             self._versions.drop_legacy_org()
         return RecordResult(
@@ -394,10 +412,6 @@ class AuditStore(HistoryQuestions):
     def read_blob(self, run_id: str, name: str) -> bytes | None:
         """A blob stored with a run (`snapshot`, `allowlist`), or None if it has none."""
         return self._blobs.read(run_key(run_id), name, run_id)
-
-
-def _versions_json(versions: Mapping[str, str]) -> str:
-    return json.dumps(dict(sorted(versions.items())), separators=(",", ":"))
 
 
 def _run_copy(entity: Mapping[str, Any]) -> str:

@@ -1,10 +1,15 @@
 """Packed state: many small records per entity, compressed JSON split in 64 KiB binaries.
 
-The `state` table keeps, per kind (`mailbox`, `finding`) and bucket (`00`..`ff`), versions of
-the bucket: RowKey `<bucket>.<run key of the writer>`, each holding the records whose key
-hashes to the bucket as zlib-compressed JSON in binary properties `d0..dN` (`parts` of them),
-the record count `n` and the writing run. Which version is current is named by the commit
-record (`versions.py`), never inferred from the rows present.
+The `state` table keeps, per kind (`mailbox`, `finding`) and bucket, versions of the bucket:
+RowKey `<bucket>.<run key of the writer>`, each holding the records whose key hashes to the
+bucket as zlib-compressed JSON in binary properties `d0..dN` (`parts` of them), the record
+count `n` and the writing run. Which version is current is named by the commit record
+(`versions.py`), never inferred from the rows present.
+
+A bucket is the first `width` hex digits of the key's hash: `00`..`ff` (width 2, 256 buckets,
+the least), `000`..`fff` (4,096), ... The width grows with the tenant so that a bucket holds at
+most about `RECORDS_PER_BUCKET` records and a change rewrites one small entity
+(docs/architecture.md, "Bucket width"); it never shrinks.
 """
 
 from __future__ import annotations
@@ -32,24 +37,46 @@ __all__ = [
     "packed_operation",
     "version_row",
     "bucket_of_row",
+    "bucket_width",
+    "RECORDS_PER_BUCKET",
+    "MIN_WIDTH",
+    "MAX_WIDTH",
 ]
 
 CHUNKS_PER_ENTITY = 11  # 11 x 64 KiB as base64 stays under the 1 MiB request body limit
 
+# A bucket holds at most this many records (about 25 KiB compressed): a change rewrites that
+# much, a batch of 100 versions stays below the 4 MiB batch payload, and a run reads few
+# entities. Widths 2..4: 256 buckets (up to 131,072 records), 4,096 (up to ~2.1M), 65,536
+# (up to ~33.5M). Measured with benchmarks/bench_record.py (docs/architecture.md).
+RECORDS_PER_BUCKET = 512
+MIN_WIDTH, MAX_WIDTH = 2, 4
 
-def pack(data: bytes) -> dict[str, Any]:
-    """Binary properties d0..dN of at most 64 KiB each."""
+
+def bucket_width(records: int, *, at_least: int = MIN_WIDTH, per_bucket: int = 0) -> int:
+    """The bucket width for `records` records: the narrowest (fewest buckets) whose buckets hold
+    at most `per_bucket` (default `RECORDS_PER_BUCKET`) each, never below `at_least` (the
+    committed width: a shrinking tenant keeps its layout) nor beyond `MAX_WIDTH`."""
+    limit = per_bucket or RECORDS_PER_BUCKET
+    width = max(MIN_WIDTH, min(at_least, MAX_WIDTH))
+    while width < MAX_WIDTH and records > limit * 16**width:
+        width += 1
+    return width
+
+
+def pack(data: bytes, *, prefix: str = "d", count: str = "parts") -> dict[str, Any]:
+    """Binary properties d0..dN (`prefix`) of at most 64 KiB each, and their number (`count`)."""
     parts = [data[i : i + MAX_VALUE_BYTES] for i in range(0, len(data), MAX_VALUE_BYTES)] or [b""]
     if len(parts) > CHUNKS_PER_ENTITY:
         raise StoreError(f"packed value of {len(data)} bytes does not fit one entity")
-    out: dict[str, Any] = {"parts": len(parts)}
+    out: dict[str, Any] = {count: len(parts)}
     for index, part in enumerate(parts):
-        out[f"d{index}"] = part
+        out[f"{prefix}{index}"] = part
     return out
 
 
-def unpack(entity: Mapping[str, Any]) -> bytes:
-    return b"".join(bytes(entity[f"d{i}"] or b"") for i in range(int(entity["parts"])))
+def unpack(entity: Mapping[str, Any], *, prefix: str = "d", count: str = "parts") -> bytes:
+    return b"".join(bytes(entity[f"{prefix}{i}"] or b"") for i in range(int(entity[count])))
 
 
 _SLICE = 1 << 20
@@ -96,7 +123,8 @@ def version_row(bucket: str, rkey: str) -> str:
 
 
 def bucket_of_row(row_key: str) -> str:
-    """The bucket a state RowKey belongs to (`00.<run key>`, or a legacy `00`)."""
+    """The bucket a state RowKey belongs to (`00.<run key>`, `0a3.<run key>`, or a legacy
+    `00`)."""
     return row_key.partition(".")[0]
 
 

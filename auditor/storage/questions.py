@@ -26,6 +26,7 @@ from auditor.core.model import PreviousRun, PriorFinding, Setting, Status
 from auditor.core.records import OrgChange, RunRecord
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
+from auditor.storage.recording import history_partitions
 from auditor.storage.runs import Runs, as_json, as_time, run_record
 from auditor.storage.tables import Table
 from auditor.storage.versions import Versions
@@ -76,14 +77,16 @@ class HistoryQuestions:
 
     def mailbox_state(self, key: str) -> MailboxState | None:
         self.ensure_tables()
-        data = self._versions.bucket("mailbox", bucket_of(key), self._versions.current()).get(key)
+        commit = self._versions.current()
+        bucket = bucket_of(key, commit.width("mailbox"))
+        data = self._versions.bucket("mailbox", bucket, commit).get(key)
         return None if data is None else MailboxState.unpack(key, data)
 
     def mailbox_changes(self, key: str) -> list[MailboxChange]:
         """Every recorded change of one mailbox, newest first."""
         self.ensure_tables()
         digest = key_hash(key)
-        rows = self.history.rows_between(f"mbx.{digest[:2]}", f"{digest}.", f"{digest}.~")
+        rows = self._history_rows("mbx", digest)
         out = [
             MailboxChange(
                 key=str(row["mailbox"]),
@@ -96,6 +99,16 @@ class HistoryQuestions:
             for row in rows
         ]
         return sorted(out, key=lambda c: c.run_id, reverse=True)
+
+    def _history_rows(self, kind: str, digest: str) -> list[dict[str, Any]]:
+        """The history rows of one key hash: one RowKey range in each partition that may hold
+        them (`recording.history_partitions`)."""
+        commit = self._versions.current()
+        return [
+            row
+            for partition in history_partitions(kind, digest, commit)
+            for row in self.history.rows_between(partition, f"{digest}.", f"{digest}.~")
+        ]
 
     def org_history(self) -> list[OrgChange]:
         """The organisation setting when first read and at every change, newest first."""
@@ -119,14 +132,15 @@ class HistoryQuestions:
     def finding_state(self, finding_id: str) -> FindingState | None:
         self.ensure_tables()
         commit = self._versions.current()
-        data = self._versions.bucket("finding", bucket_of(finding_id), commit).get(finding_id)
+        bucket = bucket_of(finding_id, commit.width("finding"))
+        data = self._versions.bucket("finding", bucket, commit).get(finding_id)
         return None if data is None else FindingState.unpack(finding_id, data)
 
     def finding_events(self, finding_id: str) -> list[FindingEvent]:
         """Transitions of one finding (status changes, resolved, reopened), newest first."""
         self.ensure_tables()
         digest = key_hash(finding_id)
-        rows = self.history.rows_between(f"fnd.{digest[:2]}", f"{digest}.", f"{digest}.~")
+        rows = self._history_rows("fnd", digest)
         out = [
             FindingEvent(
                 id=str(row["finding_id"]),

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from auditor.core.history import (
     FindingEvent,
@@ -34,11 +34,18 @@ from auditor.core.history import (
 from auditor.core.model import Evaluation, Finding, Mailbox, Setting, Snapshot
 from auditor.core.records import OrgChange
 from auditor.storage.blobs import Blobs, IncompleteBlob
-from auditor.storage.packing import packed_operation, version_row
+from auditor.storage.packing import MIN_WIDTH, bucket_width, packed_operation, version_row
 from auditor.storage.tables import NotFound, Operation, Table
 from auditor.storage.versions import Commit, Loaded, Versions
 
-__all__ = ["Diff", "diff_mailboxes", "diff_findings", "history_operations", "org_change"]
+__all__ = [
+    "Diff",
+    "diff_mailboxes",
+    "diff_findings",
+    "history_operations",
+    "history_partitions",
+    "org_change",
+]
 
 log = logging.getLogger("auditor.storage")
 
@@ -57,9 +64,57 @@ class Diff:
     baseline: bool = False
     known: int = 0  # records not marked removed before this run
     removed: int = 0
+    width: int = MIN_WIDTH  # the bucket width of the versions `versions()` names
+    migrated: bool = False  # every record rewritten at a wider width (a grown tenant)
 
     def versions(self) -> dict[str, str]:
+        if self.migrated:
+            return dict(self.written)  # the committed rows were all of the narrower width
         return {**self.loaded.rows, **self.written}
+
+
+def _widths(commit: Commit, kind: str, loaded: Loaded, count: int, per_bucket: int) -> Diff:
+    """A Diff whose `width` is what this run writes at: the committed width, or wider when the
+    kind has outgrown it (then `migrated`: every record is rewritten, storage/packing.py)."""
+    out = Diff(loaded=loaded)
+    stored = commit.width(kind)
+    if not loaded.rows:  # nothing committed: no layout to keep
+        stored = MIN_WIDTH
+    out.width = bucket_width(max(count, loaded.records), at_least=stored, per_bucket=per_bucket)
+    out.migrated = bool(loaded.rows) and out.width != stored
+    if out.migrated:  # every committed version is replaced by the wider ones
+        out.superseded = list(loaded.rows.values())
+    return out
+
+
+_T = TypeVar("_T")
+
+
+def _walk(
+    contents: dict[str, bytes], stored: int, width: int, grouped: dict[str, list[_T]]
+) -> Iterator[tuple[str, dict[str, Any], list[_T], dict[str, int]]]:
+    """(bucket at `width`, its committed records, this run's members of it, the position of
+    every committed record in state order), bucket after bucket in key order. The committed
+    buckets (`stored` wide, `contents` emptied as it goes) are unpacked one at a time; when
+    `width` is wider each is split into the buckets it becomes."""
+    coarse: dict[str, list[str]] = {}
+    for bucket in grouped:
+        coarse.setdefault(bucket[:stored], []).append(bucket)
+    seen = 0
+    for outer in sorted(coarse.keys() | contents.keys()):
+        content = contents.pop(outer, b"")
+        raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
+        order = {key: seen + index for index, key in enumerate(raw)}
+        seen += len(raw)
+        parts: dict[str, dict[str, Any]] = {}
+        if width == stored:
+            if raw:
+                parts[outer] = raw
+        else:
+            for key, data in raw.items():
+                parts.setdefault(key_hash(key)[:width], {})[key] = data
+        for bucket in sorted(parts.keys() | set(coarse.get(outer, ()))):
+            yield bucket, parts.get(bucket, {}), grouped.pop(bucket, []), order
 
 
 def diff_mailboxes(
@@ -71,34 +126,38 @@ def diff_mailboxes(
     rkey: str,
     complete: bool,
     loaded: Loaded | None = None,
+    per_bucket: int = 0,
 ) -> Diff:
     """Changes in the order `history.mailbox_changes` gives them for the whole snapshot. One
     bucket at a time: its records are unpacked, diffed and dropped, never all at once."""
-    out = Diff(loaded=loaded or versions.buckets("mailbox", commit))
+    loaded = loaded or versions.buckets("mailbox", commit)
+    count = len(snapshot.mailboxes or ())
+    out = _widths(commit, "mailbox", loaded, count, per_bucket)
     out.baseline = not out.loaded.records
     if snapshot.mailboxes is None:
+        out.width, out.migrated = commit.width("mailbox"), False  # nothing read, nothing moved
+        out.superseded = []
         return out
-    stored = dict(out.loaded.contents)
+    stored = commit.width("mailbox") if loaded.rows else out.width
+    width = out.width
     grouped: dict[str, list[tuple[int, Mailbox]]] = {}
     for index, mailbox in enumerate(snapshot.mailboxes):
-        grouped.setdefault(bucket_of(mailbox.key), []).append((index, mailbox))
+        grouped.setdefault(bucket_of(mailbox.key, width), []).append((index, mailbox))
     ordered: list[tuple[tuple[int, int], MailboxChange]] = []
-    for bucket in sorted(grouped.keys() | stored.keys()):
-        content = stored.pop(bucket, b"")
-        raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
+    for bucket, raw, members, order in _walk(dict(loaded.contents), stored, width, grouped):
         previous = {key: MailboxState.unpack(key, data) for key, data in raw.items()}
         out.known += sum(1 for state in previous.values() if not state.removed)
-        members = grouped.pop(bucket, [])
         part = replace(snapshot, mailboxes=tuple(mailbox for _, mailbox in members))
         writes, changes = mailbox_changes(
             previous, part, run_id, complete=complete, baseline=out.baseline
         )
         position = {mailbox.key: index for index, mailbox in members}
         for change in changes:  # removals come after the snapshot's own, in state order
-            order = (1, len(ordered)) if change.kind == "removed" else (0, position[change.key])
-            ordered.append((order, change))
-            out.removed += change.kind == "removed"
-        if writes:
+            removal = change.kind == "removed"
+            rank = (1, order[change.key]) if removal else (0, position[change.key])
+            ordered.append((rank, change))
+            out.removed += removal
+        if writes or (out.migrated and raw):
             _version(out, "mailbox", bucket, raw, writes, run_id, rkey)
     ordered.sort(key=lambda item: item[0])
     out.mailbox_changes = [change for _, change in ordered]
@@ -114,20 +173,20 @@ def diff_findings(
     rkey: str,
     complete: bool,
     last_complete: str | None,
+    per_bucket: int = 0,
 ) -> Diff:
     """Events and new finding ids in the order `history.finding_changes` gives them."""
-    out = Diff(loaded=versions.buckets("finding", commit))
-    stored = dict(out.loaded.contents)
+    loaded = versions.buckets("finding", commit)
+    out = _widths(commit, "finding", loaded, len(evaluation.findings), per_bucket)
+    stored = commit.width("finding") if loaded.rows else out.width
+    width = out.width
     grouped: dict[str, list[tuple[int, Finding]]] = {}
     for index, finding in enumerate(evaluation.findings):
-        grouped.setdefault(bucket_of(finding.id), []).append((index, finding))
+        grouped.setdefault(bucket_of(finding.id, width), []).append((index, finding))
     ordered: list[tuple[tuple[int, int], FindingEvent]] = []
     new: list[tuple[int, str]] = []
-    for bucket in sorted(grouped.keys() | stored.keys()):
-        content = stored.pop(bucket, b"")
-        raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
+    for bucket, raw, members, order in _walk(dict(loaded.contents), stored, width, grouped):
         previous = {fid: FindingState.unpack(fid, data) for fid, data in raw.items()}
-        members = grouped.pop(bucket, [])
         writes, events = finding_changes(
             previous,
             (finding for _, finding in members),
@@ -137,10 +196,10 @@ def diff_findings(
         )
         position = {finding.id: index for index, finding in members}
         for event in events:  # resolutions come after the others, in state order
-            order = (1, len(ordered)) if event.kind == "resolved" else (0, position[event.id])
-            ordered.append((order, event))
+            resolved = event.kind == "resolved"
+            ordered.append(((1, order[event.id]) if resolved else (0, position[event.id]), event))
         new.extend((position[fid], fid) for fid in writes if fid not in previous)
-        if writes:
+        if writes or (out.migrated and raw):
             _version(out, "finding", bucket, raw, writes, run_id, rkey)
     ordered.sort(key=lambda item: item[0])
     new.sort()
@@ -161,6 +220,8 @@ def _version(
     out.operations.append(packed_operation(kind, bucket, raw, writes, run_id=run_id, rkey=rkey))
     row = version_row(bucket, rkey)
     out.written[bucket] = row
+    if out.migrated:
+        return  # all committed versions are superseded already (`_widths`)
     old = out.loaded.rows.get(bucket)
     if old is not None and old != row:
         out.superseded.append(old)
@@ -176,18 +237,33 @@ def org_change(commit: Commit, run_id: str, value: bool | None) -> OrgChange | N
     return OrgChange(run_id, commit.org, value, first=False)
 
 
+def history_partitions(kind: str, digest: str, commit: Commit) -> list[str]:
+    """The history partitions that may hold the rows of one mailbox (`mbx`) or finding
+    (`fnd`) with key hash `digest`: `<kind>.<1 hex>` (16 partitions, issue 17), and in a store
+    first written by an older version also `<kind>.<2 hex>` (256), where its older rows stay."""
+    partitions = [f"{kind}.{digest[:1]}"]
+    if commit.history_legacy:
+        partitions.append(f"{kind}.{digest[:2]}")
+    return partitions
+
+
 def history_operations(
     rkey: str,
     changes: Iterable[MailboxChange],
     events: Iterable[FindingEvent],
     org: OrgChange | None,
 ) -> list[Operation]:
-    """One row per change, keyed by the run: writing them again writes the same rows."""
+    """One row per change, keyed by the run: writing them again writes the same rows.
+
+    Rows go to 16 partitions per kind (`mbx.<first hex digit of the key hash>`), so the rows
+    of a run are written as batch transactions of up to 100 (about changes / 100 + 16
+    requests, docs/architecture.md, "Bucket width"), and one mailbox's rows are still one
+    RowKey range of one partition."""
     operations: list[Operation] = []
     for change in changes:
         digest = key_hash(change.key)
         entity: dict[str, Any] = {
-            "PartitionKey": f"mbx.{digest[:2]}",
+            "PartitionKey": f"mbx.{digest[:1]}",
             "RowKey": f"{digest}.{rkey}",
             "mailbox": change.key,
             "run_id": change.run_id,
@@ -200,7 +276,7 @@ def history_operations(
     for event in events:
         digest = key_hash(event.id)
         entity = {
-            "PartitionKey": f"fnd.{digest[:2]}",
+            "PartitionKey": f"fnd.{digest[:1]}",
             "RowKey": f"{digest}.{rkey}",
             "finding_id": event.id,
             "run_id": event.run_id,

@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from auditor.core.errors import StoreError
-from auditor.storage.limits import encode_entity, split_batches
+from auditor.storage.limits import encode_entity, entity_size, split_batches
 
 __all__ = [
     "OpCounter",
@@ -68,22 +68,48 @@ def _once_more(action: Callable[[], T]) -> T:
 
 @dataclass
 class OpCounter:
-    """Table operations so far. `writes` counts entities written (one per batch member)."""
+    """Table operations so far. `writes` counts entities written (one per batch member),
+    `write_requests` the requests that wrote them: a batch transaction (up to 100 entities of
+    one partition) is one request, as the service bills and throttles it.
+
+    `detail()` breaks the writes down per table: single-entity requests, batch requests, the
+    entities and the bytes they carried (as sent: binary as base64, `limits.entity_size`)."""
 
     writes: int = 0
     write_requests: int = 0
     reads: int = 0
     entities_read: int = 0
+    _tables: dict[str, dict[str, int]] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(
-        self, *, writes: int = 0, write_requests: int = 0, reads: int = 0, read: int = 0
+        self,
+        *,
+        writes: int = 0,
+        write_requests: int = 0,
+        reads: int = 0,
+        read: int = 0,
+        table: str | None = None,
+        batch: bool = False,
+        size: int = 0,
     ) -> None:
         with self._lock:
             self.writes += writes
             self.write_requests += write_requests
             self.reads += reads
             self.entities_read += read
+            if table is not None and write_requests:
+                tally = self._tables.setdefault(
+                    table, {"single": 0, "batch": 0, "entities": 0, "bytes": 0}
+                )
+                tally["batch" if batch else "single"] += write_requests
+                tally["entities"] += writes
+                tally["bytes"] += size
+
+    def detail(self) -> dict[str, dict[str, int]]:
+        """Per table: `single` and `batch` write requests, `entities` and `bytes` written."""
+        with self._lock:
+            return {name: dict(tally) for name, tally in sorted(self._tables.items())}
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
@@ -139,7 +165,7 @@ class Table:
             self._service.create_table_if_not_exists(self.name)
         except AzureError as exc:
             raise _error(exc, f"create table {self.name}") from exc
-        self._counter.add(write_requests=1)
+        self._counter.add(write_requests=1, table=self.name)
 
     def get(self, pk: str, rk: str) -> dict[str, Any] | None:
         try:
@@ -189,7 +215,7 @@ class Table:
             meta = _once_more(lambda: self._client.create_entity(body))
         except AzureError as exc:
             raise _error(exc, f"create {self.name}({body['PartitionKey']!r})") from exc
-        self._counter.add(writes=1, write_requests=1)
+        self._counter.add(writes=1, write_requests=1, table=self.name, size=entity_size(body))
         return str(meta.get("etag", ""))
 
     def replace(self, entity: Mapping[str, Any], *, etag: str | None = None) -> str:
@@ -206,7 +232,7 @@ class Table:
                 )
         except AzureError as exc:
             raise _error(exc, f"write {self.name}({body['PartitionKey']!r})") from exc
-        self._counter.add(writes=1, write_requests=1)
+        self._counter.add(writes=1, write_requests=1, table=self.name, size=entity_size(body))
         return str(meta.get("etag", ""))
 
     def delete(self, pk: str, rk: str, *, etag: str | None = None) -> None:
@@ -214,7 +240,7 @@ class Table:
             _once_more(lambda: self._client.delete_entity(pk, rk, **etag_condition(etag)))
         except AzureError as exc:
             raise _error(exc, f"delete {self.name}({pk!r}, {rk!r})") from exc
-        self._counter.add(writes=1, write_requests=1)
+        self._counter.add(writes=1, write_requests=1, table=self.name)
 
     def submit(self, operations: Sequence[Operation]) -> None:
         """Operations of one partition, in as few valid batches as the limits allow.
@@ -229,7 +255,13 @@ class Table:
             except AzureError as exc:
                 pk = batch[0][1]["PartitionKey"]
                 raise _error(exc, f"batch of {len(batch)} in {self.name}({pk!r})") from exc
-            self._counter.add(writes=len(batch), write_requests=1)
+            self._counter.add(
+                writes=len(batch),
+                write_requests=1,
+                table=self.name,
+                batch=True,
+                size=sum(entity_size(entity) for _, entity, _ in batch),
+            )
 
     def submit_partitions(self, operations: Sequence[Operation], *, workers: int = 8) -> None:
         """Operations of many partitions: grouped per partition, partitions in parallel."""

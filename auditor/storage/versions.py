@@ -8,6 +8,13 @@ between its commit and its run row is finished by the next run). It is replaced 
 ETag, in one request: a run's state becomes current all at once or not at all, and bucket
 versions written by a run that died before its commit are never read.
 
+The bucket map (`layout` 2): per kind, the bucket width, the run keys of the runs that wrote
+a current version (`writers`) and, for each of the 16**width buckets, the index of its writer
+(-1: no version); zlib-compressed JSON in binary properties `m0..mN` (`mparts`). 4,096 buckets
+take a few KiB. A commit record without `layout` (written before issue 17) holds the map as
+JSON `mailbox` / `finding` properties, width 2; it is read as such and the next commit is
+written in the new form (docs/architecture.md, "Bucket width").
+
 A lost response is told apart from another writer by the run id the record carries: a 412 on
 our own retried commit, when the stored record names our run, is our write.
 """
@@ -24,15 +31,28 @@ from typing import Any
 
 from auditor.core.errors import StoreError
 from auditor.core.model import Setting
-from auditor.storage.packing import bucket_of_row, unpack
+from auditor.storage.blobs import _bounded
+from auditor.storage.limits import MAX_BATCH_OPERATIONS
+from auditor.storage.packing import MIN_WIDTH, bucket_of_row, pack, unpack
 from auditor.storage.tables import Conflict, Operation, Table
 
-__all__ = ["Commit", "CommitLost", "Loaded", "Versions", "KINDS", "versions_json"]
+__all__ = [
+    "Commit",
+    "CommitLost",
+    "Loaded",
+    "Versions",
+    "KINDS",
+    "LAYOUT",
+    "encode_map",
+    "decode_map",
+]
 
 log = logging.getLogger("auditor.storage")
 
 KINDS = ("mailbox", "finding")
+LAYOUT = 2  # the commit record's form: 2 = compressed bucket map (issue 17); none = JSON maps
 _PK, _RK = "commit", "state"
+_MAP_PREFIX, _MAP_COUNT = "m", "mparts"
 
 
 class CommitLost(Conflict):
@@ -60,11 +80,19 @@ class Commit:
     org_since: str | None = None
     run: Mapping[str, Any] | None = None  # the committed run's entity
     legacy: bool = False  # no commit record: the unversioned layout (`00`..`ff` rows)
+    widths: Mapping[str, int] = field(default_factory=dict)  # kind -> bucket width
+    # History rows may be in the partitions used before issue 17 (`mbx.<2 hex>`): a store
+    # first written by an older version. Readers then look there too (recording.py).
+    history_legacy: bool = False
 
     def row(self, kind: str, bucket: str) -> str | None:
         if self.legacy:
             return bucket
         return self.versions.get(kind, {}).get(bucket)
+
+    def width(self, kind: str) -> int:
+        """The bucket width the committed versions of `kind` use (2 for older stores)."""
+        return self.widths.get(kind, MIN_WIDTH)
 
 
 class Versions:
@@ -85,8 +113,18 @@ class Versions:
                 org_known=legacy is not None,
                 org=Setting.parse(legacy.get("setting")) if legacy else None,
                 org_since=str(legacy.get("since")) if legacy else None,
+                history_legacy=True,
             )
-        versions = {kind: dict(json.loads(str(entity.get(kind) or "{}"))) for kind in KINDS}
+        widths: dict[str, int] = {}
+        if entity.get("layout") == LAYOUT:
+            versions: dict[str, dict[str, str]] = {}
+            maps = decode_map(unpack(entity, prefix=_MAP_PREFIX, count=_MAP_COUNT))
+            for kind in KINDS:
+                widths[kind], versions[kind] = maps.get(kind, (MIN_WIDTH, {}))
+            history_legacy = bool(entity.get("history_legacy"))
+        else:  # written before issue 17: JSON maps of 256 buckets, history in `mbx.<2 hex>`
+            versions = {kind: dict(json.loads(str(entity.get(kind) or "{}"))) for kind in KINDS}
+            history_legacy = True
         run = entity.get("run")
         return Commit(
             run_id=str(entity["run_id"]),
@@ -97,6 +135,8 @@ class Versions:
             org=Setting.parse(entity.get("org")),
             org_since=entity.get("org_since"),
             run=json.loads(str(run)) if run else None,
+            widths=widths,
+            history_legacy=history_legacy,
         )
 
     def buckets(self, kind: str, commit: Commit) -> Loaded:
@@ -124,10 +164,39 @@ class Versions:
         content = unpack(entity)
         return dict(json.loads(zlib.decompress(content))) if content else {}
 
-    def commit(self, previous: Commit, entity: dict[str, Any]) -> Commit:
-        """Replace the commit record read as `previous` (ETag) with `entity`; a 412/409 whose
-        stored record names our run is our own lost response, anything else `CommitLost`."""
+    def write(self, operations: list[Operation], *, workers: int) -> None:
+        """New bucket versions (one partition per kind), batches of up to 100 sent `workers`
+        at a time: the versions are invisible until a commit names them, so their order does
+        not matter (docs/architecture.md, "Writes keyed by the run, one commit last")."""
+        self._parallel(operations, workers=workers)
+
+    def _parallel(self, operations: list[Operation], *, workers: int) -> None:
+        groups: dict[str, list[Operation]] = {}
+        for operation in operations:
+            groups.setdefault(operation[1]["PartitionKey"], []).append(operation)
+        chunks = (
+            {"operations": group[start : start + MAX_BATCH_OPERATIONS]}
+            for group in groups.values()
+            for start in range(0, len(group), MAX_BATCH_OPERATIONS)
+        )
+        _bounded(lambda chunk: self.table.submit(chunk["operations"]), chunks, workers=workers)
+
+    def commit(
+        self,
+        previous: Commit,
+        entity: dict[str, Any],
+        maps: Mapping[str, tuple[int, Mapping[str, str]]] | None = None,
+    ) -> Commit:
+        """Replace the commit record read as `previous` (ETag) with `entity` and the bucket
+        `maps` (kind -> (width, bucket -> row)); a 412/409 whose stored record names our run
+        is our own lost response, anything else `CommitLost`."""
         body = {"PartitionKey": _PK, "RowKey": _RK, **entity}
+        if maps is not None:
+            body.update(
+                layout=LAYOUT,
+                history_legacy=previous.history_legacy,
+                **pack(encode_map(maps), prefix=_MAP_PREFIX, count=_MAP_COUNT),
+            )
         run_id = str(entity["run_id"])
         try:
             if previous.etag is None:
@@ -155,14 +224,14 @@ class Versions:
             log.info("run %s: commit stored although its answer was lost, continuing", run_id)
         return self.current()
 
-    def collect_garbage(self, kind: str, rows: Iterable[str]) -> None:
+    def collect_garbage(self, kind: str, rows: Iterable[str], *, workers: int = 1) -> None:
         """Delete bucket versions no commit names any more. Best effort: a row left behind is
         never read (the commit does not name it) and goes next time."""
         stale: list[Operation] = [
             ("delete", {"PartitionKey": kind, "RowKey": row}, {}) for row in sorted(set(rows))
         ]
         try:
-            self.table.submit(stale)
+            self._parallel(stale, workers=workers)
         except StoreError as exc:
             log.warning(
                 "state: %d superseded %s versions not deleted yet: %s", len(stale), kind, exc
@@ -173,9 +242,33 @@ class Versions:
             self.table.delete("org", "current")
 
 
-def versions_json(versions: Mapping[str, str], written: Iterable[tuple[str, str]]) -> str:
-    """The `versions` of a commit: the previous ones with the newly written rows."""
-    merged = dict(versions)
-    for bucket, row in written:
-        merged[bucket] = row
-    return json.dumps(dict(sorted(merged.items())), separators=(",", ":"))
+def encode_map(maps: Mapping[str, tuple[int, Mapping[str, str]]]) -> bytes:
+    """The bucket maps of a commit, compressed: per kind its width, the run keys that wrote a
+    current version, and per bucket (in order) the index of its writer or -1. A legacy row
+    (`00`, no run key) has the writer "". StoreError if a row is not `<bucket>.<run key>` of
+    that width (it could not be named)."""
+    out: dict[str, Any] = {}
+    for kind, (width, rows) in maps.items():
+        writers: dict[str, int] = {}
+        at = [-1] * 16**width
+        for bucket, row in rows.items():
+            name, _, rkey = row.partition(".")
+            if name != bucket or len(bucket) != width:
+                raise StoreError(f"state {kind}: version {row!r} is not of a {width}-digit bucket")
+            at[int(bucket, 16)] = writers.setdefault(rkey, len(writers))
+        out[kind] = {"width": width, "writers": list(writers), "at": at}
+    return zlib.compress(json.dumps(out, separators=(",", ":")).encode("utf-8"), 9)
+
+
+def decode_map(data: bytes) -> dict[str, tuple[int, dict[str, str]]]:
+    """`encode_map` reversed: kind -> (width, bucket -> RowKey of its current version)."""
+    out: dict[str, tuple[int, dict[str, str]]] = {}
+    for kind, value in json.loads(zlib.decompress(data)).items():
+        width, writers = int(value["width"]), [str(w) for w in value["writers"]]
+        rows: dict[str, str] = {}
+        for index, writer in enumerate(value["at"]):
+            if writer >= 0:
+                bucket = f"{index:0{width}x}"
+                rows[bucket] = f"{bucket}.{writers[writer]}" if writers[writer] else bucket
+        out[kind] = (width, rows)
+    return out
