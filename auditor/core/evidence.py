@@ -23,8 +23,8 @@ import io
 import json
 import struct
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from auditor.core.model import Snapshot
@@ -139,17 +139,31 @@ _ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, the fastest level (RFC 195
 _ADLER_BASE = 65521
 
 
-@dataclass(frozen=True, slots=True)
 class Compressed:
     """Evidence as a zlib stream (RFC 1950, what `zlib.decompress` reads) in pieces, and the
-    length of what it inflates to. `storage.blobs.Blobs.write` stores it as it is."""
+    length of what it inflates to. `storage.blobs.Blobs.write` stores it as it is and takes
+    the pieces over (`release`), so they are freed as they are sent, before the recording's
+    diff grows (docs/architecture.md, "Performance")."""
 
-    chunks: tuple[bytes, ...]
-    size: int
+    __slots__ = ("_chunks", "length", "size")
+
+    def __init__(self, chunks: Iterable[bytes], size: int) -> None:
+        self._chunks = deque(chunks)
+        self.size = size  # bytes once inflated
+        self.length = sum(len(chunk) for chunk in self._chunks)  # compressed bytes
 
     @property
-    def length(self) -> int:
-        return sum(len(chunk) for chunk in self.chunks)
+    def chunks(self) -> tuple[bytes, ...]:
+        """The pieces still held (none once released)."""
+        return tuple(self._chunks)
+
+    def release(self) -> deque[bytes]:
+        """Hand the pieces over (the one who stores them consumes them): this holds none."""
+        chunks, self._chunks = self._chunks, deque()
+        return chunks
+
+    def __repr__(self) -> str:
+        return f"Compressed(length={self.length}, size={self.size})"
 
 
 def inflate(evidence: bytes | Compressed) -> bytes:
@@ -289,6 +303,7 @@ class EvidenceStream:
         def add(segment: _Segment) -> None:
             nonlocal adler, size
             chunks.extend(segment.chunks)
+            segment.chunks = []  # held once: by the Compressed
             adler = _adler32_combine(adler, segment.adler, segment.size)
             size += segment.size
 
@@ -317,7 +332,7 @@ class EvidenceStream:
             for key, value in document.items()
         }
         joiner, self.joiner = self.joiner, None
-        return StreamedEvidence(Compressed(tuple(chunks), size), joiner, placeholders, self.source)
+        return StreamedEvidence(Compressed(chunks, size), joiner, placeholders, self.source)
 
 
 class StreamedEvidence:

@@ -6,13 +6,13 @@ Rows are keyed by the run, so writing them again (a replayed run) writes the sam
 
 A blob may be handed over already compressed (`core.evidence.Compressed`: the nightly audit
 compresses its evidence page by page while it reads, docs/architecture.md "A nightly run");
-it is stored as it is, in the same format, and read back the same way.
+it is stored as it is, in the same format, and read back the same way; its pieces are taken
+over and freed as they are sent.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -45,7 +45,7 @@ class Blobs:
         of a 60 MB snapshot never all exist at once."""
         per_entity = CHUNKS_PER_ENTITY * MAX_VALUE_BYTES
         packed = {
-            name: (deque(data.chunks), data.length)
+            name: (data.release(), data.length)  # freed as sent
             if isinstance(data, Compressed)
             else compress(data)
             for name, data in blobs.items()

@@ -76,12 +76,14 @@ def test_pre_compressed_evidence_round_trips_through_the_store(azurite: str) -> 
     streamed = stream.finish(document)
     compressed = streamed.evidence
     assert compressed.length > 2 * 11 * 64 * 1024
+    whole = b"".join(compressed.chunks)
     store = new_store(azurite)
     store.ensure_tables()
     blobs = Blobs(store.evidence)
-    assert blobs.write("rk1", {"snapshot": compressed}) == compressed.length
+    assert blobs.write("rk1", {"snapshot": compressed}) == compressed.length == len(whole)
+    assert compressed.chunks == ()  # taken over by the write, freed as sent
     stored = blobs.read("rk1", "snapshot", "run 1")
-    assert stored is not None and stored == inflate(compressed)
+    assert stored is not None and stored == zlib.decompress(whole)
     assert json.loads(stored)["cas_mailboxes"] == cas
     rows = list(store.evidence.rows_between("rk1", "snapshot.", "snapshot.~"))
     assert len(rows) == rows[0]["of"] >= 3 and rows[0]["size"] == len(stored)
@@ -89,7 +91,6 @@ def test_pre_compressed_evidence_round_trips_through_the_store(azurite: str) -> 
     assert blobs.write("rk2", {"snapshot": stored}) > 0
     assert blobs.read("rk2", "snapshot", "run 2") == stored
     # A compressed blob given in odd pieces is stored whole.
-    whole = b"".join(compressed.chunks)
     odd = Compressed(tuple(whole[i : i + 777] for i in range(0, len(whole), 777)), len(stored))
     blobs.write("rk3", {"snapshot": odd})
     assert blobs.read("rk3", "snapshot", "run 3") == stored
@@ -133,8 +134,10 @@ def test_a_read_cut_short_while_judging_is_null_never_a_shorter_list(
 
 def audit_streamed(
     emu: Emulator, store: Any, allowlist: Path | None = None
-) -> tuple[Any, list[StreamedEvidence]]:
-    collected: list[StreamedEvidence] = []
+) -> tuple[Any, list[tuple[StreamedEvidence, bytes]]]:
+    """The audit, and what each collection gave it with the bytes its evidence inflates to
+    (taken before the store takes the compressed pieces over)."""
+    collected: list[tuple[StreamedEvidence, bytes]] = []
     with httpx.Client(timeout=30) as http:
         client = ExchangeClient(
             base_url=emu.base_url,
@@ -147,7 +150,7 @@ def audit_streamed(
 
         def collect(now: datetime) -> StreamedEvidence:
             streamed = collect_streamed(client, tenant=emu.domain, now=now)
-            collected.append(streamed)
+            collected.append((streamed, inflate(streamed.evidence)))
             return streamed
 
         summary = run_audit(
@@ -173,11 +176,13 @@ def test_the_audit_stores_the_compressed_evidence_it_judged(
     store = new_store(azurite)
     summary, collected = audit_streamed(emu, store, allowlist)
     assert summary.complete and summary.evaluation is not None
-    assert collected[0].joined
+    streamed, judged = collected[0]
+    assert streamed.joined
     assert summary.counts["mailboxes"] == 250
     stored = store.read_blob(summary.run_id, "snapshot")
-    assert stored is not None and stored == inflate(collected[0].evidence)
-    assert store.run(summary.run_id).evidence_bytes >= collected[0].evidence.length
+    assert stored is not None and stored == judged
+    assert streamed.evidence.chunks == ()  # the store took them over
+    assert store.run(summary.run_id).evidence_bytes >= streamed.evidence.length
     # The bad record: one unknown mailbox, named in the errors; the run is whole.
     assert any(e.source == f"record:{guids[5]}" for e in summary.errors)
     # Judged again from what was stored (as `replay` does): the very same findings.
