@@ -488,7 +488,7 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
                         case["org"],
                         ("1 first", "2 churn 0.1%", "3 identical")[index - 1],
                         f"{run['wall']:.1f}",
-                        f"{run['floor']:.1f}",
+                        f"{run['floor']:.2f}",
                         f"{run['ratio']:.2f}",
                         f"{phases.get('collect', 0):.1f}",
                         f"{phases.get('evaluate', 0):.1f}",

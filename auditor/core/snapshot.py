@@ -598,7 +598,8 @@ class PageJoiner:
     `_Joiner.add_run` or, when it refuses the run, record by record (`_Joiner.add`) as a
     snapshot file would be read. The CAS and mailbox reads run in threads of their own: each
     page is joined under one lock, and each listing's record numbers (`cas_mailboxes[N]` in
-    errors) count on from its earlier pages.
+    errors) count on from its earlier pages. As with a file, a listing's first run (here its
+    first page) decides whether its names are spelt as Exchange spells them.
 
     The joined snapshot is only a faster way to the one that reading the stored evidence
     gives. Whatever could make them differ spoils it (`spoil`: a read that failed after some
