@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,8 @@ from auditor.core.usage import BREAK_PREFIX as BREAK
 
 __all__ = [
     "will_break",
+    "type_counts",
+    "break_line",
     "PlannedProposals",
     "Kind",
     "Role",
@@ -61,7 +64,9 @@ class Target:
     `before`/`after` are raw `SmtpClientAuthenticationDisabled` values (True = blocked, None =
     follow the organisation). `step` orders execution: pins (1) before the organisation (2).
     `upn` and `address` let the executor re-match the allowlist, since a Get-CASMailbox read
-    carries no UPN.
+    carries no UPN. `mailbox_type` is Exchange's `RecipientTypeDetails` at planning time (for
+    counts by type on the confirmation page); it describes the target, it is not part of the
+    change, so the plan hash leaves it out (docs/architecture.md, "An approval").
     """
 
     key: str
@@ -74,12 +79,21 @@ class Target:
     guid: str | None = None
     upn: str | None = None
     address: str | None = None
+    mailbox_type: str | None = None
 
     @property
     def is_org(self) -> bool:
         return self.key == ORG_TARGET
 
     def to_dict(self) -> dict[str, Any]:
+        """The stored form: the hashed fields, plus "type" when known."""
+        data = self.hashed()
+        if self.mailbox_type:
+            data["type"] = self.mailbox_type
+        return data
+
+    def hashed(self) -> dict[str, Any]:
+        """The fields the plan hash covers: the change itself."""
         return {
             "key": self.key,
             "role": self.role.value,
@@ -106,6 +120,7 @@ class Target:
             guid=data.get("guid"),
             upn=data.get("upn"),
             address=data.get("address"),
+            mailbox_type=data.get("type"),  # rows stored before it was kept: None (unknown)
         )
 
 
@@ -144,9 +159,21 @@ class Proposal:
         return will_break(self.targets)
 
 
+def type_counts(targets: Iterable[Target]) -> list[tuple[str, int]]:
+    """(mailbox type, targets) of the mailbox targets, most first; "unknown type" for targets
+    planned before the type was kept. The organisation target is not a mailbox."""
+    counts = Counter(t.mailbox_type or "unknown type" for t in targets if not t.is_org)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def will_break(targets: Iterable[Target]) -> tuple[Target, ...]:
     """The revoked targets whose reason says "will break: last used ...", in order."""
     return tuple(t for t in targets if t.role is Role.REVOKE and t.reason.startswith(BREAK))
+
+
+def break_line(target: Target) -> dict[str, str]:
+    """A "will break" target as JSON: key, display, and the "will break: last used ..." note."""
+    return {"key": target.key, "display": target.display, "detail": target.reason.split("; ")[0]}
 
 
 def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
@@ -160,7 +187,7 @@ def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
             digest.update(b",")
         digest.update(
             json.dumps(
-                target.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+                target.hashed(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
             ).encode("utf-8")
         )
     digest.update(b"]")
@@ -285,10 +312,8 @@ class Record:
             "finished_at": iso(self.finished_at),
             "attempts": self.attempts,
             "outcome": self.outcome,
-            "will_break": [
-                {"key": t.key, "display": t.display, "detail": t.reason.split("; ")[0]}
-                for t in will_break(r.target for r in self.targets)
-            ],
+            "by_type": dict(type_counts(r.target for r in self.targets)),
+            "will_break": [break_line(t) for t in will_break(r.target for r in self.targets)],
             "targets": [
                 {
                     **t.target.to_dict(),

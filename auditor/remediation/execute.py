@@ -44,7 +44,15 @@ from typing import Any, Protocol
 from auditor.core.errors import AuditorError, InputError, Refused, StoreError
 from auditor.core.model import Allowlist, Effective, Setting, Status
 from auditor.core.policy import effective_state, evaluate
-from auditor.core.proposals import Record, Result, Role, State, TargetRecord
+from auditor.core.proposals import (
+    Record,
+    Result,
+    Role,
+    State,
+    TargetRecord,
+    break_line,
+    will_break,
+)
 from auditor.core.snapshot import build_snapshot, mailbox_from_records, raw_record
 from auditor.remediation.guard import check_invariants, named_now, verify_approval
 from auditor.remediation.plan import org_blockers
@@ -546,9 +554,10 @@ class Preview:
     """What an approval would change now (dry run): one line per selected target."""
 
     lines: tuple[dict[str, Any], ...]
+    breaking: tuple[dict[str, str], ...] = ()  # selected targets that used SMTP AUTH lately
 
     def to_json(self) -> dict[str, Any]:
-        return {"dry_run": True, "targets": list(self.lines)}
+        return {"dry_run": True, "will_break": list(self.breaking), "targets": list(self.lines)}
 
 
 def preview(
@@ -588,4 +597,5 @@ def preview(
             except AuditorError as exc:
                 line.update(action="fail", detail=f"cannot re-read: {exc}")
         lines.append(line)
-    return Preview(tuple(lines))
+    chosen = [t.target for t in record.targets if subset is None or t.target.key in subset]
+    return Preview(tuple(lines), tuple(break_line(t) for t in will_break(chosen)))

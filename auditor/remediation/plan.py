@@ -111,6 +111,7 @@ def _mailbox_target(
         guid=mailbox.guid,
         upn=mailbox.user_principal_name,
         address=mailbox.primary_smtp_address,
+        mailbox_type=mailbox.recipient_type_details or None,
     )
 
 

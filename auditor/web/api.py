@@ -447,7 +447,9 @@ class RemediationHttp:
         )
         document = shown.to_json()
         if body.form or _wants_html(req):
-            page = dry_run_page(record, shown.lines, back=self._url(req, record.id))
+            page = dry_run_page(
+                record, shown.lines, back=self._url(req, record.id), breaking=shown.breaking
+            )
             return _html(200, page)
         return _json(200, document)
 

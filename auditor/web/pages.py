@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from auditor.core.model import Setting
-from auditor.core.proposals import Record, Result, Role, State, will_break
+from auditor.core.proposals import Record, Result, Role, State, type_counts, will_break
 from auditor.reports.html import render_page
 
 __all__ = ["confirmation_page", "status_page", "message_page", "dry_run_page"]
@@ -111,6 +111,7 @@ def confirmation_page(
         "confirmation.html.j2",
         record=record,
         breaking=breaking,
+        by_type=type_counts(t.target for t in record.targets),
         proposed=not closed,
         closed=closed,
         successor_url=successor_url,
@@ -209,9 +210,14 @@ def message_page(
 
 
 def dry_run_page(
-    record: Record, lines: Sequence[dict[str, Any]], *, back: str | None = None
+    record: Record,
+    lines: Sequence[dict[str, Any]],
+    *,
+    back: str | None = None,
+    breaking: Sequence[dict[str, str]] = (),
 ) -> str:
-    """The dry run's result as a table: what each selected target would do now."""
+    """The dry run's result as a table: what each selected target would do now, after the
+    selected targets that will break (used SMTP AUTH in the sign-in window), first and apart."""
     actions = Counter(str(x.get("action", "")) for x in lines)
     summary = ", ".join(f"{n} {a}" for a, n in sorted(actions.items())) or "no target"
     return render_page(
@@ -221,6 +227,7 @@ def dry_run_page(
         link=None,
         back=back,
         link_label="",
+        breaking=[(b["display"], b["detail"]) for b in breaking],
         rows=[
             [
                 str(x.get("display") or x.get("key") or ""),

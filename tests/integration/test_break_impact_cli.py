@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_approve_plan_printout_lists_what_will_break(azurite: str, tmp_path: Path) -> None:
     evaluation = evaluate(
-        snapshot(org=True, cas_records=[cas(1, False), cas(2, False)], mailboxes=[mbx(1), mbx(2)]),
+        snapshot(
+            org=True,
+            cas_records=[cas(1, False), cas(2, False)],
+            mailboxes=[mbx(1, "SharedMailbox"), mbx(2)],
+        ),
         allowlist(""),
         NOW.date(),
         evaluated_at=NOW,
@@ -68,3 +72,4 @@ def test_approve_plan_printout_lists_what_will_break(azurite: str, tmp_path: Pat
     first_target = next(i for i, line in enumerate(lines) if "-> " in line)
     assert start < first_target
     assert sum("user1@contoso.com" in line for line in lines) == 1
+    assert "by type: 1 SharedMailbox, 1 UserMailbox" in lines

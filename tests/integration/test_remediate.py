@@ -33,6 +33,7 @@ from auditor.storage.proposal_rows import clean, pack, unpack
 from auditor.storage.proposal_store import ProposalStore
 from tests.support.remediation_env import DOMAIN, Env, guid, remediation_env
 from tests.support.remediation_fixtures import APPROVER, NOW, SIGNING_KEY, box, make_evaluation
+from tests.support.usage import collected, signin
 
 
 def approve(env: Env, proposal: Proposal, subset: list[str] | None = None) -> None:
@@ -231,6 +232,36 @@ def test_preview_changes_nothing(azurite: str) -> None:
         assert [line["action"] for line in shown.lines] == ["apply"]
         assert not [r for r in env.emulator.requests if r.cmdlet.startswith("Set-")]
         assert env.store.get(proposal.id).state is State.PROPOSED
+
+
+def test_preview_lists_the_selected_targets_that_will_break(azurite: str) -> None:
+    """The dry run names, first and apart, the selected targets that used SMTP AUTH lately."""
+    with remediation_env(azurite, True, {"a": False, "b": False, "c": False}, "") as env:
+        used = collected(
+            signin(
+                user_id=guid(1002),
+                upn="b@contoso.com",
+                at=NOW - timedelta(days=2),
+                ip="198.51.100.7",
+                app="Copier",
+            ),
+            now=NOW,
+        )
+        proposal = env.proposals(usage=used)["mailboxes"]
+        record = env.store.get(proposal.id)
+        allowlist = env.allowlist()
+        whole = preview(record, exchange=env.exchange, allowlist=allowlist, today=NOW.date())
+        assert [b["display"] for b in whole.breaking] == ["b@contoso.com"]
+        assert whole.breaking[0]["detail"].startswith("will break: last used ")
+        assert "198.51.100.7 (Copier)" in whole.breaking[0]["detail"]
+        assert whole.to_json()["will_break"] == list(whole.breaking)
+        keys = {t.target.display: t.target.key for t in record.targets}
+        others = {keys["a@contoso.com"], keys["c@contoso.com"]}
+        part = preview(
+            record, exchange=env.exchange, allowlist=allowlist, today=NOW.date(), subset=others
+        )
+        assert part.breaking == () and len(part.lines) == 2
+        assert not [r for r in env.emulator.requests if r.cmdlet.startswith("Set-")]
 
 
 def test_grant_skipped_when_its_entry_now_names_several_mailboxes(azurite: str) -> None:

@@ -16,6 +16,7 @@ from auditor.core.model import Allowlist
 from auditor.core.policy import evaluate
 from auditor.core.proposals import Proposal
 from auditor.core.snapshot import build_snapshot
+from auditor.core.usage import UsageEvidence
 from auditor.exchange.client import ExchangeClient
 from auditor.identity.tokens import StaticToken
 from auditor.remediation.plan import plan
@@ -80,8 +81,11 @@ class Env:
                 return record["SmtpClientAuthenticationDisabled"]
         raise KeyError(name)
 
-    def proposals(self, *, grants: bool = False) -> dict[str, Proposal]:
-        """Audit the emulated tenant now and plan; proposals keyed by scope, and stored."""
+    def proposals(
+        self, *, grants: bool = False, usage: UsageEvidence | None = None
+    ) -> dict[str, Proposal]:
+        """Audit the emulated tenant now (with `usage`, the sign-in evidence, if given) and
+        plan; proposals keyed by scope, and stored."""
         state = self.emulator.state
         snapshot = build_snapshot(
             {
@@ -94,7 +98,7 @@ class Env:
                 "errors": [],
             }
         )
-        ev = evaluate(snapshot, self.allowlist(), NOW.date(), evaluated_at=NOW)
+        ev = evaluate(snapshot, self.allowlist(), NOW.date(), evaluated_at=NOW, usage=usage)
         out = {p.scope: p for p in plan(ev, run_id="run-1", created_at=NOW, include_grants=grants)}
         for proposal in out.values():
             self.store.save(proposal, now=NOW)

@@ -179,22 +179,30 @@ def _name(target: dict[str, Any]) -> str:
     return str(target.get("display") or target.get("key") or "(unnamed)")
 
 
+def _show_breaking(document: dict[str, Any]) -> None:
+    """First and apart: who will notice (sign-ins in the usage window), in a plan or dry run."""
+    breaking = document.get("will_break") or []
+    if breaking:
+        print(f"will break ({len(breaking)}): used SMTP AUTH in the sign-in window")
+        for t in breaking:
+            print(f"  {_name(t)}: {t['detail']}")
+
+
 def _show_plan(document: dict[str, Any], *, show_all: bool = False) -> None:
     print(
         f"{document['title']}\nproposal {document['id']} ({document['kind']}), "
         f"state {document['state']}, expires {document['expires_at']}"
     )
-    breaking = document.get("will_break") or []
-    if breaking:  # first and apart: who will notice (sign-ins in the usage window)
-        print(f"will break ({len(breaking)}): used SMTP AUTH in the sign-in window")
-        for t in breaking:
-            print(f"  {t['display']}: {t['detail']}")
+    _show_breaking(document)
     targets: list[dict[str, Any]] = document["targets"]
     roles = Counter(str(t.get("role") or "target") for t in targets)
     print(
         f"{len(targets)} target(s): "
         + ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
     )
+    by_type = document.get("by_type") or {}
+    if by_type:
+        print("by type: " + ", ".join(f"{n} {name}" for name, n in by_type.items()))
     shown = targets if show_all else targets[:SHOWN_TARGETS]
     columns = ("MAILBOX", "ROLE", "CHANGE", "KEY")
     rows = [
@@ -261,6 +269,7 @@ def run_approve(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     if response.status >= 400:
         return EXIT_INPUT
     if args.dry_run:
+        _show_breaking(document)
         rows = [
             [_name(x), str(x.get("action") or ""), str(x.get("detail") or "")]
             for x in document.get("targets", [])

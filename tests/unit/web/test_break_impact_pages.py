@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from auditor.core.proposals import Kind, Record, Result, Role, State, Target, TargetRecord
-from auditor.web.pages import confirmation_page
+from auditor.web.pages import confirmation_page, dry_run_page
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 BREAKS = "will break: last used 2026-11-30 14:02 UTC, from 203.0.113.7 (Scanner)"
@@ -69,3 +69,17 @@ def test_no_break_section_without_usage() -> None:
         quiet, approve_url="/a", reject_url="/r", status_url="/s", form_token="t", approver="Ada"
     )
     assert 'id="will-break"' not in page
+
+
+def test_the_dry_run_lists_who_will_break_above_its_table() -> None:
+    lines = [
+        {"key": "a", "display": "quiet@contoso.com", "action": "apply", "detail": "x"},
+        {"key": "b", "display": "scanner@contoso.com", "action": "apply", "detail": "y"},
+    ]
+    breaking = [{"key": "b", "display": "scanner@contoso.com", "detail": BREAKS}]
+    page = dry_run_page(record(), lines, back="/p", breaking=breaking)
+    section = page.split('id="will-break"')[1].split("</ul>")[0]
+    assert "scanner@contoso.com" in section and "203.0.113.7" in section
+    assert "quiet@contoso.com" not in section
+    assert page.index('id="will-break"') < page.index('id="result"')
+    assert 'id="will-break"' not in dry_run_page(record(), lines, back="/p")

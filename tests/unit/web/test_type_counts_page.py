@@ -1,0 +1,103 @@
+"""Counts by mailbox type on the confirmation page, in the status JSON and in `approve`'s plan;
+the type describes a target and is kept out of the plan hash (issue 16)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from auditor.core.proposals import (
+    ORG_TARGET,
+    Kind,
+    Record,
+    Result,
+    Role,
+    State,
+    Target,
+    TargetRecord,
+    plan_hash,
+    type_counts,
+)
+from auditor.web.pages import confirmation_page
+
+NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+
+
+def loses(n: int, kind: str | None) -> Target:
+    reason = "inherits (null) and is not allowlisted"
+    return Target(
+        f"g{n}",
+        Role.REVOKE,
+        f"m{n}@contoso.com",
+        None,
+        None,
+        3,
+        reason,
+        guid=f"g{n}",
+        mailbox_type=kind,
+    )
+
+
+ORG = Target(ORG_TARGET, Role.ORG, "organisation (Set-TransportConfig)", False, True, 2, "org")
+TARGETS = (
+    loses(1, "UserMailbox"),
+    loses(2, "SharedMailbox"),
+    loses(3, "UserMailbox"),
+    loses(4, None),  # planned before the type was kept
+    ORG,
+)
+
+
+def record() -> Record:
+    return Record(
+        id="rev-org-1",
+        kind=Kind.REVOCATION,
+        scope="organisation",
+        tenant="contoso.onmicrosoft.com",
+        run_id="run-1",
+        created_at=NOW,
+        expires_at=NOW.replace(day=9),
+        title="Disable SMTP AUTH for the organisation",
+        plan_hash=plan_hash(TARGETS),
+        state=State.PROPOSED,
+        etag="*",
+        targets=tuple(
+            TargetRecord(row=f"{i:06d}", target=t, selected=True, result=Result.PENDING)
+            for i, t in enumerate(TARGETS)
+        ),
+    )
+
+
+def test_type_counts_are_mailboxes_only_most_first() -> None:
+    assert type_counts(TARGETS) == [("UserMailbox", 2), ("SharedMailbox", 1), ("unknown type", 1)]
+
+
+def test_the_type_is_stored_but_not_hashed() -> None:
+    typed = loses(1, "RoomMailbox")
+    assert Target.from_dict(typed.to_dict()) == typed
+    assert typed.to_dict()["type"] == "RoomMailbox"
+    old_row = typed.to_dict()
+    del old_row["type"]  # a row stored before the type was kept
+    assert Target.from_dict(old_row).mailbox_type is None
+    assert plan_hash([typed]) == plan_hash([replace(typed, mailbox_type=None)])
+    assert plan_hash([typed]) != plan_hash([replace(typed, reason="other")])
+
+
+def test_the_confirmation_page_and_the_status_json_count_by_type() -> None:
+    page = confirmation_page(
+        record(),
+        approve_url="/a",
+        reject_url="/r",
+        status_url="/s",
+        form_token="t",
+        approver="Ada",
+        now=NOW,
+    )
+    line = page.split('id="by-type"')[1].split("</p>")[0]
+    assert "2 UserMailbox, 1 SharedMailbox, 1 unknown type" in line
+    assert page.index('id="by-type"') < page.index('id="approve"')
+    assert record().to_json()["by_type"] == {
+        "UserMailbox": 2,
+        "SharedMailbox": 1,
+        "unknown type": 1,
+    }
