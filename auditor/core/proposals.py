@@ -16,6 +16,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from auditor.core.usage import BREAK_PREFIX as BREAK
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Target",
     "Proposal",
     "plan_hash",
+    "canonical_items",
     "ORG_TARGET",
     "State",
     "TERMINAL",
@@ -179,19 +182,39 @@ def break_line(target: Target) -> dict[str, str]:
 def plan_hash(targets: tuple[Target, ...] | list[Target]) -> str:
     """sha256 of the canonical JSON of the targets, in order: what the approver saw.
 
-    Fed one target at a time (the bytes are those of `json.dumps(list, sort_keys=True,
-    separators=(",", ":"))`): a 100,000-target plan is never held as one JSON document."""
+    The bytes are those of `json.dumps(list, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True)` of the targets' hashed fields, fed a chunk of targets at a time: a
+    100,000-target plan is never held as one JSON document."""
     digest = hashlib.sha256(b"[")
-    for index, target in enumerate(targets):
-        if index:
+    for start in range(0, len(targets), _HASH_CHUNK):
+        if start:
             digest.update(b",")
-        digest.update(
-            json.dumps(
-                target.hashed(), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-            ).encode("utf-8")
-        )
+        digest.update(canonical_items([t.hashed() for t in targets[start : start + _HASH_CHUNK]]))
     digest.update(b"]")
     return digest.hexdigest()
+
+
+_HASH_CHUNK = 1000
+
+
+def canonical_items(items: list[dict[str, Any]]) -> bytes:
+    """The canonical JSON of `items`, comma-separated, without the list's brackets.
+
+    msgspec writes the same bytes as `json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=True)` when the text is plain ASCII without DEL (json escapes DEL, every
+    non-ASCII character and lone surrogates; msgspec writes the first two raw and refuses the
+    last), about four times faster; otherwise the chunk is written by `json` itself. Tests pin
+    the two to the same bytes."""
+    try:
+        encoded = msgspec.json.encode(items, order="sorted")
+    except UnicodeEncodeError:  # a lone surrogate: json escapes it, msgspec cannot write it
+        encoded = b"\x80"
+    if encoded.isascii() and b"\x7f" not in encoded:
+        return encoded[1:-1]
+    return b",".join(
+        json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        for item in items
+    )
 
 
 class State(StrEnum):

@@ -34,6 +34,7 @@ from auditor.core.proposals import (
     TargetRecord,
 )
 from auditor.storage.limits import MAX_VALUE_BYTES
+from auditor.storage.packing import compact_json
 
 __all__ = [
     "PK",
@@ -76,7 +77,7 @@ def slot(kind: Kind, scope: str) -> str:
 
 
 def pack(document: Any) -> dict[str, Any]:
-    data = zlib.compress(json.dumps(document, separators=(",", ":")).encode("utf-8"), 6)
+    data = zlib.compress(compact_json(document), 6)
     parts = [data[i : i + MAX_VALUE_BYTES] for i in range(0, len(data), MAX_VALUE_BYTES)] or [b""]
     if len(parts) > _PARTS:
         raise StoreError(f"packed value of {len(data)} bytes does not fit one entity")
