@@ -157,11 +157,10 @@ class RunFacts:
     `removed`: finding ids of mailboxes no longer in the tenant; `looked_up`: the absent
     mailbox findings whose stored record was read (so one not in `removed` is still in the
     tenant); `types`: finding id -> RecipientTypeDetails of mailboxes absent from the
-    evaluation (removed or now disabled);
-    `remediated`: finding id -> the applied proposal that fixed it ("" when not known);
-    `attributions`: mailbox finding id -> who made the change this run saw, and `org` the same
-    for the organisation switch. All optional: without them the alert says what the evidence
-    shows.
+    evaluation (removed or now disabled); `remediated`: finding id -> the applied proposal that
+    fixed it ("" when not known); `attributions`: mailbox finding id -> who made the change
+    this run saw, and `org` the same for the organisation switch. All optional: without them
+    the alert says what the evidence shows.
     """
 
     removed: frozenset[str] = frozenset()
