@@ -357,7 +357,7 @@ def run_demo(out: Path, mailboxes: int, serve: bool) -> int:
             f"identity provider and function_app's HTTP functions ({server.url}/api/) are running"
         )
         store = wiring.store_from_settings(settings)
-        alerter = run_alerter(settings, http=http, ledger=store)
+        alerter = run_alerter(settings, http=http, ledger=store, store=store)
         proposer = wiring.proposer_from_settings(settings)
         collect = stack.enter_context(wiring.exchange_collector(settings))
         for note in seed_signins(signins, tenant, roles, now):  # usage evidence (issue 15)

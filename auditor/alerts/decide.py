@@ -21,15 +21,20 @@ What triggers an alert (issue 5):
 - `baseline`: the first-ever run (no previous run) sends one summary, never one alert per mailbox.
 - `digest`: with `digest=True`, a run where nothing changed still sends a short summary, so
   silence can be told apart from a dead auditor.
+
+What the store knows beyond the evaluation comes in as `RunFacts` (read best effort by
+`app.alerting`): who made this run's changes (the audit log, `core.attribution`), which absent
+mailboxes were removed from the tenant and their type, and which remediation fixed what.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Literal
 
+from auditor.core.attribution import Attribution
 from auditor.core.controls import control
 from auditor.core.model import (
     Allowlist,
@@ -51,7 +56,10 @@ __all__ = [
     "Alert",
     "AlertItem",
     "OrgFlip",
+    "RunFacts",
     "decide",
+    "org_line",
+    "root_cause_text",
     "headline",
     "org_text",
     "item_detail",
@@ -66,6 +74,8 @@ EXPIRING = "SMTPAUTH-EXCEPTION-EXPIRING"
 COLLECTION = "SMTPAUTH-COLLECTION"
 # Days before expiry on which an exception already inside the window triggers a reminder.
 REMINDER_DAYS = (7, 1, 0)
+
+FIXED = "Fixed by an approved remediation."
 
 AlertKind = Literal["baseline", "change", "digest"]
 
@@ -92,6 +102,7 @@ class AlertItem:
     expires: date | None = None
     days_left: int | None = None
     owner: str | None = None
+    changed_by: str | None = None  # who made the change, from the audit log (`RunFacts`)
 
     @property
     def kind(self) -> str:
@@ -113,6 +124,7 @@ class OrgFlip:
 
     before: bool
     after: bool
+    changed_by: str | None = None  # who flipped it, from the audit log (`RunFacts`)
 
     @property
     def now_allows(self) -> bool:
@@ -135,6 +147,28 @@ class RootCause:
     fixes: int
     fix: str
     reason: str
+    changed_by: str | None = None  # who made the organisation allow it, in this run
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the store knows about a run beyond its evaluation (`app.alerting.run_facts`).
+
+    `removed`: finding ids of mailboxes no longer in the tenant; `looked_up`: the absent
+    mailbox findings whose stored record was read (so one not in `removed` is still in the
+    tenant); `types`: finding id -> RecipientTypeDetails of mailboxes absent from the
+    evaluation (removed or now disabled); `remediated`: finding id -> the applied proposal that
+    fixed it ("" when not known); `attributions`: mailbox finding id -> who made the change
+    this run saw, and `org` the same for the organisation switch. All optional: without them
+    the alert says what the evidence shows.
+    """
+
+    removed: frozenset[str] = frozenset()
+    looked_up: frozenset[str] = frozenset()
+    types: Mapping[str, str] = field(default_factory=dict)
+    remediated: Mapping[str, str] = field(default_factory=dict)
+    attributions: Mapping[str, Attribution] = field(default_factory=dict)
+    org: Attribution | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +222,27 @@ def org_text(org_disabled: bool | None) -> str:
     }[org_disabled]
 
 
+def org_line(alert: Alert) -> str:
+    """The organisation fact of an alert: its switch, what it was if it flipped, and who
+    flipped it when the audit log says so (one text for Teams and email)."""
+    org = org_text(alert.org_disabled)
+    flip = alert.org_change
+    if flip is not None:
+        who = f"; {flip.changed_by}" if flip.changed_by else ""
+        org += f" (changed; was {org_text(flip.before)}{who})"
+    return org
+
+
+def root_cause_text(root: RootCause) -> str:
+    """The root-cause sentence of an alert (Teams and email)."""
+    mailboxes = "mailbox" if root.fixes == 1 else "mailboxes"
+    who = f" ({root.changed_by})" if root.changed_by else ""
+    return (
+        f"Root cause: the organisation allows SMTP AUTH{who}. 1 change fixes "
+        f"{root.fixes} {mailboxes}."
+    )
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -225,7 +280,9 @@ def _today(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-def _item(finding: Finding, since: datetime | None, today: date) -> AlertItem:
+def _item(
+    finding: Finding, since: datetime | None, today: date, changed_by: str | None = None
+) -> AlertItem:
     mailbox = finding.mailbox
     entry = finding.entry
     expires = entry.expires if entry is not None else None
@@ -242,6 +299,7 @@ def _item(finding: Finding, since: datetime | None, today: date) -> AlertItem:
         expires=expires,
         days_left=(expires - today).days if expires is not None else None,
         owner=entry.owner if entry is not None else None,
+        changed_by=changed_by,
     )
 
 
@@ -250,17 +308,20 @@ def _resolved_reason(
     current: Finding | None,
     org_change: OrgFlip | None,
     removed: Collection[str],
-    remediated: Collection[str],
+    remediated: Mapping[str, str],
+    looked_up: Collection[str] = frozenset(),
 ) -> str:
     """Why a violation is gone, in words: fixed by a remediation, the mailbox was removed, it
     is now allowlisted, the setting changed, or the organisation now blocks what it inherited.
 
     A disabled mailbox has no finding, so an absent mailbox finding is told apart by `removed`
-    (finding ids of mailboxes no longer in the tenant) and `remediated` (fixed by an applied
-    proposal) when the caller knows them, and by the organisation flip otherwise.
+    (finding ids of mailboxes no longer in the tenant; `looked_up`: those whose stored record
+    was read) and `remediated` (fixed by an applied proposal) when the caller knows them, and
+    by the organisation flip otherwise.
     """
     if prior.id in remediated:
-        return "Fixed by an approved remediation."
+        proposal = remediated[prior.id]
+        return f"Fixed by an approved remediation ({proposal})." if proposal else FIXED
     if current is None:
         if prior.control != MAILBOX:
             return "No longer reported: the allowlist or the evidence it was about changed."
@@ -270,7 +331,7 @@ def _resolved_reason(
             return (
                 "Fixed by the organisation change: SMTP AUTH is now blocked for the organisation."
             )
-        if removed:
+        if removed or prior.id in looked_up:
             return "Setting changed: SMTP AUTH is now disabled on the mailbox."
         return "Setting changed: SMTP AUTH is now disabled on the mailbox (or it was removed)."
     if current.status is Status.EXEMPT:
@@ -284,11 +345,13 @@ def _prior_item(
     current: Finding | None,
     org_change: OrgFlip | None,
     removed: Collection[str],
-    remediated: Collection[str],
+    remediated: Mapping[str, str],
+    facts: RunFacts,
 ) -> AlertItem:
-    """A resolved finding: what the previous run recorded, plus today's state if still present."""
+    """A resolved finding: what the previous run recorded, plus today's state if still present
+    (else the type its stored state record keeps, `types`)."""
     severity = current.severity if current is not None else control(prior.control).severity
-    mailbox_type = None
+    mailbox_type = facts.types.get(prior.id)
     if current is not None and current.mailbox is not None:
         mailbox_type = current.mailbox.recipient_type_details
     return AlertItem(
@@ -297,7 +360,7 @@ def _prior_item(
         status=current.status if current is not None else Status.PASS,
         severity=severity,
         subject=prior.subject,
-        reason=_resolved_reason(prior, current, org_change, removed, remediated),
+        reason=_resolved_reason(prior, current, org_change, removed, remediated, facts.looked_up),
         mailbox_type=mailbox_type,
     )
 
@@ -342,13 +405,19 @@ def decide(
     remediation_links: Sequence[tuple[str, str]] = (),
     removed: Collection[str] = frozenset(),
     remediated: Collection[str] = frozenset(),
+    facts: RunFacts | None = None,
 ) -> Alert | None:
     """The alert this run deserves, or None when there is nothing to tell.
 
     `complete` is False when the collection failed or was cut short; `errors` are the run's
     collection errors. `first_seen` (finding id -> first time seen, from history) fills the
     "since" of each item when known; a new violation is otherwise first seen in this run.
+    `removed` and `remediated` (finding ids) add to what `facts` says (see `RunFacts`).
     """
+    facts = facts or RunFacts()
+    gone = {*removed, *facts.removed}
+    fixed = {**{fid: "" for fid in remediated}, **facts.remediated}
+    who = facts.attributions
     today = _today(current.evaluated_at)
     seen = first_seen or {}
     run_errors = _errors(errors)
@@ -364,7 +433,15 @@ def decide(
         before = prior.get(finding.id)
         if finding.status is Status.FAIL:
             if previous is None or before is None or before.status is not Status.FAIL:
-                new.append(_item(finding, seen.get(finding.id, current.evaluated_at), today))
+                made = who.get(finding.id) if finding.control != ORG else facts.org
+                new.append(
+                    _item(
+                        finding,
+                        seen.get(finding.id, current.evaluated_at),
+                        today,
+                        made.text("enabled") if made is not None else None,
+                    )
+                )
         elif finding.status is Status.UNKNOWN:
             if finding.control == COLLECTION and finding.subject in error_sources:
                 continue  # the same failure is listed once, under the run's errors
@@ -398,7 +475,16 @@ def decide(
         and current.org_disabled is not None
         and previous.org_disabled != current.org_disabled
     ):
-        org_change = OrgFlip(before=previous.org_disabled, after=current.org_disabled)
+        flipped = current.org_disabled is False
+        org_change = OrgFlip(
+            before=previous.org_disabled,
+            after=current.org_disabled,
+            changed_by=(
+                facts.org.text("enabled" if flipped else "disabled")
+                if facts.org is not None
+                else None
+            ),
+        )
 
     resolved: list[AlertItem] = []
     if complete and previous is not None:
@@ -408,7 +494,7 @@ def decide(
             now = by_id.get(finding_id)
             if now is not None and now.status in (Status.FAIL, Status.UNKNOWN):
                 continue
-            resolved.append(_prior_item(before, now, org_change, removed, remediated))
+            resolved.append(_prior_item(before, now, org_change, gone, fixed, facts))
 
     open_violations = sum(1 for f in current.findings if f.status is Status.FAIL)
     broken = not complete or bool(run_errors) or bool(unknown)
@@ -477,17 +563,19 @@ def decide(
         open_violations=open_violations,
         readiness=readiness_text(current.readiness) if current.readiness is not None else None,
         links=ordered_links(remediation_links, current.org_disabled),
-        root_cause=_root_cause(current),
+        root_cause=_root_cause(current, org_change),
         expired=_order(expired),
     )
 
 
-def _root_cause(current: Evaluation) -> RootCause | None:
+def _root_cause(current: Evaluation, flip: OrgFlip | None) -> RootCause | None:
     org = next((f for f in current.findings if f.control == ORG), None)
     if org is None or org.status is not Status.FAIL:
         return None
     fixes = sum(1 for f in current.findings if f.status is Status.FAIL and f.via == "inherited")
-    return RootCause(fixes=fixes, fix=control(ORG).fix, reason=org.reason)
+    # Who opened it, when this run saw the organisation flip to allow.
+    changed_by = flip.changed_by if flip is not None and flip.now_allows else None
+    return RootCause(fixes=fixes, fix=control(ORG).fix, reason=org.reason, changed_by=changed_by)
 
 
 def proposal_title(proposal_id: str) -> str:
@@ -534,6 +622,8 @@ def item_detail(item: AlertItem, *, section: str) -> str:
         parts.append(f"enabled {item.via}")
     if item.since is not None:
         parts.append(f"since {_today(item.since).isoformat()}")
+    if item.changed_by:
+        parts.append(item.changed_by)
     if section in ("unknown", "resolved"):
         parts.append(item.reason)
     return " · ".join(parts)

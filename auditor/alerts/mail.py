@@ -21,7 +21,14 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from auditor.alerts.decide import Alert, AlertItem, headline, item_detail, org_text
+from auditor.alerts.decide import (
+    Alert,
+    AlertItem,
+    headline,
+    item_detail,
+    org_line,
+    root_cause_text,
+)
 from auditor.alerts.teams import safe_url
 from auditor.core.model import Severity
 
@@ -69,9 +76,7 @@ def _section_title(alert: Alert, key: str, title: str) -> str:
 
 def _facts(alert: Alert) -> list[tuple[str, str]]:
     c = alert.counts
-    org = org_text(alert.org_disabled)
-    if alert.org_change is not None:
-        org += f" (changed; was {org_text(alert.org_change.before)})"
+    org = org_line(alert)
     facts = [
         ("Tenant", alert.tenant),
         ("Run", alert.run_id),
@@ -112,11 +117,7 @@ def _root_cause_lines(alert: Alert) -> list[str]:
     root = alert.root_cause
     if root is None:
         return []
-    mailboxes = "mailbox" if root.fixes == 1 else "mailboxes"
-    return [
-        f"Root cause: the organisation allows SMTP AUTH. 1 change fixes {root.fixes} {mailboxes}.",
-        root.fix,
-    ]
+    return [root_cause_text(root), root.fix]
 
 
 @cache

@@ -20,7 +20,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from auditor.alerts.decide import Alert, AlertItem, headline, item_detail, org_text
+from auditor.alerts.decide import (
+    Alert,
+    AlertItem,
+    headline,
+    item_detail,
+    org_line,
+    root_cause_text,
+)
 from auditor.core.model import Severity
 
 __all__ = [
@@ -96,9 +103,7 @@ def _counts(alert: Alert) -> str:
 
 
 def _header(alert: Alert) -> list[dict[str, Any]]:
-    org = org_text(alert.org_disabled)
-    if alert.org_change is not None:
-        org += f" (changed; was {org_text(alert.org_change.before)})"
+    org = org_line(alert)
     c = alert.counts
     blocks: list[dict[str, Any]] = [
         {
@@ -141,20 +146,13 @@ def _root_cause(alert: Alert) -> list[dict[str, Any]]:
     root = alert.root_cause
     if root is None:
         return []
-    mailboxes = "mailbox" if root.fixes == 1 else "mailboxes"
     return [
         {
             "type": "Container",
             "style": "attention",
             "separator": True,
             "items": [
-                _line(
-                    _run(
-                        f"Root cause: the organisation allows SMTP AUTH. 1 change fixes "
-                        f"{root.fixes} {mailboxes}.",
-                        weight="Bolder",
-                    )
-                ),
+                _line(_run(root_cause_text(root), weight="Bolder")),
                 _line(_run(root.fix, fontType="Monospace"), spacing="Small"),
             ],
         }

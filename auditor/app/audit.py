@@ -471,7 +471,7 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
             tenant=settings.exo_tenant,
             allowlist_path=settings.allowlist,
             expiring_days=settings.expiring_days,
-            alerter=run_alerter(settings, http=alert_http, ledger=store),
+            alerter=run_alerter(settings, http=alert_http, ledger=store, store=store),
             proposer=wiring.proposer_from_settings(settings),
             usage=usage,
             changes=changes,

@@ -81,13 +81,16 @@ class Attribution:
     client_ip: str | None = None
     reason: str = ""
 
-    def text(self) -> str:
+    def text(self, verb: str = "changed") -> str:
+        """The phrase every reader shows (history, check, the alert): "changed by alice@… at
+        14:02 UTC"; `verb` says what the change did where the reader knows it (the alert says
+        "enabled by" on a new violation)."""
         if self.state == "attributed" and self.at is not None:
             origin = f" (from {self.client_ip})" if self.client_ip else ""
-            return f"changed by {self.actor} at {self.at.astimezone(UTC):%H:%M} UTC{origin}"
+            return f"{verb} by {self.actor} at {self.at.astimezone(UTC):%H:%M} UTC{origin}"
         if self.state == "pending":
-            return f"changed by: not yet in the audit log ({self.reason})"
-        return f"changed by: unknown ({self.reason})"
+            return f"{verb} by: not yet in the audit log ({self.reason})"
+        return f"{verb} by: unknown ({self.reason})"
 
     def to_dict(self) -> dict[str, Any]:
         return {

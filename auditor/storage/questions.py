@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +81,28 @@ class HistoryQuestions:
         bucket = bucket_of(key, commit.width("mailbox"))
         data = self._versions.bucket("mailbox", bucket, commit).get(key)
         return None if data is None else MailboxState.unpack(key, data)
+
+    def mailbox_states_of(self, keys: Iterable[str]) -> dict[str, MailboxState]:
+        """The committed records of these mailboxes (a removed one keeps its last facts and
+        `removed`), reading only the buckets that hold them: one entity per bucket, not the
+        whole state. Keys with no record are left out."""
+        self.ensure_tables()
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        commit = self._versions.current()
+        width = commit.width("mailbox")
+        by_bucket: dict[str, set[str]] = {}
+        for key in wanted:
+            by_bucket.setdefault(bucket_of(key, width), set()).add(key)
+        out: dict[str, MailboxState] = {}
+        for bucket, members in sorted(by_bucket.items()):
+            records = self._versions.bucket("mailbox", bucket, commit)
+            for key in members:
+                data = records.get(key)
+                if data is not None:
+                    out[key] = MailboxState.unpack(key, data)
+        return out
 
     def mailbox_changes(self, key: str) -> list[MailboxChange]:
         """Every recorded change of one mailbox, newest first."""

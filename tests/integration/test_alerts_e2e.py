@@ -275,3 +275,79 @@ def test_a_failed_delivery_is_told_again_by_the_next_run_once(
     assert retold.alerts["teams"] == "sent"
     assert address in teams.requests[told].body.decode()
     assert audit().alerts == {"decision": "nothing to tell"}  # and only once
+
+
+def test_alert_says_who_enabled_it_and_that_a_deleted_room_is_gone(
+    azurite: str, emulator: Emulator, receivers: ReceiverPool, http: httpx.Client
+) -> None:
+    """Issues 15 and 16: a mailbox enabled by a Set-CASMailbox the audit log records is told
+    with who enabled it, in Teams and email; a room mailbox deleted between runs is resolved
+    as "no longer in the tenant" with its real type, from the stored state."""
+    from tests.integration.test_attribution_e2e import Clock, changes_from, client
+
+    teams = receivers.start("teams", default=Reply(202))
+    graph = receivers.start("graph", default=Reply(202))
+    settings = Settings.from_env(
+        {
+            "ALERT_TEAMS_WEBHOOK_URL": f"{teams.url}/workflows/w1/invoke?sig=c2VjcmV0c2ln",
+            "ALERT_EMAIL_FROM": "auditor@contoso.com",
+            "ALERT_EMAIL_TO": "secops@contoso.com",
+            "GRAPH_BASE_URL": graph.url,
+            "GRAPH_ACCESS_TOKEN": "graph-test-token",
+        }
+    )
+    store = new_store(azurite)
+    clock = Clock(T0)
+    emulator.auditlog.clock = clock
+    exchange = client(emulator, http)
+    alerter = run_alerter(settings, http=http, ledger=store, store=store, sleep=lambda _: None)
+    collect = collector(emulator, http)
+
+    def audit() -> Any:
+        return run_audit(
+            store=store,
+            collect=collect,
+            tenant=emulator.domain,
+            clock=clock,
+            alerter=alerter,
+            changes=changes_from(exchange),
+        )
+
+    cas = emulator.state.cas
+    room = next(
+        g
+        for g, m in sorted(emulator.state.mailboxes.items())
+        if m.get("RecipientTypeDetails") == "RoomMailbox" and g in cas
+    )
+    cas[room]["SmtpClientAuthenticationDisabled"] = False  # an open room: a violation
+    room_address = cas[room]["PrimarySmtpAddress"]
+    target = next(
+        g
+        for g, r in sorted(cas.items())
+        if r.get("SmtpClientAuthenticationDisabled") is True and g != room
+    )
+    address = cas[target]["PrimarySmtpAddress"]
+    first = audit()  # the baseline
+    assert first.baseline and first.alerts == {"teams": "sent", "email": "sent"}
+
+    clock.now = T0 + timedelta(hours=12, minutes=2)
+    emulator.auditlog.actor, emulator.auditlog.client_ip = "alice@contoso.com", "198.51.100.8"
+    exchange.set_cas_mailbox(target, False)  # audited: alice enabled it at 14:02 UTC
+    del cas[room], emulator.state.mailboxes[room]  # the room is deleted
+    clock.now = T0 + timedelta(days=1)
+    second = audit()
+    assert second.alerts == {"teams": "sent", "email": "sent"}
+    card = cards(teams)[1]
+    assert headline_of(card) == "What changed: 1 new violation, 1 resolved"
+    lines = [
+        "".join(i["text"] for i in b["inlines"])
+        for b in card["body"]
+        if b["type"] == "RichTextBlock"
+    ]
+    told = next(line for line in lines if line.startswith(address))
+    assert "enabled by alice@contoso.com at 14:02 UTC (from 198.51.100.8)" in told
+    gone = next(line for line in lines if line.startswith(room_address))
+    assert "RoomMailbox · Mailbox no longer in the tenant" in gone
+    html = graph.requests[1].json()["message"]["body"]["content"]
+    assert "enabled by alice@contoso.com at 14:02 UTC" in html
+    assert "RoomMailbox" in html and "Mailbox no longer in the tenant" in html

@@ -70,6 +70,23 @@ def test_history_questions_across_runs(azurite: str) -> None:
     assert b"user3@contoso.com" not in (store.read_blob(r2.run_id, "snapshot") or b"x")
 
 
+def test_mailbox_states_of_reads_only_the_buckets_of_the_keys(azurite: str) -> None:
+    store = new_store(azurite)
+    record(store, doc({n: False for n in range(1, 41)}), now=T0)
+    second = record(store, doc({n: False for n in range(1, 40)}), now=T0 + DAY)  # 40 deleted
+    assert second.run.changes["mailboxes_removed"] == 1
+    before = store.counter.snapshot()
+    states = store.mailbox_states_of([guid(40), guid(2), "no-such-mailbox"])
+    after = store.counter.snapshot()
+    assert set(states) == {guid(40), guid(2)}
+    gone = states[guid(40)]
+    assert gone.removed and gone.rtype == "UserMailbox" and gone.address == "user40@contoso.com"
+    assert not states[guid(2)].removed
+    # the commit record and one entity per bucket asked for (at most 3), not the 256 buckets
+    assert after["reads"] - before["reads"] <= 4
+    assert store.mailbox_states_of([]) == {}
+
+
 def test_partial_collection_resolves_nothing_and_removes_nothing(azurite: str) -> None:
     store = new_store(azurite)
     r1 = record(store, doc({1: False, 2: None, 3: True}, org=False), now=T0).run

@@ -35,7 +35,7 @@ def test_the_printed_environment_reads_the_recorded_runs_again(tmp_path: Path) -
     assert (out / "storage").is_dir() and any((out / "storage").iterdir())
     # The second run's alert says why the approved revocation's mailboxes are resolved.
     second = sorted((out / "alerts").glob("teams-*.json"))[-1].read_text(encoding="utf-8")
-    assert "Fixed by an approved remediation." in second
+    assert "Fixed by an approved remediation (rev-" in second
     env_words = shlex.split(export.removeprefix("export "))
     env = dict(word.split("=", 1) for word in env_words)
     assert set(env) >= {"AUDITOR_STORAGE", "EXO_TENANT", "AUDITOR_TABLE_PREFIX"}
