@@ -53,6 +53,27 @@ def exchange_emulator() -> Iterator[Any]:
 
 
 @pytest.fixture
+def client(exchange_emulator: Any) -> Iterator[Any]:
+    """An `ExchangeClient` on `exchange_emulator` with 20-record pages (the 250 mailboxes take
+    13 pages per read), no back-off sleeps and no jitter."""
+    import httpx
+
+    from auditor.exchange.client import ExchangeClient
+    from auditor.identity.tokens import StaticToken
+
+    with httpx.Client(timeout=30) as http:
+        yield ExchangeClient(
+            base_url=exchange_emulator.base_url,
+            tenant=exchange_emulator.domain,
+            tokens=StaticToken(EMULATOR_TOKEN),
+            http=http,
+            sleep=lambda _: None,
+            jitter=lambda: 0.0,
+            page_size=20,
+        )
+
+
+@pytest.fixture
 def receivers(tmp_path: Path) -> Iterator[Any]:
     """Start local recording HTTP receivers (tests/receivers.py); all stopped after the test.
     Each posted body is also written under tmp_path/"posted"."""

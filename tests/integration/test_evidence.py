@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from auditor.core.errors import InputError
@@ -17,9 +15,7 @@ from auditor.core.evidence import ListingEncoder, encode_document, read_evidence
 from auditor.core.snapshot import parse_snapshot
 from auditor.exchange.client import ExchangeClient
 from auditor.exchange.collect import collect_evidence, collect_snapshot
-from auditor.identity.tokens import StaticToken
 from devkit.emulator import Emulator
-from tests.conftest import EMULATOR_TOKEN
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 
@@ -105,20 +101,6 @@ def test_read_evidence_names_what_is_wrong() -> None:
         read_evidence(dumps(bad), source="Exchange collection")
     assert "Exchange collection" in str(caught.value)
     assert "cas_mailboxes[1]" in str(caught.value)
-
-
-@pytest.fixture
-def client(exchange_emulator: Emulator) -> Iterator[ExchangeClient]:
-    with httpx.Client(timeout=10) as http:
-        yield ExchangeClient(
-            base_url=exchange_emulator.base_url,
-            tenant=exchange_emulator.domain,
-            tokens=StaticToken(EMULATOR_TOKEN),
-            http=http,
-            sleep=lambda _: None,
-            jitter=lambda: 0.0,
-            page_size=20,
-        )
 
 
 @pytest.mark.parametrize("parallel", [False, True])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import secrets
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,20 +35,6 @@ from tests.support.builders import EMULATOR_TOKEN
 from tests.support.store_helpers import new_store
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def client(exchange_emulator: Emulator) -> Iterator[ExchangeClient]:
-    with httpx.Client(timeout=30) as http:
-        yield ExchangeClient(
-            base_url=exchange_emulator.base_url,
-            tenant=exchange_emulator.domain,
-            tokens=StaticToken(EMULATOR_TOKEN),
-            http=http,
-            sleep=lambda _: None,
-            jitter=lambda: 0.0,
-            page_size=20,
-        )
 
 
 def test_pre_compressed_evidence_round_trips_through_the_store(azurite: str) -> None:
