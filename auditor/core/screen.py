@@ -10,6 +10,7 @@ surrogates are escaped (`\\udc80`), and a value over `MAX_FIELD` characters is c
 from __future__ import annotations
 
 from dataclasses import replace
+from operator import attrgetter
 
 from msgspec.structs import replace as struct_replace  # Mailbox is a msgspec Struct
 
@@ -56,6 +57,25 @@ def _label(mailbox: Mailbox) -> str:
     return _safe(mailbox.key)[:100]
 
 
+_text_fields = attrgetter(*_FIELDS)
+
+
+def _clean(mailbox: Mailbox) -> bool:
+    """True when no value of the record needs screening, checked in one pass: the longest
+    value against `MAX_FIELD` and one UTF-8 encoding of all of them joined (Python never
+    merges two lone surrogates into a pair, so the join hides none)."""
+    values = [v for v in _text_fields(mailbox) if isinstance(v, str)]
+    values.extend(mailbox.email_addresses)
+    values.extend(mailbox.match_keys)
+    if max(map(len, values), default=0) > MAX_FIELD:
+        return False
+    try:
+        "".join(values).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def screen(snapshot: Snapshot) -> Snapshot:
     """The snapshot with every bad mailbox record made safe and `unknown`, and named."""
     if snapshot.mailboxes is None:
@@ -64,6 +84,10 @@ def screen(snapshot: Snapshot) -> Snapshot:
     errors: list[CollectionError] = []
     bad = 0
     for index, mailbox in enumerate(snapshot.mailboxes):
+        if _clean(mailbox):  # the common case; a record that is not is examined field by field
+            if out is not None:
+                out.append(mailbox)
+            continue
         problems: dict[str, object] = {}
         reasons: list[str] = []
         for name in _FIELDS:
