@@ -586,6 +586,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     EXO_CERTIFICATE_PASSWORD: ''
     EXO_CLIENT_SECRET: ''
     EXO_AUTHORITY_HOST: environment().authentication.loginEndpoint
+    EXO_SHARDS: '1' // one paging chain per listing; docs/exchange-protocol.md "Sharded reads"
+    EXO_MAX_PARALLEL: '3'
     AZURE_CLIENT_ID: '' // system-assigned identity
     AUDITOR_STORAGE: 'https://${storage.name}.table.${environment().suffixes.storage}'
     AUDITOR_TABLE_PREFIX: 'smtpauth'

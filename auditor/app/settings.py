@@ -75,6 +75,17 @@ SETTINGS: tuple[Setting, ...] = (
         "(US Government), `https://login.partner.microsoftonline.cn` (21Vianet).",
     ),
     Setting(
+        "EXO_SHARDS",
+        "1",
+        "Read each mailbox listing as this many `-Filter` chains on `Name` (1-16), merged "
+        "without duplicates; for the largest tenants. 1: one chain.",
+    ),
+    Setting(
+        "EXO_MAX_PARALLEL",
+        "3",
+        "At most this many shard chains of one listing at a time (1-16).",
+    ),
+    Setting(
         "AZURE_CLIENT_ID",
         None,
         "Client id of a user-assigned managed identity to call Exchange with. Unset: the "
@@ -358,6 +369,8 @@ class Settings:
     exo_certificate_password: str | None = field(default=None, repr=False)
     exo_client_secret: str | None = field(default=None, repr=False)
     exo_authority_host: str = "https://login.microsoftonline.com"
+    exo_shards: int = 1
+    exo_max_parallel: int = 3
     azure_client_id: str | None = None
     storage: str | None = field(default=None, repr=False)
     table_prefix: str = "smtpauth"
@@ -424,6 +437,8 @@ class Settings:
             exo_certificate_password=_get(env, "EXO_CERTIFICATE_PASSWORD"),
             exo_client_secret=_get(env, "EXO_CLIENT_SECRET"),
             exo_authority_host=_url(env, "EXO_AUTHORITY_HOST") or "",
+            exo_shards=_int(env, "EXO_SHARDS", 1, 16),
+            exo_max_parallel=_int(env, "EXO_MAX_PARALLEL", 1, 16),
             azure_client_id=_get(env, "AZURE_CLIENT_ID"),
             storage=_get(env, "AUDITOR_STORAGE"),
             table_prefix=_table_prefix(env),

@@ -77,12 +77,18 @@ def credentials(settings: Settings, *, exchange_token: bool = True) -> Credentia
 
 
 def exchange_client(settings: Settings, http: httpx.Client) -> ExchangeClient:
-    """The adapter for the tenant in the settings (EXO_TENANT, EXO_BASE_URL, credentials)."""
+    """The adapter for the tenant in the settings (EXO_TENANT, EXO_BASE_URL, credentials,
+    EXO_SHARDS, EXO_MAX_PARALLEL)."""
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to reach Exchange Online")
     tokens = token_provider(credentials(settings), exchange_scope(settings.exo_base_url), http=http)
     return ExchangeClient(
-        base_url=settings.exo_base_url, tenant=settings.exo_tenant, tokens=tokens, http=http
+        base_url=settings.exo_base_url,
+        tenant=settings.exo_tenant,
+        tokens=tokens,
+        http=http,
+        shards=settings.exo_shards,  # docs/exchange-protocol.md, "Sharded reads"
+        max_parallel=settings.exo_max_parallel,
     )
 
 

@@ -32,6 +32,8 @@ from auditor.core.ports import TokenProvider
 from auditor.exchange.errors import REQUIRED_ROLES, TRANSIENT_EXCEPTIONS
 from auditor.exchange.paging import Pager
 from auditor.exchange.route import Route
+from auditor.exchange.sharded import read_shards
+from auditor.exchange.shards import MAX_SHARDS, shard_filters
 from auditor.exchange.transport import CallState, Transport
 
 __all__ = [
@@ -75,6 +77,9 @@ class ExchangeClient:
     MockTransport); `sleep` and `jitter` are injectable so retries cost no wall time in tests.
     `slow_below`/`max_slowdown`: when `Rate-Limit-Remaining` is at most `slow_below`, the next
     request waits up to `max_slowdown` seconds (a share of `Rate-Limit-Reset`).
+    `shards`: the listings (`get_cas_mailboxes`, `get_mailboxes`) are read as that many
+    `-Filter` chains on `Name`, at most `max_parallel` of one listing at a time, merged without
+    duplicates (`exchange.sharded`; docs/exchange-protocol.md, "Sharded reads"); 1 is one chain.
     """
 
     def __init__(
@@ -95,9 +100,17 @@ class ExchangeClient:
         slow_below: int = 5,
         max_slowdown: float = 30.0,
         connection_id: str | None = None,
+        shards: int = 1,
+        max_parallel: int = 3,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be between 1 and {MAX_SHARDS}")
+        if not 1 <= max_parallel <= MAX_SHARDS:
+            raise ValueError(f"max_parallel must be between 1 and {MAX_SHARDS}")
+        self.shards = shards
+        self.max_parallel = max_parallel
         self.base_url = base_url.rstrip("/")
         self.tenant = tenant
         self.page_size = page_size
@@ -150,6 +163,18 @@ class ExchangeClient:
         With `on_page` each page's records go to it as they are read and the list returned is
         empty; a raise then means the pages already handed over are a partial read.
         """
+        records: list[dict[str, Any]] = []
+        self.last_warnings = self._call(cmdlet, parameters, select, on_page or records.extend)
+        return records
+
+    def _call(
+        self,
+        cmdlet: str,
+        parameters: Mapping[str, Any],
+        select: Sequence[str] | None,
+        sink: Callable[[list[dict[str, Any]]], None],
+    ) -> list[str]:
+        """One cmdlet call, every page to `sink`; its non-fatal warnings."""
         state = CallState(cmdlet)
         endpoint = self.endpoint
         url = f"{endpoint}?$select={','.join(select)}" if select else endpoint
@@ -167,13 +192,41 @@ class ExchangeClient:
         }
         if cmdlet.lower().startswith("get-"):
             headers["Prefer"] = f"odata.maxpagesize={self.page_size}"
-        records: list[dict[str, Any]] = []
         warnings: list[str] = []
-        count, pages = self._pager.read(
-            state, url, body, headers, on_page or records.extend, warnings
+        count, pages = self._pager.read(state, url, body, headers, sink, warnings)
+        log.info("%s: %d records in %d pages", cmdlet, count, pages)
+        return warnings
+
+    def list_all(
+        self,
+        cmdlet: str,
+        *,
+        select: Sequence[str],
+        on_page: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every object `cmdlet` lists (`-ResultSize Unlimited`), in `self.shards` chains.
+
+        As `invoke`: every record or `CollectionFailed`; with `on_page` the pages go to it
+        (never two at once) and the list returned is empty. One shard is today's request."""
+        parameters: dict[str, Any] = {"ResultSize": "Unlimited"}
+        if self.shards == 1:
+            return self.invoke(cmdlet, parameters, select=select, on_page=on_page)
+        records: list[dict[str, Any]] = []
+
+        def read(shard: str | None, sink: Callable[[list[dict[str, Any]]], None]) -> list[str]:
+            filtered = parameters if shard is None else {**parameters, "Filter": shard}
+            return self._call(cmdlet, filtered, select, sink)
+
+        warnings, duplicates = read_shards(
+            cmdlet,
+            shard_filters(self.shards),
+            read,
+            on_page or records.extend,
+            max_parallel=self.max_parallel,
         )
         self.last_warnings = warnings
-        log.info("%s: %d records in %d pages", cmdlet, count, pages)
+        if duplicates:
+            log.info("%s: %d records listed by two shards, kept once", cmdlet, duplicates)
         return records
 
     # ---- reads and writes the auditor uses ----------------------------------------------
@@ -192,23 +245,13 @@ class ExchangeClient:
         self, on_page: Callable[[list[dict[str, Any]]], None] | None = None
     ) -> list[dict[str, Any]]:
         """Every mailbox's CAS record, projected to what the auditor needs (see `invoke`)."""
-        return self.invoke(
-            "Get-CASMailbox",
-            {"ResultSize": "Unlimited"},
-            select=CAS_PROPERTIES,
-            on_page=on_page,
-        )
+        return self.list_all("Get-CASMailbox", select=CAS_PROPERTIES, on_page=on_page)
 
     def get_mailboxes(
         self, on_page: Callable[[list[dict[str, Any]]], None] | None = None
     ) -> list[dict[str, Any]]:
         """Every mailbox's directory record (UPN, alias, proxy addresses, type; see `invoke`)."""
-        return self.invoke(
-            "Get-Mailbox",
-            {"ResultSize": "Unlimited"},
-            select=MAILBOX_PROPERTIES,
-            on_page=on_page,
-        )
+        return self.list_all("Get-Mailbox", select=MAILBOX_PROPERTIES, on_page=on_page)
 
     def get_cas_mailbox(self, identity: str) -> dict[str, Any]:
         """One mailbox's CAS record (re-check before and verify after a change)."""

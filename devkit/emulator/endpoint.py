@@ -32,11 +32,13 @@ from devkit.emulator.errors import (
     error_body,
     fault_reply,
     forbidden,
+    invalid_filter,
     not_modified,
     pagination_expired,
     spoil,
 )
 from devkit.emulator.faults import Faults
+from devkit.emulator.opath import FilterError, parse_filter
 from devkit.emulator.params import check_bool, only, page_size, result_size, select_of
 from devkit.emulator.records import (
     CAS_SETTABLE,
@@ -80,6 +82,7 @@ class _Cursor:
     page: int
     created: float
     connection: str | None  # the session that opened the listing
+    filtered: bool = False  # opened with `-Filter` (pages may cost more: `filter_latency`)
 
 
 class Endpoint:
@@ -235,20 +238,24 @@ class Endpoint:
     ) -> Reply:
         records = self.state.cas if cmdlet == "Get-CASMailbox" else self.state.mailboxes
         if cursor is None:
-            only(parameters, ("Identity", "ResultSize", "RecipientTypeDetails"))
+            only(parameters, ("Identity", "ResultSize", "RecipientTypeDetails", "Filter"))
             guids = self._matching(records, parameters)
+            filtered = any(key.lower() == "filter" for key in parameters)
+            if filtered:
+                guids = self._filtered(cmdlet, records, guids, parameters)
             limit = result_size(parameters.get("ResultSize", _ABSENT))
             warn = limit is not None and len(guids) > limit
             if limit is not None:
                 guids = guids[:limit]
             offset, page = 0, 1
         else:
-            guids, offset, select, warn, page = (
+            guids, offset, select, warn, page, filtered = (
                 cursor.guids,
                 cursor.offset,
                 cursor.select,
                 cursor.warn,
                 cursor.page + 1,
+                cursor.filtered,
             )
         chunk = guids[offset : offset + size]
         cas = cmdlet == "Get-CASMailbox"
@@ -275,14 +282,40 @@ class Endpoint:
             token = _skiptoken(guid_at=guids[end], page=page)
             self._purge()
             self._cursors[token] = _Cursor(
-                cmdlet, guids, end, select, warn, page, time.monotonic(), session
+                cmdlet, guids, end, select, warn, page, time.monotonic(), session, filtered
             )
             link = f"{base}/adminapi/beta/{tenant}/InvokeCommand?$skiptoken={token}"
             if self.behaviour.page_warnings:
                 warnings.append(MORE_RESULTS)
         elif warn:
             warnings.append(MORE_RESULTS)
-        return _ok(value, warnings, link, base, tenant)
+        reply = _ok(value, warnings, link, base, tenant)
+        reply.filtered = filtered
+        return reply
+
+    def _filtered(
+        self,
+        cmdlet: str,
+        records: dict[str, dict[str, Any]],
+        guids: list[str],
+        parameters: dict[str, Any],
+    ) -> list[str]:
+        """The `guids` whose object matches the `-Filter` (the subset in `opath`), judged on
+        the full object as the cmdlet shows it."""
+        text = next(v for k, v in parameters.items() if k.lower() == "filter")
+        try:
+            predicate = parse_filter(text)
+        except FilterError as exc:
+            raise invalid_filter(str(exc)) from exc
+        full = full_cas if cmdlet == "Get-CASMailbox" else full_mailbox
+        domain = self.state.domain
+        out = []
+        for guid in guids:
+            record = records[guid]
+            shown = record if "Name" in record else full(record, domain)
+            if predicate(shown):
+                out.append(guid)
+        return out
 
     def _matching(
         self, records: dict[str, dict[str, Any]], parameters: dict[str, Any]

@@ -22,6 +22,7 @@ __all__ = [
     "error_body",
     "fault_reply",
     "forbidden",
+    "invalid_filter",
     "not_modified",
     "pagination_expired",
     "spoil",
@@ -38,6 +39,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # a body sent as-is (malformed JSON, NUL bytes, empty)
     drop: bool = False  # cut the body in the middle and close the connection
+    filtered: bool = False  # a page of a `-Filter` listing (the server adds `filter_latency`)
 
     def payload(self) -> bytes:
         if self.raw is not None:
@@ -90,6 +92,19 @@ def bad_parameter(name: str) -> CmdletError:
         400,
         "BadRequest",
         f"A parameter cannot be found that matches parameter name '{name}'.",
+        "System.Management.Automation.ParameterBindingException",
+    )
+
+
+def invalid_filter(where: str) -> CmdletError:
+    """What a `-Filter` the service cannot read gets (docs/exchange-protocol.md, "Sharded
+    reads"): the parameter binding error naming the filter and the position."""
+    return CmdletError(
+        400,
+        "BadRequest",
+        'Cannot bind parameter \'Filter\' to the target. Exception setting "Filter": "Invalid '
+        "filter syntax. For a description of the filter parameter syntax see the command help."
+        f'\n{where}"',
         "System.Management.Automation.ParameterBindingException",
     )
 

@@ -15,7 +15,8 @@ pages carry the truncation warning whenever a nextLink follows and nextLinks are
 cmdlet with the RBAC 403 (NUL bytes labelled gzip); `redirects={"outlook.office365.com":
 "emea04.outlook.office365.com"}` answers requests whose Host is the key with a 302 to the value
 (same port); `replication_delay=3.0` makes reads show the old value for 3 s after a write;
-`rate_limit=(100, 60.0)` announces and enforces a request budget (`Rate-Limit-*`, 429).
+`rate_limit=(100, 60.0)` announces and enforces a request budget (`Rate-Limit-*`, 429);
+`filter_latency=0.1` makes every page of a `-Filter` listing (`opath`) 0.1 s slower.
 """
 
 from __future__ import annotations
@@ -134,10 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         payload = reply.payload()
-        if emu.latency and parts.path.startswith(_ROUTE):
+        latency = emu.latency + (emu.filter_latency if reply.filtered else 0.0)
+        if latency and parts.path.startswith(_ROUTE):
             # `latency` is the page's response time as the client sees it, the emulator's own
             # processing included: an emulated service time, not extra work on top of Python's.
-            time.sleep(max(0.0, emu.latency - (time.monotonic() - arrived)))
+            # A page of a `-Filter` listing may cost `filter_latency` more
+            # (docs/exchange-protocol.md, "Sharded reads").
+            time.sleep(max(0.0, latency - (time.monotonic() - arrived)))
         self._send(reply, client_request_id=headers.get("client-request-id"), payload=payload)
 
     def _send(
@@ -186,6 +190,7 @@ class Emulator:
         token: str | Iterable[str] = "emulator-token",  # noqa: S107 - a local emulator's token
         tenant_id: str | None = None,
         latency: float = 0.0,
+        filter_latency: float = 0.0,
         port: int = 0,
         link_ttl: float = 1800.0,
         keep_requests: int = 10_000,
@@ -199,6 +204,7 @@ class Emulator:
         self.tokens: set[str] = {token} if isinstance(token, str) else set(token)
         self.tenant_id = tenant_id or str(uuid.uuid5(uuid.NAMESPACE_DNS, tenant.domain))
         self.latency = latency
+        self.filter_latency = filter_latency  # extra seconds per page of a `-Filter` listing
         self.faults = Faults()
         self.requests: deque[RequestRecord] = deque(maxlen=keep_requests)
         self.behaviour = Behaviour(

@@ -71,3 +71,26 @@ def test_secrets_never_in_repr() -> None:
     text = repr(Settings.from_env(env))
     for value in env.values():
         assert value not in text
+
+
+def test_shard_settings_default_to_one_chain_three_at_a_time() -> None:
+    settings = Settings.from_env({})
+    assert (settings.exo_shards, settings.exo_max_parallel) == (1, 3)
+    settings = Settings.from_env({"EXO_SHARDS": "4", "EXO_MAX_PARALLEL": "2"})
+    assert (settings.exo_shards, settings.exo_max_parallel) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("EXO_SHARDS", "0", "between 1 and 16, got 0"),
+        ("EXO_SHARDS", "17", "between 1 and 16, got 17"),
+        ("EXO_SHARDS", "three", "whole number, got 'three'"),
+        ("EXO_MAX_PARALLEL", "0", "between 1 and 16, got 0"),
+        ("EXO_MAX_PARALLEL", "2.5", "whole number"),
+    ],
+)
+def test_shard_settings_are_validated(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value)
