@@ -59,4 +59,3 @@ def test_chunks_join_into_one_document_and_odd_text_takes_the_json_path() -> Non
     assert plan_hash([]) == reference([])
     odd = [{"a": "\x7f"}, {"b": "é"}]
     assert canonical_items(odd) == b'{"a":"\\u007f"},{"b":"\\u00e9"}'
-

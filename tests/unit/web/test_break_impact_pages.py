@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from auditor.core.proposals import Kind, Record, Result, Role, State, Target, TargetRecord
+from auditor.core.proposals import Record, Role, Target
 from auditor.web.pages import confirmation_page, dry_run_page
+from tests.support.proposal_records import NOW, proposed
 
-NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 BREAKS = "will break: last used 2026-11-30 14:02 UTC, from 203.0.113.7 (Scanner)"
 
 
-def target(key: str, display: str, reason: str) -> TargetRecord:
-    return TargetRecord(
-        row=key,
-        target=Target(key, Role.REVOKE, display, False, True, 1, reason, guid=key),
-        selected=True,
-        result=Result.PENDING,
-    )
+def target(key: str, display: str, reason: str) -> Target:
+    return Target(key, Role.REVOKE, display, False, True, 1, reason, guid=key)
 
 
 def record() -> Record:
-    return Record(
-        id="rev-mai-1",
-        kind=Kind.REVOCATION,
-        scope="mailboxes",
-        tenant="contoso.onmicrosoft.com",
-        run_id="run-1",
-        created_at=NOW,
-        expires_at=NOW.replace(day=9),
-        title="Disable SMTP AUTH on 2 mailboxes",
-        plan_hash="ab" * 32,
-        state=State.PROPOSED,
-        etag="*",
-        targets=(
+    return proposed(
+        (
             target("a", "quiet@contoso.com", "explicitly enabled, not allowlisted"),
             target("b", "scanner@contoso.com", BREAKS),
         ),
+        title="Disable SMTP AUTH on 2 mailboxes",
     )
 
 

@@ -4,23 +4,10 @@ the type describes a target and is kept out of the plan hash (issue 16)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
-from auditor.core.proposals import (
-    ORG_TARGET,
-    Kind,
-    Record,
-    Result,
-    Role,
-    State,
-    Target,
-    TargetRecord,
-    plan_hash,
-    type_counts,
-)
+from auditor.core.proposals import ORG_TARGET, Record, Role, Target, plan_hash, type_counts
 from auditor.web.pages import confirmation_page
-
-NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+from tests.support.proposal_records import NOW, proposed
 
 
 def loses(n: int, kind: str | None) -> Target:
@@ -49,22 +36,11 @@ TARGETS = (
 
 
 def record() -> Record:
-    return Record(
-        id="rev-org-1",
-        kind=Kind.REVOCATION,
+    return proposed(
+        TARGETS,
+        proposal_id="rev-org-1",
         scope="organisation",
-        tenant="contoso.onmicrosoft.com",
-        run_id="run-1",
-        created_at=NOW,
-        expires_at=NOW.replace(day=9),
         title="Disable SMTP AUTH for the organisation",
-        plan_hash=plan_hash(TARGETS),
-        state=State.PROPOSED,
-        etag="*",
-        targets=tuple(
-            TargetRecord(row=f"{i:06d}", target=t, selected=True, result=Result.PENDING)
-            for i, t in enumerate(TARGETS)
-        ),
     )
 
 
