@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from auditor.alerts.decide import failed_run_evaluation
-from auditor.app import wiring
+from auditor.app import memory, wiring
 from auditor.app.alerting import RunAlerter, run_alerter
 from auditor.app.attribution import ChangeCollector, gather_changes, save_changes
 from auditor.app.settings import Settings
@@ -274,6 +274,7 @@ def run_audit(
     `changes` (app.attribution) likewise reads and keeps the audit log of who changed the
     setting."""
     allowlist = load_allowlist(allowlist_path)  # bad input: nothing is recorded
+    memory.release()  # what earlier invocations of this worker freed: not this run's peak
     started = time.perf_counter()
     ops_before = store.counter.snapshot()
     now = clock()
@@ -296,7 +297,7 @@ def run_audit(
                 durations["usage"] = time.perf_counter() - mark
             changelog = gather_changes(store, changes, now) if changes is not None else None
             mark = time.perf_counter()
-            gc.collect()  # what is left of the reads, before the snapshot is built
+            memory.release()  # what is left of the reads, before the snapshot is built
             # From here hundreds of thousands of small acyclic objects: the cyclic collector
             # would walk them again and again (seconds); reference counting frees them.
             gc.disable()
