@@ -4,7 +4,7 @@ mailboxes; docs/architecture.md, "Memory").
 Two glibc behaviours made the resident set far larger than the Python objects alive:
 - every thread that allocates gets a malloc arena of its own (up to eight per core), and the
   parallel table writers, each building multi-megabyte batch bodies, left one half-empty
-  arena each: about 50 MB at 100,000 mailboxes. `release()` first caps the arenas at
+  arena each: about 40 MB at 100,000 mailboxes. `release()` first caps the arenas at
   `ARENAS` (`mallopt(M_ARENA_MAX)`, what the `MALLOC_ARENA_MAX` variable sets at start-up;
   threads that already have an arena keep it);
 - freed pages stay with the process: the Functions host keeps one worker for many
