@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -303,6 +304,7 @@ def run_audit(
             gc.disable()
             snapshot, evaluation = _evaluate(evidence, allowlist, now, expiring_days, signins)
             durations["evaluate"] = time.perf_counter() - mark
+            planning = _plan_meanwhile(proposer, evaluation, handle.run_id, now)
         except (AuditorError, OSError, ValueError) as exc:
             durations["total"] = time.perf_counter() - started
             failure = _fail(store, handle, exc, durations)
@@ -338,15 +340,16 @@ def run_audit(
         ops = {k: after[k] - ops_before[k] for k in after}
         summary = _summary(result, evaluation, ops)
         summary.durations.update(durations)
+        # Planned while recording; kept only for a run recorded complete (not suspect).
+        planned = planning.result() if planning is not None else None
+        if not summary.complete:
+            planned = None
     finally:
         if gc_enabled:
             gc.enable()
         store.release(handle)  # never raises: the run's own outcome is what is reported
-    planned = None
-    if proposer is not None and summary.complete and summary.evaluation is not None:
-        planned = _plan(proposer, summary, summary.evaluation, now)
-        if planned is not None:
-            summary = replace(summary, proposals=planned.ids)
+    if planned is not None:
+        summary = replace(summary, proposals=planned.ids)
     if alerter is not None and summary.evaluation is not None:
         summary = _alert(alerter, store, summary, summary.evaluation, previous)
     if planned is not None:
@@ -364,13 +367,29 @@ def run_audit(
 Proposer = Callable[[Evaluation, str, datetime], PlannedProposals]
 
 
+def _plan_meanwhile(
+    proposer: Proposer | None, evaluation: Evaluation, run_id: str, now: datetime
+) -> Future[PlannedProposals | None] | None:
+    """Plan the proposals in a thread of their own while the run is recorded. Planning is
+    pure, and recording spends much of its time waiting on Table Storage (and compressing,
+    which releases the GIL), so the two overlap (docs/architecture.md, "Performance"). A
+    plan is only used once the run is recorded complete; nothing is stored before that."""
+    if proposer is None:
+        return None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan")
+    try:
+        return pool.submit(_plan, proposer, evaluation, run_id, now)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with the plan
+
+
 def _plan(
-    proposer: Proposer, summary: RunSummary, evaluation: Evaluation, now: datetime
+    proposer: Proposer, evaluation: Evaluation, run_id: str, now: datetime
 ) -> PlannedProposals | None:
     try:
-        return proposer(evaluation, summary.run_id, now)
+        return proposer(evaluation, run_id, now)
     except AuditorError as exc:
-        log.error("run %s: remediation proposals not planned: %s", summary.run_id, exc)
+        log.error("run %s: remediation proposals not planned: %s", run_id, exc)
         return None
 
 

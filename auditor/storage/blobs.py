@@ -13,15 +13,14 @@ over and freed as they are sent.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from auditor.core.errors import StoreError
 from auditor.core.evidence import Compressed
 from auditor.storage.limits import MAX_VALUE_BYTES
 from auditor.storage.packing import CHUNKS_PER_ENTITY, compress, pack, take, unpack
-from auditor.storage.tables import Table
+from auditor.storage.tables import Table, bounded
 
 __all__ = ["Blobs", "IncompleteBlob"]
 
@@ -68,7 +67,7 @@ class Blobs:
                         **pack(take(chunks, per_entity)),
                     }
 
-        _bounded(self.table.replace, entities(), workers=min(self.workers, 4))
+        bounded(self.table.replace, entities(), workers=min(self.workers, 4))
         return total
 
     def read(self, rkey: str, name: str, what: str) -> bytes | None:
@@ -88,21 +87,3 @@ class Blobs:
         if len(data) != int(rows[0]["size"]):
             raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
         return data
-
-
-def _bounded(
-    action: Callable[[dict[str, Any]], Any], items: Iterator[dict[str, Any]], *, workers: int
-) -> None:
-    """`action` on each item, `workers` at a time; the next item is made when one is done
-    (each request in flight holds its body several times over: base64, JSON, bytes)."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: set[Future[Any]] = set()
-        for item in items:
-            if len(pending) >= workers:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    future.result()
-            pending.add(pool.submit(action, item))
-            del item
-        for future in pending:
-            future.result()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,8 @@ __all__ = [
     "CHUNK",
     "iso",
     "parse_time",
-    "plan_rows",
+    "plan_chunks",
+    "plan_row",
     "result_row",
     "targets_of",
     "record_of",
@@ -77,7 +78,7 @@ def slot(kind: Kind, scope: str) -> str:
 
 
 def pack(document: Any) -> dict[str, Any]:
-    data = zlib.compress(compact_json(document), 6)
+    data = zlib.compress(compact_json(document), 1)  # level 1, as the state buckets: 3x faster
     parts = [data[i : i + MAX_VALUE_BYTES] for i in range(0, len(data), MAX_VALUE_BYTES)] or [b""]
     if len(parts) > _PARTS:
         raise StoreError(f"packed value of {len(data)} bytes does not fit one entity")
@@ -92,16 +93,17 @@ def unpack(entity: Mapping[str, Any]) -> Any:
     return json.loads(zlib.decompress(data))
 
 
-def plan_rows(proposal_id: str, targets: Sequence[Target]) -> list[dict[str, Any]]:
-    """The packed plan rows of a proposal's targets, in order."""
-    rows: list[dict[str, Any]] = []
+def plan_chunks(targets: Sequence[Target]) -> Iterator[tuple[int, Sequence[Target]]]:
+    """(index, targets) of each plan row of a proposal, in order: `CHUNK` targets a row."""
     for index, start in enumerate(range(0, len(targets), CHUNK)):
-        chunk = [t.to_dict() for t in targets[start : start + CHUNK]]
-        rows.append(
-            {"PartitionKey": proposal_id, "RowKey": f"plan.{index:04d}", "n": len(chunk)}
-            | pack(chunk)
-        )
-    return rows
+        yield index, targets[start : start + CHUNK]
+
+
+def plan_row(proposal_id: str, index: int, chunk: Sequence[Target]) -> dict[str, Any]:
+    """The packed plan row `index` of a proposal (`plan_chunks` gives the chunks)."""
+    return {"PartitionKey": proposal_id, "RowKey": f"plan.{index:04d}", "n": len(chunk)} | pack(
+        [t.to_dict() for t in chunk]
+    )
 
 
 def result_row(proposal_id: str, stamp: str, results: Mapping[str, list[str]]) -> dict[str, Any]:

@@ -32,13 +32,14 @@ from auditor.storage.proposal_rows import (
     approval_subset,
     clean,
     iso,
-    plan_rows,
+    plan_chunks,
+    plan_row,
     record_of,
     result_row,
     slot,
     targets_of,
 )
-from auditor.storage.tables import Conflict, OpCounter, Table
+from auditor.storage.tables import Conflict, OpCounter, Table, bounded
 
 __all__ = ["ProposalTables", "TargetResult"]
 
@@ -46,6 +47,7 @@ __all__ = ["ProposalTables", "TargetResult"]
 TargetResult = tuple[TargetRecord, Result, str, str, str]
 _EXECUTED = frozenset({State.APPLIED, State.PARTIALLY_APPLIED, State.FAILED})
 _REOPEN = frozenset({State.EXPIRED, State.SUPERSEDED})
+_WRITERS = 4  # plan rows in flight at once (the evidence blobs use as many)
 
 
 def _stamp() -> str:
@@ -195,9 +197,14 @@ class ProposalTables:
         self.proposals.replace({**clean(row), **changes}, etag=row.get("_etag") or None)
 
     def _write_new(self, proposal: Proposal, proposal_id: str, supersedes: str | None) -> None:
-        # Targets first: a proposal row never exists without all of its targets.
-        for row in plan_rows(proposal_id, proposal.targets):
-            self.targets.replace(row)
+        # Targets first: a proposal row never exists without all of its targets. The rows are
+        # packed and sent `_WRITERS` at a time (zlib and the requests release the GIL); any
+        # failure is raised before the proposal row is written.
+        bounded(
+            lambda part: self.targets.replace(plan_row(proposal_id, *part)),
+            plan_chunks(proposal.targets),
+            workers=_WRITERS,
+        )
         self.proposals.insert(
             {
                 "PartitionKey": PK,

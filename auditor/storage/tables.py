@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ __all__ = [
     "Unreachable",
     "Operation",
     "etag_condition",
+    "bounded",
 ]
 
 T = TypeVar("T")
@@ -285,3 +286,20 @@ def _plain(entity: Mapping[str, Any]) -> dict[str, Any]:
     if metadata:
         out["_etag"] = metadata.get("etag")
     return out
+
+
+def bounded(action: Callable[[T], Any], items: Iterator[T], *, workers: int) -> None:
+    """`action` on each item, `workers` at a time; the next item is made when one is done
+    (each request in flight holds its body several times over: base64, JSON, bytes). The
+    first failure is raised once the requests in flight have ended."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: set[Future[Any]] = set()
+        for item in items:
+            if len(pending) >= workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+            pending.add(pool.submit(action, item))
+            del item
+        for future in pending:
+            future.result()

@@ -31,10 +31,9 @@ from typing import Any
 
 from auditor.core.errors import StoreError
 from auditor.core.model import Setting
-from auditor.storage.blobs import _bounded
 from auditor.storage.limits import MAX_BATCH_OPERATIONS
 from auditor.storage.packing import MIN_WIDTH, bucket_of_row, pack, unpack
-from auditor.storage.tables import Conflict, Operation, Table
+from auditor.storage.tables import Conflict, Operation, Table, bounded
 
 __all__ = [
     "Commit",
@@ -179,7 +178,7 @@ class Versions:
             for group in groups.values()
             for start in range(0, len(group), MAX_BATCH_OPERATIONS)
         )
-        _bounded(lambda chunk: self.table.submit(chunk["operations"]), chunks, workers=workers)
+        bounded(lambda chunk: self.table.submit(chunk["operations"]), chunks, workers=workers)
 
     def commit(
         self,

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from azure.data.tables import TableServiceClient
 
-from auditor.app.audit import run_audit
+from auditor.app.audit import AuditIncomplete, run_audit
 from auditor.app.settings import Settings
 from auditor.app.wiring import proposer_from_settings
 from auditor.core.proposals import State
@@ -137,3 +139,53 @@ def test_identical_nightly_runs_keep_one_proposal_and_write_o_changes(
         old = store.get(org.id)
         assert old.state is State.SUPERSEDED and old.superseded_by in changed.proposals
         assert store.get(old.superseded_by or "").supersedes == org.id
+
+
+def test_a_run_recorded_suspect_stores_none_of_the_proposals_it_planned(
+    azurite: str, exchange_emulator: Any
+) -> None:
+    # The proposals are planned while the run is recorded; only a run recorded complete keeps
+    # them. A read that loses 40% of the mailboxes looks complete until the plausibility
+    # guard marks the run suspect: its plan (which would supersede the living one) is dropped.
+    from tests.support.builders import EMULATOR_TOKEN, emulator_collector
+
+    emu = exchange_emulator
+    emu.state.org_disabled = False
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    tables = TableServiceClient.from_connection_string(azurite)
+    settings = Settings(storage=azurite, table_prefix=prefix, approval_signing_key=SIGNING_KEY)
+    nightly = proposer_from_settings(settings, tables=tables)
+    assert nightly is not None
+    planned_for: list[str] = []
+
+    def proposer(evaluation: Any, run_id: str, now: datetime) -> Any:
+        planned_for.append(run_id)
+        return nightly(evaluation, run_id, now)
+
+    audit_store = new_store(azurite)
+    times = iter([datetime(2026, 11, 27, 2, tzinfo=UTC) + timedelta(days=d) for d in range(3)])
+    with httpx.Client(timeout=30) as http:
+        collect = emulator_collector(emu, http, EMULATOR_TOKEN)
+
+        def audit() -> Any:
+            return run_audit(
+                store=audit_store,
+                collect=collect,
+                tenant=emu.domain,
+                clock=lambda: next(times),
+                proposer=proposer,
+            )
+
+        first = audit()
+        assert first.complete and first.proposals
+        for guid in sorted(emu.state.cas)[:100]:
+            del emu.state.cas[guid], emu.state.mailboxes[guid]
+        with pytest.raises(AuditIncomplete) as caught:
+            audit()
+    suspect = caught.value.summary
+    assert suspect.status == "suspect"
+    assert planned_for == [first.run_id, suspect.run_id]  # planned, then dropped
+    assert suspect.proposals == ()
+    store = ProposalStore(tables, prefix=prefix, signing_key=SIGNING_KEY)
+    assert sorted(r.id for r in store.recent()) == sorted(first.proposals)
+    assert {store.get(p).state for p in first.proposals} == {State.PROPOSED}

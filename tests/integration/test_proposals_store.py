@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from auditor.core.errors import Refused
+from auditor.core.errors import Refused, StoreError
 from auditor.core.proposals import Proposal, Result, State
 from auditor.remediation.plan import plan
-from auditor.storage.proposal_rows import clean, pack, unpack
+from auditor.storage.proposal_rows import CHUNK, clean, pack, unpack
 from auditor.storage.proposal_store import ProposalStore
+from auditor.storage.tables import Table
 from tests.support.remediation_fixtures import APPROVER, NOW, OTHER, box, make_evaluation, new_store
 
 
@@ -191,3 +194,46 @@ def test_large_plans_are_packed_and_subsets_of_any_size_are_signed(store: Propos
     assert approved.approval is not None
     assert approved.approval["subset_size"] == 2499
     assert len(approved.extra["row"]["Approval"]) < 1000  # a digest, not 2,499 keys
+
+
+def big_org_proposal(losers: int) -> Proposal:
+    boxes = [
+        box(f"u{n:05d}", None, guid=f"00000000-0000-0000-0000-{n:012d}") for n in range(losers)
+    ]
+    ev = make_evaluation(False, boxes)
+    return {p.scope: p for p in plan(ev, run_id="run-1", created_at=NOW)}["organisation"]
+
+
+def test_a_plan_of_several_rows_is_written_whole_and_read_back_in_order(
+    store: ProposalStore,
+) -> None:
+    proposal = big_org_proposal(2 * CHUNK + 500)  # three plan rows, sent at once
+    assert store.save(proposal, now=NOW)
+    rows = [store.targets.get(proposal.id, f"plan.{i:04d}") for i in range(4)]
+    assert [row is not None for row in rows] == [True, True, True, False]
+    assert [row["n"] for row in rows if row is not None] == [CHUNK, CHUNK, 501]
+    record = store.get(proposal.id)
+    assert [t.target for t in record.targets] == list(proposal.targets)
+
+
+class FailingRow(Table):
+    """The targets table, whose write of one row fails as a storage outage would."""
+
+    def __init__(self, table: Table, row_key: str) -> None:
+        self.__dict__.update(table.__dict__)
+        self.row_key = row_key
+
+    def replace(self, entity: Mapping[str, Any], *, etag: str | None = None) -> str:
+        if entity["RowKey"] == self.row_key:
+            raise StoreError(f"{self.name}: write of {self.row_key} failed")
+        return super().replace(entity, etag=etag)
+
+
+def test_a_plan_row_that_fails_to_write_stores_no_proposal(store: ProposalStore) -> None:
+    proposal = big_org_proposal(2 * CHUNK + 500)
+    store.targets = FailingRow(store.targets, "plan.0001")
+    with pytest.raises(StoreError, match=r"plan\.0001"):
+        store.save(proposal, now=NOW)
+    with pytest.raises(Refused) as caught:  # never a proposal row without all of its targets
+        store.get(proposal.id)
+    assert caught.value.code == "not_found"
