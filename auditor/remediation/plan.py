@@ -100,8 +100,11 @@ def _mailbox_target(
     mailbox = finding.mailbox
     if mailbox is None or not mailbox.guid:
         return None  # writes go by Guid; without one, nothing safe to target
+    key = mailbox.guid.lower()
+    if key == mailbox.key:
+        key = mailbox.key  # the snapshot's string, not a copy per target (memory at 1,000,000)
     return Target(
-        key=mailbox.guid.lower(),
+        key=key,
         role=role,
         display=mailbox.display,
         before=mailbox.setting,
