@@ -344,16 +344,22 @@ def run_audit(
         planned = planning.result() if planning is not None else None
         if not summary.complete:
             planned = None
+    except BaseException:
+        if gc_enabled:
+            gc.enable()
+        raise
+    finally:
+        store.release(handle)  # never raises: the run's own outcome is what is reported
+    try:  # the cyclic collector stays off while the plan's rows are built and sent, too
+        if planned is not None:
+            summary = replace(summary, proposals=planned.ids)
+        if alerter is not None and summary.evaluation is not None:
+            summary = _alert(alerter, store, summary, summary.evaluation, previous)
+        if planned is not None:
+            summary = _store_proposals(planned, summary)
     finally:
         if gc_enabled:
             gc.enable()
-        store.release(handle)  # never raises: the run's own outcome is what is reported
-    if planned is not None:
-        summary = replace(summary, proposals=planned.ids)
-    if alerter is not None and summary.evaluation is not None:
-        summary = _alert(alerter, store, summary, summary.evaluation, previous)
-    if planned is not None:
-        summary = _store_proposals(planned, summary)
     log.info(summary.log_line())
     if not summary.complete:
         raise AuditIncomplete(summary)

@@ -3,6 +3,7 @@ next audit (emulator + Azurite)."""
 
 from __future__ import annotations
 
+import gc
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from azure.data.tables import TableServiceClient
 from auditor.app.audit import AuditIncomplete, run_audit
 from auditor.app.settings import Settings
 from auditor.app.wiring import proposer_from_settings
-from auditor.core.proposals import State
+from auditor.core.proposals import PlannedProposals, State
 from auditor.exchange.collect import collect_snapshot
 from auditor.remediation.execute import execute
 from auditor.storage.proposal_store import ProposalStore
@@ -157,10 +158,17 @@ def test_a_run_recorded_suspect_stores_none_of_the_proposals_it_planned(
     nightly = proposer_from_settings(settings, tables=tables)
     assert nightly is not None
     planned_for: list[str] = []
+    collector_on_while_saving: list[bool] = []
 
-    def proposer(evaluation: Any, run_id: str, now: datetime) -> Any:
+    def proposer(evaluation: Any, run_id: str, now: datetime) -> PlannedProposals:
         planned_for.append(run_id)
-        return nightly(evaluation, run_id, now)
+        planned = nightly(evaluation, run_id, now)
+
+        def save() -> list[str]:
+            collector_on_while_saving.append(gc.isenabled())
+            return planned.save()
+
+        return PlannedProposals(planned.ids, save)
 
     audit_store = new_store(azurite)
     times = iter([datetime(2026, 11, 27, 2, tzinfo=UTC) + timedelta(days=d) for d in range(3)])
@@ -176,14 +184,19 @@ def test_a_run_recorded_suspect_stores_none_of_the_proposals_it_planned(
                 proposer=proposer,
             )
 
+        assert gc.isenabled()
         first = audit()
         assert first.complete and first.proposals
+        # Off while the plan's rows were sent (hundreds of thousands of acyclic objects at
+        # scale), back on once the run is over.
+        assert collector_on_while_saving == [False] and gc.isenabled()
         for guid in sorted(emu.state.cas)[:100]:
             del emu.state.cas[guid], emu.state.mailboxes[guid]
         with pytest.raises(AuditIncomplete) as caught:
             audit()
     suspect = caught.value.summary
-    assert suspect.status == "suspect"
+    assert suspect.status == "suspect" and gc.isenabled()
+    assert collector_on_while_saving == [False]  # nothing stored for the suspect run
     assert planned_for == [first.run_id, suspect.run_id]  # planned, then dropped
     assert suspect.proposals == ()
     store = ProposalStore(tables, prefix=prefix, signing_key=SIGNING_KEY)
