@@ -50,7 +50,7 @@ from auditor.core.model import CollectionError, Evaluation, PreviousRun, Snapsho
 from auditor.core.policy import evaluate
 from auditor.core.proposals import PlannedProposals
 from auditor.core.records import OrgChange, RecordResult
-from auditor.core.screen import screen
+from auditor.core.screen import read_whole, screen
 from auditor.core.usage import UsageEvidence
 from auditor.storage.audit_store import AuditStore, RunHandle, RunInProgress
 
@@ -304,7 +304,9 @@ def run_audit(
             gc.disable()
             snapshot, evaluation = _evaluate(evidence, allowlist, now, expiring_days, signins)
             durations["evaluate"] = time.perf_counter() - mark
-            planning = _plan_meanwhile(proposer, evaluation, handle.run_id, now)
+            planning = None
+            if proposer is not None and read_whole(snapshot):  # never for a partial read
+                planning = _plan_meanwhile(proposer, evaluation, handle.run_id, now)
         except (AuditorError, OSError, ValueError) as exc:
             durations["total"] = time.perf_counter() - started
             failure = _fail(store, handle, exc, durations)
@@ -340,10 +342,13 @@ def run_audit(
         ops = {k: after[k] - ops_before[k] for k in after}
         summary = _summary(result, evaluation, ops)
         summary.durations.update(durations)
-        # Planned while recording; kept only for a run recorded complete (not suspect).
-        planned = planning.result() if planning is not None else None
-        if not summary.complete:
-            planned = None
+        # Planned while recording; kept only for a run recorded complete. A suspect run drops
+        # its plan unread: nothing of it may stop that run's alert.
+        planned = None
+        if planning is not None and summary.complete:
+            planned = planning.result()
+        elif planning is not None:
+            planning.cancel()
     except BaseException:
         if gc_enabled:
             gc.enable()
@@ -374,14 +379,12 @@ Proposer = Callable[[Evaluation, str, datetime], PlannedProposals]
 
 
 def _plan_meanwhile(
-    proposer: Proposer | None, evaluation: Evaluation, run_id: str, now: datetime
-) -> Future[PlannedProposals | None] | None:
+    proposer: Proposer, evaluation: Evaluation, run_id: str, now: datetime
+) -> Future[PlannedProposals | None]:
     """Plan the proposals in a thread of their own while the run is recorded. Planning is
     pure, and recording spends much of its time waiting on Table Storage (and compressing,
     which releases the GIL), so the two overlap (docs/architecture.md, "Performance"). A
     plan is only used once the run is recorded complete; nothing is stored before that."""
-    if proposer is None:
-        return None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan")
     try:
         return pool.submit(_plan, proposer, evaluation, run_id, now)

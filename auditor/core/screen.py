@@ -16,7 +16,7 @@ from msgspec.structs import replace as struct_replace  # Mailbox is a msgspec St
 
 from auditor.core.model import CollectionError, Mailbox, Snapshot
 
-__all__ = ["MAX_FIELD", "RECORD_SOURCE", "screen", "read_failures"]
+__all__ = ["MAX_FIELD", "RECORD_SOURCE", "screen", "read_failures", "read_whole"]
 
 MAX_FIELD = 1024  # characters: an address is at most 320, a UPN 1,024 (Entra ID)
 RECORD_SOURCE = "record:"  # CollectionError.source prefix of a screened record (not a failed read)
@@ -131,3 +131,14 @@ def screen(snapshot: Snapshot) -> Snapshot:
 def read_failures(errors: tuple[CollectionError, ...]) -> tuple[CollectionError, ...]:
     """The errors that mean a read failed (a screened record is not one: the run is whole)."""
     return tuple(e for e in errors if not e.source.startswith(RECORD_SOURCE))
+
+
+def read_whole(snapshot: Snapshot) -> bool:
+    """Every read of the snapshot ended whole: the organisation setting and both listings were
+    read and no read failed. Only such a run can be recorded complete (storage may still find
+    it implausible, docs/architecture.md "Partial reads keep verdicts; plausibility")."""
+    return (
+        not read_failures(snapshot.errors)
+        and snapshot.org_disabled is not None
+        and snapshot.mailboxes is not None
+    )

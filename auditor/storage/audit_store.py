@@ -58,7 +58,7 @@ from auditor.core.model import (
     Snapshot,
 )
 from auditor.core.records import RecordResult, RunRecord
-from auditor.core.screen import read_failures
+from auditor.core.screen import read_whole
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
 from auditor.storage.questions import HistoryQuestions
@@ -213,11 +213,7 @@ class AuditStore(HistoryQuestions):
         request, then the run entity: a run cut short anywhere changes nothing a reader
         sees, and the next run repairs what it half-wrote (see recording.py)."""
         handle.lease.renew()
-        complete = (
-            not read_failures(snapshot.errors)
-            and snapshot.org_disabled is not None
-            and snapshot.mailboxes is not None
-        )
+        complete = read_whole(snapshot)
         run_id, rkey = handle.run_id, run_key(handle.run_id)
         # Compressing and uploading the evidence (zlib releases the GIL) overlaps the diff.
         uploader = ThreadPoolExecutor(max_workers=1)

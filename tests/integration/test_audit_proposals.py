@@ -148,6 +148,7 @@ def test_a_run_recorded_suspect_stores_none_of_the_proposals_it_planned(
     # The proposals are planned while the run is recorded; only a run recorded complete keeps
     # them. A read that loses 40% of the mailboxes looks complete until the plausibility
     # guard marks the run suspect: its plan (which would supersede the living one) is dropped.
+    # A read that failed is not planned.
     from tests.support.builders import EMULATOR_TOKEN, emulator_collector
 
     emu = exchange_emulator
@@ -194,10 +195,15 @@ def test_a_run_recorded_suspect_stores_none_of_the_proposals_it_planned(
             del emu.state.cas[guid], emu.state.mailboxes[guid]
         with pytest.raises(AuditIncomplete) as caught:
             audit()
+        emu.faults.add("deny", cmdlet="Get-CASMailbox", times=None)
+        with pytest.raises(AuditIncomplete) as partial:
+            audit()
     suspect = caught.value.summary
+    assert not partial.value.summary.complete and partial.value.summary.proposals == ()
     assert suspect.status == "suspect" and gc.isenabled()
     assert collector_on_while_saving == [False]  # nothing stored for the suspect run
-    assert planned_for == [first.run_id, suspect.run_id]  # planned, then dropped
+    # Planned, then dropped; a partial read is never planned at all.
+    assert planned_for == [first.run_id, suspect.run_id]
     assert suspect.proposals == ()
     store = ProposalStore(tables, prefix=prefix, signing_key=SIGNING_KEY)
     assert sorted(r.id for r in store.recent()) == sorted(first.proposals)
