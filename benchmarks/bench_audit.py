@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,9 @@ class RunFigures:
     alerts: dict[str, str] = field(default_factory=dict)
     joined: bool = True
     longest_chain: int = 0  # pages of the longest paging chain (a shard's, when sharded)
+    # CPU seconds spent while collecting, by this process and by the emulator's: with both
+    # on one machine, a collection whose sum nears cores x collect seconds is CPU-bound here.
+    collect_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -281,6 +285,14 @@ def exchange_client(base_url: str, tenant: str, http: httpx.Client, case: Case) 
     )
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one when None), all its threads."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def one_run(
     label: str,
     case: Case,
@@ -289,13 +301,25 @@ def one_run(
     tenant: str,
     proposer: TimedProposer | None,
     proposal_ops: OpCounter,
+    emulator_pid: int,
 ) -> tuple[RunSummary, RunFigures]:
     transport = CountingTransport()
     joins: list[PageJoiner | None] = []
+    cpu: dict[str, float] = {}
     with httpx.Client(transport=transport, timeout=300) as http:
         client = exchange_client(base_url, tenant, http, case)
 
         def collect(now: datetime) -> StreamedEvidence | bytes:  # wiring.exchange_collector
+            if case.shards > 1:  # balanced by the last complete run's names, as nightly
+                client.spread = store.last_name_spread()
+            cpu.update(auditor=-cpu_seconds(), emulator=-cpu_seconds(emulator_pid))
+            try:
+                return _collect(now)
+            finally:
+                cpu["auditor"] += cpu_seconds()
+                cpu["emulator"] += cpu_seconds(emulator_pid)
+
+        def _collect(now: datetime) -> StreamedEvidence | bytes:
             if case.collector == "bytes":
                 joins.append(None)
                 return collect_evidence(client, tenant=tenant, now=now, parallel=True)
@@ -329,6 +353,7 @@ def one_run(
         floor=floor,
         all_pages=transport.requests * case.latency,
         longest_chain=longest,
+        collect_cpu=dict(cpu),
         pages=dict(sorted(transport.by_cmdlet.items())),
         phases=phases,
         table_writes=ops["writes"],
@@ -369,6 +394,12 @@ def print_run(f: RunFigures) -> None:
     )
     print(f"  phases: {phases}{'' if f.joined else ' (join spoilt: evidence re-read)'}")
     print(f"  pages: {pages} | all pages x latency {f.all_pages:.2f} s")
+    if f.collect_cpu:
+        print(
+            f"  CPU while collecting: auditor {f.collect_cpu['auditor']:.1f} s, emulator "
+            f"{f.collect_cpu['emulator']:.1f} s, of {os.cpu_count()} cores x "
+            f"{f.phases.get('collect', 0.0):.1f} s"
+        )
     print(
         f"  table writes {f.table_writes} ({f.table_write_requests} requests), reads "
         f"{f.table_reads} requests ({f.entities_read} entities) | proposal writes "
@@ -394,7 +425,7 @@ def run_case(case: Case) -> dict[str, Any]:
                 assert nightly is not None
                 proposer = TimedProposer(nightly)
             print(f"{case.label}, proposals {'on' if case.proposals else 'off'}", flush=True)
-            args = (case, store, base_url, tenant, proposer, ops)
+            args = (case, store, base_url, tenant, proposer, ops, process.pid)
             first, figures = one_run("run 1", *args)
             runs.append(figures)
             # The timer runs one audit per invocation: nothing of a run (its summary carries

@@ -489,7 +489,7 @@ def audit_from_settings(settings: Settings, *, store: AuditStore | None = None) 
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     store = store or wiring.store_from_settings(settings)
     with (
-        wiring.exchange_collector(settings) as collect,
+        wiring.exchange_collector(settings, spread=store.last_name_spread) as collect,
         wiring.usage_collector(settings) as usage,
         wiring.change_collector(settings) as changes,
         httpx.Client(timeout=30.0) as alert_http,

@@ -7,7 +7,7 @@ are a `ConfigError` naming the variable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,9 +93,13 @@ def exchange_client(settings: Settings, http: httpx.Client) -> ExchangeClient:
 
 
 @contextmanager
-def exchange_collector(settings: Settings) -> Iterator[Callable[[datetime], StreamedEvidence]]:
+def exchange_collector(
+    settings: Settings, *, spread: Callable[[], Mapping[str, int]] | None = None
+) -> Iterator[Callable[[datetime], StreamedEvidence]]:
     """A `collect(now)` bound to the tenant in the settings; its HTTP client closes on exit.
-    It judges while paging (`collect_streamed`, docs/architecture.md "A nightly run")."""
+    It judges while paging (`collect_streamed`, docs/architecture.md "A nightly run").
+    `spread()` is asked before each sharded read for the names per first character that
+    balance its shards (`AuditStore.last_name_spread`; docs/exchange-protocol.md)."""
     if not settings.exo_tenant:
         raise ConfigError("EXO_TENANT", "is required to audit a tenant")
     tenant = settings.exo_tenant
@@ -103,6 +107,8 @@ def exchange_collector(settings: Settings) -> Iterator[Callable[[datetime], Stre
         client = exchange_client(settings, http)
 
         def collect(now: datetime) -> StreamedEvidence:
+            if spread is not None and client.shards > 1:
+                client.spread = spread()
             return collect_streamed(client, tenant=tenant, now=now, parallel=True)
 
         yield collect

@@ -80,6 +80,8 @@ class ExchangeClient:
     `shards`: the listings (`get_cas_mailboxes`, `get_mailboxes`) are read as that many
     `-Filter` chains on `Name`, at most `max_parallel` of one listing at a time, merged without
     duplicates (`exchange.sharded`; docs/exchange-protocol.md, "Sharded reads"); 1 is one chain.
+    `spread` (names per first character, `core.spread`; settable before each read) balances
+    the shards' filters; None or {} uses a typical spread of names.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class ExchangeClient:
         connection_id: str | None = None,
         shards: int = 1,
         max_parallel: int = 3,
+        spread: Mapping[str, int] | None = None,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
@@ -111,6 +114,7 @@ class ExchangeClient:
             raise ValueError(f"max_parallel must be between 1 and {MAX_SHARDS}")
         self.shards = shards
         self.max_parallel = max_parallel
+        self.spread = spread
         self.base_url = base_url.rstrip("/")
         self.tenant = tenant
         self.page_size = page_size
@@ -219,7 +223,7 @@ class ExchangeClient:
 
         warnings, duplicates = read_shards(
             cmdlet,
-            shard_filters(self.shards),
+            shard_filters(self.shards, self.spread),
             read,
             on_page or records.extend,
             max_parallel=self.max_parallel,

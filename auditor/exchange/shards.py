@@ -7,9 +7,16 @@ first-character prefixes (`Name -like 'a*' -or Name -like 'b*' ...`) and one com
 gap-free: a name that starts with a character no prefix names (unicode, a symbol, nothing at
 all) lands in it, and since the server evaluates both sides with the same case folding, no
 name can match two shards or none. `k == 1` is no filter at all: the unsharded read.
+
+The groups are balanced by a *spread*: the names the last complete run counted per first
+character (`core.snapshot.name_spread`, kept with the commit), or without one a typical spread
+of given names. The spread only moves characters between shards; the partition is gap-free
+whatever it says.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 __all__ = ["ALPHABET", "MAX_SHARDS", "groups", "quote", "shard_filters"]
 
@@ -33,17 +40,37 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def groups(k: int) -> list[str]:
+def _weights(spread: Mapping[str, int] | None) -> tuple[dict[str, float], float]:
+    """(weight per `ALPHABET` character, weight of the names only the complement lists).
+
+    From `spread` (names per lower-cased first character; any other key, `""` included, is a
+    name no prefix names) when it counts any name, else `_WEIGHTS`. Every character keeps a
+    sliver of its typical weight, so one missing from the spread still lands somewhere sensible
+    and every group gets a character."""
+    spread = spread or {}
+    total = sum(n for n in spread.values() if n > 0)
+    if not total:
+        return dict(_WEIGHTS), 0.0
+    sliver = total / sum(_WEIGHTS.values()) / 1000
+    weights = {c: max(spread.get(c, 0), 0) + _WEIGHTS[c] * sliver for c in ALPHABET}
+    other = sum(n for c, n in spread.items() if c not in weights and n > 0)
+    return weights, float(other)
+
+
+def groups(k: int, spread: Mapping[str, int] | None = None) -> list[str]:
     """`ALPHABET` split into `k` groups of near-equal weight (heaviest first, into the lightest
-    group); the last group is the complement shard's share."""
+    group); the last group is the complement shard's share, which starts with the weight of the
+    names no prefix names. `spread`: see `_weights`."""
     if not 1 <= k <= MAX_SHARDS:
         raise ValueError(f"shards must be between 1 and {MAX_SHARDS}, got {k}")
+    weights, other = _weights(spread)
     bins: list[list[str]] = [[] for _ in range(k)]
     loads = [0.0] * k
-    for char in sorted(ALPHABET, key=lambda c: (-_WEIGHTS[c], c)):
+    loads[-1] = other
+    for char in sorted(ALPHABET, key=lambda c: (-weights[c], c)):
         lightest = loads.index(min(loads))
         bins[lightest].append(char)
-        loads[lightest] += _WEIGHTS[char]
+        loads[lightest] += weights[char]
     return ["".join(sorted(chars)) for chars in bins]
 
 
@@ -51,9 +78,10 @@ def _any_prefix(chars: str) -> str:
     return " -or ".join(f"Name -like {quote(char + '*')}" for char in chars)
 
 
-def shard_filters(k: int) -> list[str | None]:
-    """The `k` filters of a sharded read; `[None]` (no filter) when `k == 1`."""
-    parts = groups(k)
+def shard_filters(k: int, spread: Mapping[str, int] | None = None) -> list[str | None]:
+    """The `k` filters of a sharded read, grouped by `spread` (see `groups`); `[None]` (no
+    filter) when `k == 1`."""
+    parts = groups(k, spread)
     if k == 1:
         return [None]
     named = parts[:-1]

@@ -59,6 +59,7 @@ from auditor.core.model import (
 )
 from auditor.core.records import RecordResult, RunRecord
 from auditor.core.screen import read_whole
+from auditor.core.spread import name_spread
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
 from auditor.storage.questions import HistoryQuestions
@@ -163,6 +164,17 @@ class AuditStore(HistoryQuestions):
     def release(self, handle: RunHandle) -> None:
         """Drop the lease if this run still holds it; never raises (see `Runs.release`)."""
         self._runs.release(handle)
+
+    def last_name_spread(self) -> dict[str, int]:
+        """The last complete run's names per first character (core.spread), {} before any:
+        what balances a sharded read. A storage error reads as {} (the typical spread): the
+        spread only balances the shards, and the run's own reads and writes will say what is
+        wrong with the store."""
+        try:
+            return dict(self._versions.current().names)
+        except StoreError as exc:
+            log.warning("state: name spread unreadable, shards use the typical one: %s", exc)
+            return {}
 
     def _repair(self, handle: RunHandle) -> None:
         """Runs left `running` by a run that died: finish a committed one from the commit
@@ -321,6 +333,12 @@ class AuditStore(HistoryQuestions):
                     ),
                     "org_since": run_id if org is not None else commit.org_since,
                     "run": _run_copy(entity),
+                    # What balances the next sharded read: this run's names when it read
+                    # them all, else the last complete run's (core.spread).
+                    "names": json.dumps(
+                        name_spread(snapshot.mailboxes or ()) if complete else dict(commit.names),
+                        separators=(",", ":"),
+                    ),
                 },
                 {
                     "mailbox": (mailboxes.width, mailboxes.versions()),

@@ -3,8 +3,9 @@
 
 `state` table, PartitionKey `commit`, RowKey `state`: the run whose recording was committed
 last (`run_id`, `status`), the RowKey of the current version of every `mailbox` and `finding`
-bucket, the organisation value, and a copy of the committed run's entity (so a run that died
-between its commit and its run row is finished by the next run). It is replaced with its
+bucket, the organisation value, a copy of the committed run's entity (so a run that died
+between its commit and its run row is finished by the next run) and `names`, the last complete
+run's names per first character (core.spread: what balances a sharded read). It is replaced with its
 ETag, in one request: a run's state becomes current all at once or not at all, and bucket
 versions written by a run that died before its commit are never read.
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from auditor.core.errors import StoreError
 from auditor.core.model import Setting
+from auditor.core.spread import read_spread
 from auditor.storage.limits import MAX_BATCH_OPERATIONS
 from auditor.storage.packing import MIN_WIDTH, bucket_of_row, pack, unpack
 from auditor.storage.tables import Conflict, Operation, Table, bounded
@@ -83,6 +85,9 @@ class Commit:
     # History rows may be in the partitions used before issue 17 (`mbx.<2 hex>`): a store
     # first written by an older version. Readers then look there too (recording.py).
     history_legacy: bool = False
+    # Names per first character in the last complete run (core.spread): what balances the
+    # shards of the next sharded read. {} before any, or when unreadable.
+    names: Mapping[str, int] = field(default_factory=dict)
 
     def row(self, kind: str, bucket: str) -> str | None:
         if self.legacy:
@@ -92,6 +97,14 @@ class Commit:
     def width(self, kind: str) -> int:
         """The bucket width the committed versions of `kind` use (2 for older stores)."""
         return self.widths.get(kind, MIN_WIDTH)
+
+
+def _spread(value: Any) -> dict[str, int]:
+    """The stored name spread; {} for none or one that does not parse (it only balances)."""
+    try:
+        return read_spread(json.loads(str(value))) if value else {}
+    except ValueError:
+        return {}
 
 
 class Versions:
@@ -136,6 +149,7 @@ class Versions:
             run=json.loads(str(run)) if run else None,
             widths=widths,
             history_legacy=history_legacy,
+            names=_spread(entity.get("names")),
         )
 
     def buckets(self, kind: str, commit: Commit) -> Loaded:

@@ -4,6 +4,7 @@ failing shard fails the read, at most `max_parallel` chains of a read page at on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from auditor.app.audit import AuditIncomplete, audit_from_settings
+from auditor.app.settings import Settings
 from auditor.core.errors import CollectionFailed
 from auditor.core.evidence import inflate, read_evidence
 from auditor.exchange.client import ExchangeClient
@@ -21,7 +24,9 @@ from auditor.exchange.collect import collect_streamed
 from auditor.exchange.shards import groups, shard_filters
 from auditor.identity.tokens import StaticToken
 from devkit.emulator import Emulator
+from devkit.emulator.opath import parse_filter
 from tests.support.builders import EMULATOR_TOKEN
+from tests.support.store_helpers import new_store
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 ODD = ["Émile", "李雷", "O'Brien", "", "*star", "9lives", "\u212aelvin", "-dash", "Zoë"]
@@ -222,3 +227,59 @@ def test_filtered_pages_can_be_made_slower(emu: Emulator, http: httpx.Client) ->
         "Get-CASMailbox", {"ResultSize": "Unlimited", "Filter": "Name -like '*'"}, select=["Guid"]
     )
     assert time.perf_counter() - started >= 3 * 0.05  # three pages of 100
+
+
+def shard_shares(emu: Emulator, filters: list[str | None]) -> list[float]:
+    """The share of the tenant's mailboxes each filter lists (evaluated as the emulator does)."""
+    names = [record.get("Name") for record in emu.state.cas.values()]
+    predicates = [parse_filter(text) for text in filters if text is not None]
+    return [sum(1 for n in names if p({"Name": n})) / len(names) for p in predicates]
+
+
+def test_the_nightly_audit_balances_its_shards_by_the_last_complete_run(
+    emu: Emulator, azurite: str
+) -> None:
+    settings = Settings.from_env(
+        {
+            "EXO_TENANT": emu.domain,
+            "EXO_BASE_URL": emu.base_url,
+            "EXO_ACCESS_TOKEN": EMULATOR_TOKEN,
+            "AUDITOR_STORAGE": azurite,
+            "EXO_SHARDS": "3",
+        }
+    )
+    store = new_store(azurite)
+
+    def filters_of_one_audit() -> list[str | None]:
+        emu.requests.clear()
+        with contextlib.suppress(AuditIncomplete):
+            audit_from_settings(settings, store=store)
+        sent = [
+            r.body["CmdletInput"]["Parameters"].get("Filter")
+            for r in emu.requests
+            if r.cmdlet == "Get-CASMailbox" and isinstance(r.body, dict)
+        ]
+        return list(dict.fromkeys(sent))  # each chain's filter, in the order first sent
+
+    # No run yet: the typical spread of names.
+    first = filters_of_one_audit()
+    assert sorted(map(str, first)) == sorted(map(str, shard_filters(3)))
+    # The complete run kept its names per first character; the next read is split by them.
+    names = [record.get("Name") for record in emu.state.cas.values()]
+    kept = store.last_name_spread()
+    firsts = [str(n)[:1].lower() for n in names]  # the KELVIN SIGN lower-cases to "k"
+    assert sum(kept.values()) == 250
+    assert kept[""] == len([c for c in firsts if not (c.isascii() and c.isalnum())])
+    assert kept["a"] == firsts.count("a")
+    second = filters_of_one_audit()
+    assert sorted(map(str, second)) == sorted(map(str, shard_filters(3, kept)))
+    assert max(shard_shares(emu, second)) < max(shard_shares(emu, first))
+    assert max(shard_shares(emu, second)) < 0.4
+
+    # A run that does not read every mailbox leaves the last complete run's spread.
+    for record in emu.state.cas.values():
+        record["Name"] = "zz" + str(record.get("Name"))
+    emu.faults.add("deny", cmdlet="Get-Mailbox", times=None)
+    filters_of_one_audit()
+    assert store.runs()[0].status == "incomplete"
+    assert store.last_name_spread() == kept

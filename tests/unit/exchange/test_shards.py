@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from auditor.core.spread import OTHER
 from auditor.exchange.shards import ALPHABET, MAX_SHARDS, groups, quote, shard_filters
 from devkit.emulator.opath import parse_filter
 
@@ -109,3 +110,61 @@ def test_three_shards_are_balanced_on_a_usual_spread() -> None:
     total = sum(weights.values())
     loads = [sum(weights[c] for c in part) / total for part in groups(3)]
     assert max(loads) < 0.4
+
+
+def loads_of(parts: list[str], spread: dict[str, int]) -> list[int]:
+    """Names per shard: the named shards' characters, and the complement's plus the rest."""
+    named = set("".join(parts[:-1]))
+    loads = [sum(spread.get(c, 0) for c in part) for part in parts[:-1]]
+    loads.append(sum(n for c, n in spread.items() if c not in named))
+    return loads
+
+
+# The demo and benchmark tenants' spread (devkit.tenantgen): given names start with a few
+# letters only, which the typical weights split 27/31/42% into three shards.
+SKEWED = {"a": 143, "e": 92, "j": 72, "k": 72, "l": 143, "m": 143, "n": 72, "p": 72, "r": 30,
+          "s": 161}  # fmt: skip
+
+
+def test_a_spread_balances_the_shards_by_what_the_tenant_holds() -> None:
+    total = sum(SKEWED.values())
+    typical = max(loads_of(groups(3), SKEWED)) / total
+    balanced = max(loads_of(groups(3, SKEWED), SKEWED)) / total
+    assert typical > 0.4 and balanced < 0.37
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 8])
+def test_no_shard_holds_more_than_an_equal_share_and_one_character(k: int) -> None:
+    # Greedy heaviest-first into the lightest shard: the largest shard exceeds an equal
+    # share by at most its last character.
+    spread = {c: (7 * i) % 23 + 1 for i, c in enumerate(ALPHABET)}
+    loads = loads_of(groups(k, spread), spread)
+    assert max(loads) <= sum(spread.values()) / k + max(spread.values())
+
+
+def test_names_no_prefix_names_weigh_on_the_complement_shard() -> None:
+    spread = {"a": 50, "b": 50, OTHER: 100}
+    parts = groups(3, spread)
+    assert parts[-1] == "" or all(spread.get(c, 0) == 0 for c in parts[-1])
+    assert sorted(loads_of(parts, spread)) == [50, 50, 100]
+
+
+@pytest.mark.parametrize("spread", [None, {}, {"a": 0}, {OTHER: 0}])
+def test_no_names_counted_is_the_typical_spread(spread: dict[str, int] | None) -> None:
+    assert groups(3, spread) == groups(3)
+
+
+@pytest.mark.parametrize("k", [2, 3, MAX_SHARDS])
+def test_every_named_shard_gets_a_character_whatever_the_spread(k: int) -> None:
+    for spread in ({"s": 1000}, {OTHER: 1000}, {"a": 1, "b": 10**9}):
+        parts = groups(k, spread)
+        assert all(parts[:-1]), (spread, parts)
+        assert sorted("".join(parts)) == sorted(ALPHABET)
+
+
+@pytest.mark.parametrize("spread", [SKEWED, {"s": 1000}, {OTHER: 1000}])
+def test_a_balanced_partition_still_lists_every_name_once(spread: dict[str, int]) -> None:
+    predicates = [parse_filter(text) for text in shard_filters(3, spread) if text is not None]
+    for name in ODD_NAMES + generated_names(2000):
+        hits = [i for i, matches in enumerate(predicates) if matches({"Name": name})]
+        assert len(hits) == 1, f"{name!r} is in shards {hits}"
