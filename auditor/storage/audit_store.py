@@ -40,6 +40,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -79,16 +80,28 @@ from auditor.storage.runs import (
     run_entity,
 )
 from auditor.storage.tables import OpCounter, Table
-from auditor.storage.versions import Commit, Versions
+from auditor.storage.versions import Commit, Loaded, Versions
 
 __all__ = [
     "AuditStore",
+    "Committed",
     "RunInProgress",
     "RunHandle",
     "BUCKETS",
 ]
 
 log = logging.getLogger("auditor.storage")
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What `AuditStore.committed` read: the state one run's recording diffs against."""
+
+    commit: Commit
+    last_complete: str | None
+    mailboxes: Loaded
+    findings: Loaded
+
 
 # The plausibility guard ignores fewer vanished mailboxes than this: in a tiny tenant one
 # deleted mailbox is a large percentage and entirely plausible.
@@ -165,6 +178,19 @@ class AuditStore(HistoryQuestions):
         """Drop the lease if this run still holds it; never raises (see `Runs.release`)."""
         self._runs.release(handle)
 
+    def committed(self) -> Committed:
+        """The committed state a run diffs against, read whole: the commit record, the last
+        complete run and every current bucket version. A run may read it while it pages
+        (it holds the lease, so no other run commits meanwhile; if one did, the commit's
+        ETag would refuse this run's commit)."""
+        commit = self._versions.current()
+        return Committed(
+            commit=commit,
+            last_complete=self._runs.last_complete(),
+            mailboxes=self._versions.buckets("mailbox", commit),
+            findings=self._versions.buckets("finding", commit),
+        )
+
     def last_name_spread(self) -> dict[str, int]:
         """The last complete run's names per first character (core.spread), {} before any:
         what balances a sharded read. A storage error reads as {} (the typical spread): the
@@ -220,10 +246,13 @@ class AuditStore(HistoryQuestions):
         expiring_days: int,
         durations: Mapping[str, float],
         finished_at: datetime | None = None,
+        state: Committed | None = None,
     ) -> RecordResult:
         """Store evidence, history rows and new state versions, then commit them in one
         request, then the run entity: a run cut short anywhere changes nothing a reader
-        sees, and the next run repairs what it half-wrote (see recording.py)."""
+        sees, and the next run repairs what it half-wrote (see recording.py). `state`: the
+        committed state as `committed()` read it for this run (while it paged), else read
+        now."""
         handle.lease.renew()
         complete = read_whole(snapshot)
         run_id, rkey = handle.run_id, run_key(handle.run_id)
@@ -234,8 +263,8 @@ class AuditStore(HistoryQuestions):
         )
         uploader.shutdown(wait=False)
 
-        commit = self._versions.current()
-        last_complete = self._runs.last_complete()
+        state = state or self.committed()
+        commit = state.commit
         org = org_change(commit, run_id, snapshot.org_disabled)
         mailboxes = diff_mailboxes(
             self._versions,
@@ -244,6 +273,7 @@ class AuditStore(HistoryQuestions):
             run_id=run_id,
             rkey=rkey,
             complete=complete,
+            loaded=state.mailboxes,
             per_bucket=self.bucket_records,
         )
         errors = tuple(snapshot.errors)
@@ -269,7 +299,8 @@ class AuditStore(HistoryQuestions):
             run_id=run_id,
             rkey=rkey,
             complete=complete,
-            last_complete=last_complete,
+            last_complete=state.last_complete,
+            loaded=state.findings,
             per_bucket=self.bucket_records,
         )
         history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)

@@ -173,10 +173,11 @@ def diff_findings(
     rkey: str,
     complete: bool,
     last_complete: str | None,
+    loaded: Loaded | None = None,
     per_bucket: int = 0,
 ) -> Diff:
     """Events and new finding ids in the order `history.finding_changes` gives them."""
-    loaded = versions.buckets("finding", commit)
+    loaded = loaded or versions.buckets("finding", commit)
     out = _widths(commit, "finding", loaded, len(evaluation.findings), per_bucket)
     stored = commit.width("finding") if loaded.rows else out.width
     width = out.width
