@@ -266,43 +266,52 @@ class AuditStore(HistoryQuestions):
         state = state or self.committed()
         commit = state.commit
         org = org_change(commit, run_id, snapshot.org_disabled)
-        mailboxes = diff_mailboxes(
-            self._versions,
-            commit,
-            snapshot,
-            run_id=run_id,
-            rkey=rkey,
-            complete=complete,
-            loaded=state.mailboxes,
-            per_bucket=self.bucket_records,
-        )
-        errors = tuple(snapshot.errors)
-        status = "complete" if complete else "incomplete"
-        suspect = self._implausible(mailboxes.known, mailboxes.removed, commit, complete)
-        if suspect is not None:
-            errors += (suspect,)
-            status, complete = "suspect", False
+        # New bucket versions are compressed in two threads while the diffs go on (zlib
+        # releases the GIL): docs/architecture.md, "Performance".
+        packer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pack")
+        try:
             mailboxes = diff_mailboxes(
                 self._versions,
                 commit,
                 snapshot,
                 run_id=run_id,
                 rkey=rkey,
-                complete=False,
-                loaded=mailboxes.loaded,
+                complete=complete,
+                loaded=state.mailboxes,
                 per_bucket=self.bucket_records,
+                packer=packer,
             )
-        findings = diff_findings(
-            self._versions,
-            commit,
-            evaluation,
-            run_id=run_id,
-            rkey=rkey,
-            complete=complete,
-            last_complete=state.last_complete,
-            loaded=state.findings,
-            per_bucket=self.bucket_records,
-        )
+            errors = tuple(snapshot.errors)
+            status = "complete" if complete else "incomplete"
+            suspect = self._implausible(mailboxes.known, mailboxes.removed, commit, complete)
+            if suspect is not None:
+                errors += (suspect,)
+                status, complete = "suspect", False
+                mailboxes = diff_mailboxes(
+                    self._versions,
+                    commit,
+                    snapshot,
+                    run_id=run_id,
+                    rkey=rkey,
+                    complete=False,
+                    loaded=mailboxes.loaded,
+                    per_bucket=self.bucket_records,
+                    packer=packer,
+                )
+            findings = diff_findings(
+                self._versions,
+                commit,
+                evaluation,
+                run_id=run_id,
+                rkey=rkey,
+                complete=complete,
+                last_complete=state.last_complete,
+                loaded=state.findings,
+                per_bucket=self.bucket_records,
+                packer=packer,
+            )
+        finally:
+            packer.shutdown(wait=False)  # what was queued is still compressed, then they end
         history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)
         evidence_bytes = upload.result()  # evidence first: it must exist before the changes
         if history:
@@ -311,7 +320,8 @@ class AuditStore(HistoryQuestions):
             self._check_lock(handle)
             self.history.submit_partitions(history, workers=self.workers)
             self._check_lock(handle)
-            self._versions.write(mailboxes.operations + findings.operations, workers=self.workers)
+            operations = mailboxes.finish() + findings.finish()
+            self._versions.write(operations, workers=self.workers)
         except StoreError:
             self._forget(rkey, run_id)  # never committed: its history rows must not stay
             raise

@@ -35,7 +35,8 @@ __all__ = [
     "compress",
     "take",
     "record_count",
-    "packed_operation",
+    "merged_json",
+    "version_operation",
     "version_row",
     "bucket_of_row",
     "bucket_width",
@@ -138,25 +139,26 @@ def bucket_of_row(row_key: str) -> str:
     return row_key.partition(".")[0]
 
 
-def packed_operation(
-    kind: str,
-    bucket: str,
-    merged: dict[str, Any],
-    writes: Mapping[str, MailboxState | FindingState],
-    *,
-    run_id: str,
-    rkey: str,
-) -> Operation:
-    """A new version of the bucket: `writes` merged into its committed records (`merged`,
-    changed in place), in a row of its own keyed by the writing run. Writing it again (a
-    replayed run) writes the same row; it is invisible until the run's commit names it."""
+def merged_json(merged: dict[str, Any], writes: Mapping[str, MailboxState | FindingState]) -> bytes:
+    """A new version of a bucket, first half: `writes` merged into its committed records
+    (`merged`, changed in place), as JSON. This half holds the interpreter."""
     for key, record in writes.items():
         merged[key] = record.pack()
+    return compact_json(merged)
+
+
+def version_operation(
+    kind: str, bucket: str, count: int, document: bytes, *, run_id: str, rkey: str
+) -> Operation:
+    """A new version of a bucket, second half: its row, keyed by the writing run, holding
+    the `count` records of `document` compressed. Writing it again (a replayed run) writes
+    the same row; it is invisible until the run's commit names it. Mostly zlib, which
+    releases the interpreter, so recording runs it in threads beside the diff."""
     entity = {
         "PartitionKey": kind,
         "RowKey": version_row(bucket, rkey),
         "run": run_id,
-        "n": len(merged),
-        **pack(zlib.compress(compact_json(merged), 1)),  # level 1: see `compress`
+        "n": count,
+        **pack(zlib.compress(document, 1)),  # level 1: see `compress`
     }
     return ("upsert", entity, {"mode": UpdateMode.REPLACE})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.data.tables import TableServiceClient
 from azure.functions.timer import TimerRequest
 
 from auditor.app.audit import AuditIncomplete, Collector, run_audit
-from auditor.core.errors import CollectionFailed, InputError
-from auditor.storage.audit_store import AuditStore, RunInProgress
+from auditor.core.errors import CollectionFailed, InputError, StoreError
+from auditor.storage.audit_store import AuditStore, Committed, RunInProgress
 from tests.support.builders import EMULATOR_TOKEN, emulator_collector
 from tests.support.store_helpers import new_store
 
@@ -114,6 +116,76 @@ def test_bad_allowlist_records_nothing(azurite: str, tmp_path: Path) -> None:
     assert store.runs() == []
 
 
+class WatchedStore(AuditStore):
+    """The real store, telling when the committed state is read and failing that read the
+    first `failures` times (as a table service that is briefly unavailable would)."""
+
+    def __init__(self, *args: Any, failures: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = failures
+        self.reads = 0
+        self.reading = threading.Event()
+
+    def committed(self) -> Committed:
+        self.reads += 1
+        self.reading.set()
+        if self.reads <= self.failures:
+            raise StoreError("state table unavailable (test)")
+        return super().committed()
+
+
+def watched_store(azurite: str, **kwargs: Any) -> WatchedStore:
+    return WatchedStore(
+        TableServiceClient.from_connection_string(azurite),
+        prefix=f"w{datetime.now(UTC):%H%M%S%f}",
+        **kwargs,
+    )
+
+
+def test_the_committed_state_is_read_while_the_run_pages(
+    azurite: str, exchange_emulator: Any, collect: Collector
+) -> None:
+    store = watched_store(azurite)
+    audit(store, collect, exchange_emulator)
+    exchange_emulator.state.cas[sorted(exchange_emulator.state.cas)[0]][
+        "SmtpClientAuthenticationDisabled"
+    ] = True
+    seen_while_paging: list[bool] = []
+
+    def paging(now: datetime) -> Any:
+        evidence = collect(now)
+        seen_while_paging.append(store.reading.wait(timeout=10))
+        return evidence
+
+    store.reading.clear()
+    second = audit(store, paging, exchange_emulator)
+    assert seen_while_paging == [True]
+    assert store.reads == 2  # once per run: recording used what was read while paging
+    assert second.complete and second.changes["mailboxes_changed"] == 1
+
+
+def test_a_failed_state_read_while_paging_is_read_again_to_record(
+    azurite: str, exchange_emulator: Any, collect: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = watched_store(azurite, failures=1)
+    first = audit(store, collect, exchange_emulator)
+    assert first.complete and first.counts["mailboxes"] == 250
+    assert store.reads == 2
+    assert "state read while paging failed, read again to record" in caplog.text
+    assert len(store.mailbox_states()) == 250
+
+
+def test_a_state_read_that_keeps_failing_fails_the_recording(
+    azurite: str, exchange_emulator: Any, collect: Collector
+) -> None:
+    store = watched_store(azurite, failures=2)
+    with pytest.raises(StoreError, match="state table unavailable"):
+        audit(store, collect, exchange_emulator)
+    run = store.runs()[0]
+    assert run.status == "failed" and "state table unavailable" in run.errors[0].message
+    assert store.mailbox_states() == {}
+
+
 def test_audit_refuses_while_another_runs(
     azurite: str, exchange_emulator: Any, collect: Any
 ) -> None:
@@ -154,8 +226,6 @@ def test_timer_function_runs_the_audit(
     ]
     assert len(audit_lines) == 1 and "mailboxes=250" in audit_lines[0]
     assert "@" not in audit_lines[0] and EMULATOR_TOKEN not in caplog.text
-
-    from azure.data.tables import TableServiceClient
 
     store = AuditStore(TableServiceClient.from_connection_string(azurite), prefix=prefix)
     assert [r.status for r in store.runs()] == ["complete"]
