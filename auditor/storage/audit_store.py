@@ -80,7 +80,7 @@ from auditor.storage.runs import (
     run_entity,
 )
 from auditor.storage.tables import OpCounter, Table
-from auditor.storage.versions import Commit, Loaded, Versions
+from auditor.storage.versions import Commit, Loaded, Versions, VersionWriter
 
 __all__ = [
     "AuditStore",
@@ -266,9 +266,9 @@ class AuditStore(HistoryQuestions):
         state = state or self.committed()
         commit = state.commit
         org = org_change(commit, run_id, snapshot.org_disabled)
-        # New bucket versions are compressed in two threads while the diffs go on (zlib
-        # releases the GIL): docs/architecture.md, "Performance".
-        packer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pack")
+        # New bucket versions are compressed and sent while the diffs go on (zlib releases
+        # the GIL; the requests wait on the network): docs/architecture.md, "Performance".
+        writer = VersionWriter(self.state)
         try:
             mailboxes = diff_mailboxes(
                 self._versions,
@@ -279,7 +279,7 @@ class AuditStore(HistoryQuestions):
                 complete=complete,
                 loaded=state.mailboxes,
                 per_bucket=self.bucket_records,
-                packer=packer,
+                writer=writer,
             )
             errors = tuple(snapshot.errors)
             status = "complete" if complete else "incomplete"
@@ -287,6 +287,7 @@ class AuditStore(HistoryQuestions):
             if suspect is not None:
                 errors += (suspect,)
                 status, complete = "suspect", False
+                writer.drain()  # the same rows are written again: the first ones must land first
                 mailboxes = diff_mailboxes(
                     self._versions,
                     commit,
@@ -296,7 +297,7 @@ class AuditStore(HistoryQuestions):
                     complete=False,
                     loaded=mailboxes.loaded,
                     per_bucket=self.bucket_records,
-                    packer=packer,
+                    writer=writer,
                 )
             findings = diff_findings(
                 self._versions,
@@ -308,23 +309,24 @@ class AuditStore(HistoryQuestions):
                 last_complete=state.last_complete,
                 loaded=state.findings,
                 per_bucket=self.bucket_records,
-                packer=packer,
+                writer=writer,
             )
+            history = history_operations(
+                rkey, mailboxes.mailbox_changes, findings.finding_events, org
+            )
+            evidence_bytes = upload.result()  # evidence first: it must exist before the changes
+            if history:
+                self._blobs.write(rkey, {"manifest": manifest(history)})
+            try:
+                self._check_lock(handle)
+                self.history.submit_partitions(history, workers=self.workers)
+                writer.drain()
+                self._check_lock(handle)
+            except StoreError:
+                self._forget(rkey, run_id)  # never committed: its history rows must not stay
+                raise
         finally:
-            packer.shutdown(wait=False)  # what was queued is still compressed, then they end
-        history = history_operations(rkey, mailboxes.mailbox_changes, findings.finding_events, org)
-        evidence_bytes = upload.result()  # evidence first: it must exist before the changes
-        if history:
-            self._blobs.write(rkey, {"manifest": manifest(history)})
-        try:
-            self._check_lock(handle)
-            self.history.submit_partitions(history, workers=self.workers)
-            self._check_lock(handle)
-            operations = mailboxes.finish() + findings.finish()
-            self._versions.write(operations, workers=self.workers)
-        except StoreError:
-            self._forget(rkey, run_id)  # never committed: its history rows must not stay
-            raise
+            writer.close()
 
         changes = mailboxes.mailbox_changes
         events = findings.finding_events

@@ -18,8 +18,8 @@ import json
 import logging
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from auditor.core.history import (
@@ -43,7 +43,7 @@ from auditor.storage.packing import (
     version_row,
 )
 from auditor.storage.tables import NotFound, Operation, Table
-from auditor.storage.versions import Commit, Loaded, Versions
+from auditor.storage.versions import Commit, Loaded, Versions, VersionWriter
 
 __all__ = [
     "Diff",
@@ -61,8 +61,6 @@ log = logging.getLogger("auditor.storage")
 class Diff:
     """What a run writes for one kind of state, and what it found."""
 
-    pending: list[Future[Operation]] = field(default_factory=list)  # versions being compressed
-    operations: list[Operation] = field(default_factory=list)  # the versions, once `finish()`ed
     written: dict[str, str] = field(default_factory=dict)  # bucket -> new version row
     superseded: list[str] = field(default_factory=list)  # rows the new versions replace
     loaded: Loaded = field(default_factory=Loaded)
@@ -74,12 +72,6 @@ class Diff:
     removed: int = 0
     width: int = MIN_WIDTH  # the bucket width of the versions `versions()` names
     migrated: bool = False  # every record rewritten at a wider width (a grown tenant)
-
-    def finish(self) -> list[Operation]:
-        """`operations`, once the versions still being compressed are done."""
-        self.operations.extend(future.result() for future in self.pending)
-        self.pending.clear()
-        return self.operations
 
     def versions(self) -> dict[str, str]:
         if self.migrated:
@@ -141,12 +133,11 @@ def diff_mailboxes(
     complete: bool,
     loaded: Loaded | None = None,
     per_bucket: int = 0,
-    packer: Executor,
+    writer: VersionWriter,
 ) -> Diff:
     """Changes in the order `history.mailbox_changes` gives them for the whole snapshot. One
     bucket at a time: its records are unpacked, diffed and dropped, never all at once. The new
-    versions are compressed in `packer`'s threads while the diff goes on (zlib releases the
-    GIL); their operations are `Diff.finish()`."""
+    versions go to `writer` as they are made: compressed and sent while the diff goes on."""
     loaded = loaded or versions.buckets("mailbox", commit)
     count = len(snapshot.mailboxes or ())
     out = _widths(commit, "mailbox", loaded, count, per_bucket)
@@ -175,7 +166,7 @@ def diff_mailboxes(
             ordered.append((rank, change))
             out.removed += removal
         if writes or (out.migrated and raw):
-            _version(out, "mailbox", bucket, raw, writes, run_id, rkey, packer)
+            _version(out, "mailbox", bucket, raw, writes, run_id, rkey, writer)
     ordered.sort(key=lambda item: item[0])
     out.mailbox_changes = [change for _, change in ordered]
     return out
@@ -192,9 +183,9 @@ def diff_findings(
     last_complete: str | None,
     loaded: Loaded | None = None,
     per_bucket: int = 0,
-    packer: Executor,
+    writer: VersionWriter,
 ) -> Diff:
-    """Events and new finding ids in the order `history.finding_changes` gives them; `packer`
+    """Events and new finding ids in the order `history.finding_changes` gives them; `writer`
     as for `diff_mailboxes`."""
     loaded = loaded or versions.buckets("finding", commit)
     out = _widths(commit, "finding", loaded, len(evaluation.findings), per_bucket)
@@ -220,7 +211,7 @@ def diff_findings(
             ordered.append(((1, order[event.id]) if resolved else (0, position[event.id]), event))
         new.extend((position[fid], fid) for fid in writes if fid not in previous)
         if writes or (out.migrated and raw):
-            _version(out, "finding", bucket, raw, writes, run_id, rkey, packer)
+            _version(out, "finding", bucket, raw, writes, run_id, rkey, writer)
     ordered.sort(key=lambda item: item[0])
     new.sort()
     out.finding_events = [event for _, event in ordered]
@@ -236,11 +227,11 @@ def _version(
     writes: dict[str, MailboxState] | dict[str, FindingState],
     run_id: str,
     rkey: str,
-    packer: Executor,
+    writer: VersionWriter,
 ) -> None:
-    document = merged_json(raw, writes)  # compressed in `packer`'s threads, beside the diff
-    out.pending.append(
-        packer.submit(version_operation, kind, bucket, len(raw), document, run_id=run_id, rkey=rkey)
+    document = merged_json(raw, writes)  # compressed and sent by `writer`, beside the diff
+    writer.add(
+        partial(version_operation, kind, bucket, len(raw), document, run_id=run_id, rkey=rkey)
     )
     row = version_row(bucket, rkey)
     out.written[bucket] = row

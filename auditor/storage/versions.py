@@ -25,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,7 @@ __all__ = [
     "CommitLost",
     "Loaded",
     "Versions",
+    "VersionWriter",
     "KINDS",
     "LAYOUT",
     "encode_map",
@@ -177,12 +180,6 @@ class Versions:
         content = unpack(entity)
         return dict(json.loads(zlib.decompress(content))) if content else {}
 
-    def write(self, operations: list[Operation], *, workers: int) -> None:
-        """New bucket versions (one partition per kind), batches of up to 100 sent `workers`
-        at a time: the versions are invisible until a commit names them, so their order does
-        not matter (docs/architecture.md, "Writes keyed by the run, one commit last")."""
-        self._parallel(operations, workers=workers)
-
     def _parallel(self, operations: list[Operation], *, workers: int) -> None:
         groups: dict[str, list[Operation]] = {}
         for operation in operations:
@@ -285,3 +282,78 @@ def decode_map(data: bytes) -> dict[str, tuple[int, dict[str, str]]]:
                 rows[bucket] = f"{bucket}.{writers[writer]}" if writers[writer] else bucket
         out[kind] = (width, rows)
     return out
+
+
+class VersionWriter:
+    """New bucket versions compressed and sent while the diff that makes them goes on.
+
+    `add` hands over a version's JSON; one of `packers` threads compresses it (zlib releases
+    the GIL) and queues its row in its kind's partition, and every 100 rows of a partition go
+    as one batch, at most `senders` batches in flight. A version is freed once sent, so a run
+    never holds all its versions, nor all their request bodies at once (docs/architecture.md,
+    "Performance"). Versions are invisible until a commit names them, so when they are
+    written does not matter ("Writes keyed by the run, one commit last"). `drain()` sends
+    what is left and waits: the first failure is raised there, and nothing is sent after it.
+    The same row added twice (a diff done again) must be drained between the two."""
+
+    def __init__(self, table: Table, *, packers: int = 2, senders: int = 2) -> None:
+        self._table = table
+        self._packers = ThreadPoolExecutor(max_workers=packers, thread_name_prefix="pack")
+        self._senders = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="send")
+        self._lock = threading.Lock()
+        self._rows: dict[str, list[Operation]] = {}  # partition -> rows not yet sent
+        self._pending: list[Future[None]] = []
+        self._failure: BaseException | None = None
+
+    def add(self, make: Callable[[], Operation]) -> None:
+        """`make()` (the compressing half of a version) in a packer thread, then sent."""
+        self._pending.append(self._packers.submit(self._pack, make))
+
+    def _pack(self, make: Callable[[], Operation]) -> None:
+        if self._failure is not None:
+            return
+        try:
+            operation = make()
+        except BaseException as exc:  # a version too large for one entity: StoreError
+            self._failure = self._failure or exc
+            raise
+        with self._lock:
+            rows = self._rows.setdefault(operation[1]["PartitionKey"], [])
+            rows.append(operation)
+            if len(rows) < MAX_BATCH_OPERATIONS:
+                return
+            batch, self._rows[operation[1]["PartitionKey"]] = rows, []
+            self._pending.append(self._senders.submit(self._send, batch))
+
+    def _send(self, batch: list[Operation]) -> None:
+        if self._failure is not None:
+            return
+        try:
+            self._table.submit(batch)
+        except BaseException as exc:
+            self._failure = self._failure or exc
+            raise
+
+    def drain(self) -> None:
+        """Every version added so far compressed and sent; the first failure raised."""
+        done = 0
+        while done < len(self._pending):  # packers add sends as they go: wait for those too
+            future = self._pending[done]
+            done += 1
+            with contextlib.suppress(BaseException):
+                future.result()
+        with self._lock:
+            batches = [rows for rows in self._rows.values() if rows]
+            self._rows = {}
+        if self._failure is None:
+            for future in [self._senders.submit(self._send, batch) for batch in batches]:
+                with contextlib.suppress(BaseException):
+                    future.result()
+        self._pending = []
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        """Let the threads end (what is queued still runs); the writer is not used again."""
+        self._packers.shutdown(wait=False)
+        self._senders.shutdown(wait=False)
