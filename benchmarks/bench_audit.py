@@ -127,9 +127,11 @@ class RunFigures:
     alerts: dict[str, str] = field(default_factory=dict)
     joined: bool = True
     longest_chain: int = 0  # pages of the longest paging chain (a shard's, when sharded)
-    # CPU seconds spent while collecting, by this process and by the emulator's: with both
-    # on one machine, a collection whose sum nears cores x collect seconds is CPU-bound here.
+    # CPU seconds by this process, the emulator's and Azurite's, while collecting and after
+    # (the tail): all three share this machine's cores, where Exchange and Table Storage
+    # would not, so a phase whose sum nears cores x its seconds is CPU-bound here.
     collect_cpu: dict[str, float] = field(default_factory=dict)
+    tail_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -293,6 +295,25 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def child_pid(fragment: bytes) -> int | None:
+    """The pid of this process's child whose command line holds `fragment` (Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if parent == os.getpid() and fragment in command:
+            return int(entry.name)
+    return None
+
+
+def cpu_mark(pids: dict[str, int | None]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def one_run(
     label: str,
     case: Case,
@@ -305,19 +326,19 @@ def one_run(
 ) -> tuple[RunSummary, RunFigures]:
     transport = CountingTransport()
     joins: list[PageJoiner | None] = []
-    cpu: dict[str, float] = {}
+    pids = {"auditor": None, "emulator": emulator_pid, "azurite": child_pid(b"azurite")}
+    marks: dict[str, dict[str, float]] = {}
     with httpx.Client(transport=transport, timeout=300) as http:
         client = exchange_client(base_url, tenant, http, case)
 
         def collect(now: datetime) -> StreamedEvidence | bytes:  # wiring.exchange_collector
             if case.shards > 1:  # balanced by the last complete run's names, as nightly
                 client.spread = store.last_name_spread()
-            cpu.update(auditor=-cpu_seconds(), emulator=-cpu_seconds(emulator_pid))
+            marks["start"] = cpu_mark(pids)
             try:
                 return _collect(now)
             finally:
-                cpu["auditor"] += cpu_seconds()
-                cpu["emulator"] += cpu_seconds(emulator_pid)
+                marks["collected"] = cpu_mark(pids)
 
         def _collect(now: datetime) -> StreamedEvidence | bytes:
             if case.collector == "bytes":
@@ -335,6 +356,7 @@ def one_run(
             started = time.perf_counter()
             summary = run_audit(store=store, collect=collect, tenant=tenant, proposer=proposer)
             wall = time.perf_counter() - started
+        marks["end"] = cpu_mark(pids)
         after = proposal_ops.snapshot()
     chains = [n for cmdlet, n in transport.by_cmdlet.items() if cmdlet != "Get-TransportConfig"]
     longest = max(transport.by_chain.values(), default=0)
@@ -353,7 +375,8 @@ def one_run(
         floor=floor,
         all_pages=transport.requests * case.latency,
         longest_chain=longest,
-        collect_cpu=dict(cpu),
+        collect_cpu={k: marks["collected"][k] - marks["start"][k] for k in pids},
+        tail_cpu={k: marks["end"][k] - marks["collected"][k] for k in pids},
         pages=dict(sorted(transport.by_cmdlet.items())),
         phases=phases,
         table_writes=ops["writes"],
@@ -394,12 +417,13 @@ def print_run(f: RunFigures) -> None:
     )
     print(f"  phases: {phases}{'' if f.joined else ' (join spoilt: evidence re-read)'}")
     print(f"  pages: {pages} | all pages x latency {f.all_pages:.2f} s")
-    if f.collect_cpu:
-        print(
-            f"  CPU while collecting: auditor {f.collect_cpu['auditor']:.1f} s, emulator "
-            f"{f.collect_cpu['emulator']:.1f} s, of {os.cpu_count()} cores x "
-            f"{f.phases.get('collect', 0.0):.1f} s"
-        )
+    collect = f.phases.get("collect", 0.0)
+    for label, cpu, seconds in (
+        ("while collecting", f.collect_cpu, collect),
+        ("after (the tail)", f.tail_cpu, f.wall - collect),
+    ):
+        used = ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
+        print(f"  CPU s {label}: {used}, of {os.cpu_count()} cores x {seconds:.1f} s")
     print(
         f"  table writes {f.table_writes} ({f.table_write_requests} requests), reads "
         f"{f.table_reads} requests ({f.entities_read} entities) | proposal writes "

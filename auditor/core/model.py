@@ -28,6 +28,7 @@ __all__ = [
     "PriorFinding",
     "Readiness",
     "Severity",
+    "Screened",
     "Snapshot",
     "Status",
 ]
@@ -155,6 +156,16 @@ class CollectionError:
 
 
 @dataclass(frozen=True, slots=True)
+class Screened:
+    """Which mailboxes of one exact `mailboxes` tuple failed `core.screen.clean` when they
+    were built (positions in it): the screen then looks at those only. Tied to the tuple by
+    identity, so a snapshot whose mailboxes were replaced is screened whole again."""
+
+    mailboxes: tuple[Mailbox, ...]
+    unclean: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """One collection of evidence (`smtp-auth-snapshot/1`), typed.
 
@@ -171,6 +182,9 @@ class Snapshot:
     directory_collected: bool
     errors: tuple[CollectionError, ...] = ()
     source: str = ""
+    # Set by the join, which checks every mailbox as it is built (during paging, for the
+    # nightly audit): what `core.screen.screen` need not check again.
+    screened: Screened | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

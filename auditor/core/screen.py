@@ -16,7 +16,7 @@ from msgspec.structs import replace as struct_replace  # Mailbox is a msgspec St
 
 from auditor.core.model import CollectionError, Mailbox, Snapshot
 
-__all__ = ["MAX_FIELD", "RECORD_SOURCE", "screen", "read_failures", "read_whole"]
+__all__ = ["MAX_FIELD", "RECORD_SOURCE", "clean", "screen", "read_failures", "read_whole"]
 
 MAX_FIELD = 1024  # characters: an address is at most 320, a UPN 1,024 (Entra ID)
 RECORD_SOURCE = "record:"  # CollectionError.source prefix of a screened record (not a failed read)
@@ -60,7 +60,7 @@ def _label(mailbox: Mailbox) -> str:
 _text_fields = attrgetter(*_FIELDS)
 
 
-def _clean(mailbox: Mailbox) -> bool:
+def clean(mailbox: Mailbox) -> bool:
     """True when no value of the record needs screening, checked in one pass: the longest
     value against `MAX_FIELD` and one UTF-8 encoding of all of them joined (Python never
     merges two lone surrogates into a pair, so the join hides none)."""
@@ -77,16 +77,23 @@ def _clean(mailbox: Mailbox) -> bool:
 
 
 def screen(snapshot: Snapshot) -> Snapshot:
-    """The snapshot with every bad mailbox record made safe and `unknown`, and named."""
-    if snapshot.mailboxes is None:
+    """The snapshot with every bad mailbox record made safe and `unknown`, and named. Only the
+    mailboxes the join found unclean when it built them are looked at, when it checked these
+    very mailboxes (`Snapshot.screened`); otherwise every one."""
+    mailboxes = snapshot.mailboxes
+    if mailboxes is None:
         return snapshot
+    checked = snapshot.screened
+    if checked is not None and checked.mailboxes is mailboxes:
+        candidates: range | tuple[int, ...] = checked.unclean
+    else:
+        candidates = range(len(mailboxes))
     out: list[Mailbox] | None = None
     errors: list[CollectionError] = []
     bad = 0
-    for index, mailbox in enumerate(snapshot.mailboxes):
-        if _clean(mailbox):  # the common case; a record that is not is examined field by field
-            if out is not None:
-                out.append(mailbox)
+    for index in candidates:
+        mailbox = mailboxes[index]
+        if clean(mailbox):  # the common case; a record that is not is examined field by field
             continue
         problems: dict[str, object] = {}
         reasons: list[str] = []
@@ -102,12 +109,10 @@ def screen(snapshot: Snapshot) -> Snapshot:
         if any(_why(k) for k in mailbox.match_keys):
             problems["match_keys"] = tuple(_safe(k) for k in mailbox.match_keys)
         if not problems:
-            if out is not None:
-                out.append(mailbox)
             continue
         if out is None:
-            out = list(snapshot.mailboxes[:index])
-        out.append(struct_replace(mailbox, setting=None, setting_present=False, **problems))
+            out = list(mailboxes)
+        out[index] = struct_replace(mailbox, setting=None, setting_present=False, **problems)
         bad += 1
         if len(errors) < _MAX_ERRORS:
             errors.append(
@@ -125,7 +130,9 @@ def screen(snapshot: Snapshot) -> Snapshot:
                 RECORD_SOURCE + "more", f"and {bad - len(errors)} more bad mailbox records"
             )
         )
-    return replace(snapshot, mailboxes=tuple(out), errors=(*snapshot.errors, *errors))
+    return replace(
+        snapshot, mailboxes=tuple(out), errors=(*snapshot.errors, *errors), screened=None
+    )
 
 
 def read_failures(errors: tuple[CollectionError, ...]) -> tuple[CollectionError, ...]:

@@ -24,7 +24,8 @@ from msgspec import UNSET, UnsetType
 
 from auditor.core.errors import InputError
 from auditor.core.jsonstream import StreamError, read_object
-from auditor.core.model import CollectionError, Mailbox, Snapshot
+from auditor.core.model import CollectionError, Mailbox, Screened, Snapshot
+from auditor.core.screen import clean
 
 __all__ = [
     "SCHEMA",
@@ -214,6 +215,7 @@ def _validate(document: Mapping[str, Any], joiner: _Joiner, source: str) -> Snap
         directory_collected=collected["mailboxes"],
         errors=errors,
         source=source,
+        screened=joiner.screened if mailboxes is not None else None,
     )
 
 
@@ -448,6 +450,11 @@ class _Joiner:
         # Listings whose first run was checked for names spelt in another case ("tolerant":
         # it has some, and the whole listing is read record by record).
         self.spelling: dict[str, bool] = {}
+        # Every mailbox is checked by `core.screen.clean` as it is built (while the reads
+        # page, for the nightly audit), so the screen after the last page looks only at
+        # these (by `id`; a stale id costs one more check, never a missed record).
+        self._unclean: set[int] = set()
+        self.screened: Screened | None = None  # set by `finish`
 
     def _cas_edoid(self) -> dict[str, int]:
         if self.cas_edoid is None:
@@ -535,7 +542,7 @@ class _Joiner:
                 partner = self.directory.pop(partner_at)
                 self._forget_dir(partner)
                 where = f"{self.source}: {member}[{index}]"
-                self.cas.append(mailbox_from_records(record, partner, where))
+                self.cas.append(self._checked(mailbox_from_records(record, partner, where)))
             else:
                 self.cas.append(record)
                 if guid:
@@ -552,8 +559,8 @@ class _Joiner:
             assert type(partner_record) is RawRecord
             if not by_guid or self.cas_edoid is not None:  # else its one index entry is gone
                 self._forget_cas(partner_record)
-            self.cas[partner_at] = mailbox_from_records(
-                partner_record, record, self._cas_where(partner_at)
+            self.cas[partner_at] = self._checked(
+                mailbox_from_records(partner_record, record, self._cas_where(partner_at))
             )
         else:
             self.directory[index] = record
@@ -565,13 +572,18 @@ class _Joiner:
     def _cas_where(self, position: int) -> str:
         return f"{self.source}: cas_mailboxes[{position}]"
 
+    def _checked(self, mailbox: Mailbox) -> Mailbox:
+        if not clean(mailbox):
+            self._unclean.add(id(mailbox))
+        return mailbox
+
     def finish(self) -> tuple[Mailbox, ...]:
         mailboxes: list[Mailbox] = []
         seen: set[str] = set()
         cas, self.cas = self.cas, []
         for position, item in enumerate(cas):
             if type(item) is RawRecord:
-                item = mailbox_from_records(item, None, self._cas_where(position))
+                item = self._checked(mailbox_from_records(item, None, self._cas_where(position)))
             assert type(item) is Mailbox
             if item.key in seen:
                 raise InputError(
@@ -582,11 +594,16 @@ class _Joiner:
         del cas
         for index, record in sorted(self.directory.items()):
             mailbox = mailbox_from_records(None, record, f"{self.source}: mailboxes[{index}]")
+            mailbox = self._checked(mailbox)
             if mailbox.key not in seen:
                 seen.add(mailbox.key)
                 mailboxes.append(mailbox)
         self.directory = {}
-        return tuple(mailboxes)
+        joined = tuple(mailboxes)
+        unclean, self._unclean = self._unclean, set()
+        positions = [i for i, m in enumerate(joined) if id(m) in unclean] if unclean else []
+        self.screened = Screened(joined, tuple(positions))
+        return joined
 
 
 class PageJoiner:

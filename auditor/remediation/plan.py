@@ -33,6 +33,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from auditor.core.model import Effective, Evaluation, Finding, MailboxUsage, Status
 from auditor.core.proposals import ORG_TARGET, Kind, Proposal, Role, Target, plan_hash
@@ -78,7 +79,7 @@ def _make(
     created_at: datetime,
     expiry_days: int,
 ) -> Proposal:
-    ordered = tuple(sorted(targets, key=lambda t: (t.step, t.key)))
+    ordered = tuple(sorted(targets, key=attrgetter("step", "key")))  # in C, not a lambda
     digest = plan_hash(ordered)
     return Proposal(
         id=_proposal_id(kind, scope, evaluation.tenant, digest),

@@ -30,6 +30,7 @@ from auditor.storage.tables import Operation
 
 __all__ = [
     "CHUNKS_PER_ENTITY",
+    "read_packed",
     "pack",
     "unpack",
     "compress",
@@ -75,6 +76,17 @@ def pack(data: bytes, *, prefix: str = "d", count: str = "parts") -> dict[str, A
     for index, part in enumerate(parts):
         out[f"{prefix}{index}"] = part
     return out
+
+
+def read_packed(content: bytes) -> Any:
+    """What `compact_json` wrote and zlib compressed, back: msgspec decodes it (about twice as
+    fast as `json`), and `json` the documents msgspec refuses (an escaped lone surrogate,
+    which `compact_json` writes through `json`)."""
+    data = zlib.decompress(content)
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(data)
 
 
 def compact_json(document: Any) -> bytes:
@@ -125,7 +137,7 @@ def record_count(entity: Mapping[str, Any], content: bytes) -> int:
     """How many records a stored bucket holds (its `n`, else counted)."""
     if entity.get("n") is not None:
         return int(entity["n"])
-    return len(json.loads(zlib.decompress(content))) if content else 0
+    return len(read_packed(content)) if content else 0
 
 
 def version_row(bucket: str, rkey: str) -> str:

@@ -8,7 +8,6 @@ run that never committed are never read.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -26,6 +25,7 @@ from auditor.core.model import PreviousRun, PriorFinding, Setting, Status
 from auditor.core.records import OrgChange, RunRecord
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
+from auditor.storage.packing import read_packed
 from auditor.storage.recording import history_partitions
 from auditor.storage.runs import Runs, as_json, as_time, run_record
 from auditor.storage.tables import Table
@@ -67,7 +67,7 @@ class HistoryQuestions:
         loaded = self._versions.buckets(kind, self._versions.current())
         out: dict[str, Any] = {}
         for content in loaded.contents.values():
-            for key, data in json.loads(zlib.decompress(content)).items():
+            for key, data in read_packed(content).items():
                 out[key] = decode(key, data)
         return out
 

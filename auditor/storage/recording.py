@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -39,6 +38,7 @@ from auditor.storage.packing import (
     MIN_WIDTH,
     bucket_width,
     merged_json,
+    read_packed,
     version_operation,
     version_row,
 )
@@ -109,7 +109,7 @@ def _walk(
     seen = 0
     for outer in sorted(coarse.keys() | contents.keys()):
         content = contents.pop(outer, b"")
-        raw: dict[str, Any] = json.loads(zlib.decompress(content)) if content else {}
+        raw: dict[str, Any] = read_packed(content) if content else {}
         order = {key: seen + index for index, key in enumerate(raw)}
         seen += len(raw)
         parts: dict[str, dict[str, Any]] = {}

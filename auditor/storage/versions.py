@@ -36,7 +36,7 @@ from auditor.core.errors import StoreError
 from auditor.core.model import Setting
 from auditor.core.spread import read_spread
 from auditor.storage.limits import MAX_BATCH_OPERATIONS
-from auditor.storage.packing import MIN_WIDTH, bucket_of_row, pack, unpack
+from auditor.storage.packing import MIN_WIDTH, bucket_of_row, pack, read_packed, unpack
 from auditor.storage.tables import Conflict, Operation, Table, bounded
 
 __all__ = [
@@ -178,7 +178,7 @@ class Versions:
         if entity is None:
             return {}
         content = unpack(entity)
-        return dict(json.loads(zlib.decompress(content))) if content else {}
+        return dict(read_packed(content)) if content else {}
 
     def _parallel(self, operations: list[Operation], *, workers: int) -> None:
         groups: dict[str, list[Operation]] = {}
