@@ -61,11 +61,30 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
     return out
 
 
+def _like_source(pattern: str) -> str:
+    return ".*".join(re.escape(part) for part in pattern.split("*"))
+
+
 def _like(pattern: str) -> Callable[[str], bool]:
-    regex = re.compile(
-        ".*".join(re.escape(part) for part in pattern.split("*")), re.IGNORECASE | re.DOTALL
-    )
+    regex = re.compile(_like_source(pattern), re.IGNORECASE | re.DOTALL)
     return lambda value: regex.fullmatch(value) is not None
+
+
+class _Like:
+    """`Name -like 'a*' -or Name -like 'b*' ...`: one property against any of its patterns,
+    as one regular expression (the emulator's own speed: a sharded read filters every record
+    of the tenant once per chain, and 25 predicates a record cost it seconds of CPU that the
+    benchmark's client would wait for). Matches exactly what the predicates one by one do."""
+
+    def __init__(self, name: str, sources: list[str]) -> None:
+        self.name = name
+        self.sources = sources
+        alternatives = "|".join(f"(?:{source})" for source in sources)
+        self._regex = re.compile(alternatives, re.IGNORECASE | re.DOTALL)
+
+    def __call__(self, record: Mapping[str, Any]) -> bool:
+        value = record.get(self.name)
+        return value is not None and self._regex.fullmatch(str(value)) is not None
 
 
 def _compare(name: str, operator: str, operand: str) -> Predicate:
@@ -77,7 +96,7 @@ def _compare(name: str, operator: str, operand: str) -> Predicate:
         return None if value is None else str(value)
 
     if operator == "-like":
-        return lambda record: (v := value_of(record)) is not None and like(v)
+        return _Like(name, [_like_source(operand)])
     if operator == "-notlike":
         return lambda record: not ((v := value_of(record)) is not None and like(v))
     if operator == "-eq":
@@ -118,7 +137,12 @@ class _Parser:
         while self.peek("op", "-or"):
             self.at += 1
             parts.append(self.both())
-        return parts[0] if len(parts) == 1 else (lambda r: any(p(r) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        likes = [p for p in parts if isinstance(p, _Like)]
+        if len(likes) == len(parts) and all(p.name == likes[0].name for p in likes):
+            return _Like(likes[0].name, [source for p in likes for source in p.sources])
+        return lambda r: any(p(r) for p in parts)
 
     def both(self) -> Predicate:
         parts = [self.unary()]

@@ -64,3 +64,25 @@ def test_a_missing_property_matches_no_comparison_and_every_negation() -> None:
 def test_refuses_what_it_does_not_read(text: str) -> None:
     with pytest.raises(FilterError, match="at position"):
         parse_filter(text)
+
+
+@pytest.mark.parametrize(
+    "clauses",
+    [
+        ["Name -like 'a*'", "Name -like 's*'", "Name -like '*x'", "Name -like 'k*m'"],
+        ["Name -like 'a*'", "Name -eq 'sam'"],  # not all -like: evaluated clause by clause
+        ["Name -like 'a*'", "Alias -like 's*'"],  # two properties
+        ["Name -like '*'", "Name -like 'É*'", "Name -like '''*'"],
+    ],
+)
+def test_a_disjunction_matches_what_its_clauses_match_one_by_one(clauses: list[str]) -> None:
+    # The emulator reads `Name -like 'a*' -or ...` (a sharded read's filter) as one regular
+    # expression: it must list exactly the records the clauses would, one by one.
+    joined = parse_filter(" -or ".join(clauses))
+    negated = parse_filter(f"-not ({' -or '.join(clauses)})")
+    singles = [parse_filter(clause) for clause in clauses]
+    names = ["alex", "ALEX", "sam", "Sam", "kim", "kXm", "max", "Émile", "émile", "'q", "", "\n"]
+    for record in [{"Name": n, "Alias": n[::-1]} for n in names] + [{}, {"Name": None}]:
+        expected = any(single(record) for single in singles)
+        assert joined(record) is expected, (clauses, record)
+        assert negated(record) is not expected, (clauses, record)
