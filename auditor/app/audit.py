@@ -389,7 +389,7 @@ def run_audit(
             summary = _store_proposals(planned, summary)
     finally:
         if gc_enabled:
-            memory.resume_collector()
+            gc.enable()
     log.info(summary.log_line())
     if not summary.complete:
         raise AuditIncomplete(summary)

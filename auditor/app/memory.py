@@ -20,7 +20,7 @@ import ctypes.util
 import gc
 from typing import Any
 
-__all__ = ["ARENAS", "release", "resume_collector"]
+__all__ = ["ARENAS", "release"]
 
 ARENAS = 2  # malloc arenas: the audit's threads mostly wait on HTTP, so two are plenty
 _M_ARENA_MAX = -8  # glibc's <malloc.h>
@@ -42,21 +42,10 @@ _LIBC = _libc()
 _capped = False
 
 
-def resume_collector() -> None:
-    """Turn the cyclic collector back on after a run kept it off, without a pass over the
-    run's objects: they are moved out of its reach first (`gc.freeze`), so the next
-    allocation does not walk the hundreds of thousands of tuples and dataclasses the run
-    made (about 0.1 s at 100,000 mailboxes). Reference counting still frees them; garbage in
-    cycles among them waits for the next `release()`, which hands them back to the collector."""
-    gc.freeze()
-    gc.enable()
-
-
 def release(*, collect: bool = True) -> bool:
     """Free what nothing holds any more; True when glibc returned its free pages."""
     global _capped
     if collect:
-        gc.unfreeze()  # what `resume_collector` set aside: mostly freed since, the rest is seen
         gc.collect()
     if _LIBC is None:
         return False

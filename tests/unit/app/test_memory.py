@@ -1,5 +1,4 @@
-"""`app.memory`: what nothing holds is freed, glibc gives its free pages back, and the cyclic
-collector comes back on without a pass over what a run made."""
+"""`app.memory.release`: what nothing holds is freed, and glibc gives its free pages back."""
 
 from __future__ import annotations
 
@@ -32,28 +31,6 @@ def test_release_frees_cyclic_garbage() -> None:
     finally:
         if enabled:
             gc.enable()
-
-
-def test_the_collector_resumes_without_walking_the_run_and_release_hands_it_back() -> None:
-    enabled = gc.isenabled()
-    gc.disable()  # as during an audit
-    try:
-        a, b = _Node(), _Node()
-        a.other, b.other = b, a
-        gone = weakref.ref(a)
-        memory.resume_collector()
-        assert gc.isenabled() and gc.get_freeze_count() > 0  # the run's objects set aside
-        del a, b
-        gc.collect()
-        assert gone() is not None  # a cycle made during the run waits for the next release
-        memory.release()
-        assert gc.get_freeze_count() == 0 and gone() is None
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
-        else:
-            gc.disable()
 
 
 @pytest.mark.skipif(
