@@ -25,8 +25,9 @@ Tables (prefix `smtpauth` by default) and what makes each question cheap:
 - `alerts`: PartitionKey run key, RowKey channel: the alert delivery ledger; `delivered` /
   `last`: the last run whose alert was delivered (what the next alert is decided against).
 
-- A steady-state run writes O(changes) requests: the bucket versions it touches and the
-  history rows, both in batches of up to 100 sent in parallel, the evidence, the commit and
+- A steady-state run writes O(changes) requests: the bucket versions it touches (sent as
+  the diff makes them) and the history rows, both in batches of up to 100 sent in parallel,
+  the evidence, the commit and
   the run entity (docs/architecture.md, "Bucket width"). The first run writes the baseline in
   one packed entity per bucket (256 per kind up to 131,072 records) and no history rows.
 - No value read from Exchange is ever a key: mailboxes and findings are addressed by hashes.

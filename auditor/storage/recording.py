@@ -3,7 +3,8 @@
 Order (docs/architecture.md, "Crash safety and recording"):
 1. evidence blobs, and the manifest of the history rows the run will write;
 2. history rows (`<hash>.<run key>`: keyed by the run, a replay writes the same rows);
-3. new bucket versions (`<bucket>.<run key>`: invisible until committed);
+3. new bucket versions (`<bucket>.<run key>`: invisible until committed, so sent while the
+   diff goes on, before 1 and 2 have ended, by `versions.VersionWriter`; all landed before 4);
 4. the commit record (one ETag-guarded request): from here the run's state is current;
 5. the run entity (`complete`, `incomplete` or `suspect`); a copy is in the commit record;
 6. superseded bucket versions deleted (best effort).
