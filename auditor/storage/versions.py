@@ -4,10 +4,10 @@
 `state` table, PartitionKey `commit`, RowKey `state`: the run whose recording was committed
 last (`run_id`, `status`), the RowKey of the current version of every `mailbox` and `finding`
 bucket, the organisation value, a copy of the committed run's entity (so a run that died
-between its commit and its run row is finished by the next run) and `names`, the last complete
-run's names per first character (core.spread: what balances a sharded read). It is replaced with its
-ETag, in one request: a run's state becomes current all at once or not at all, and bucket
-versions written by a run that died before its commit are never read.
+between its commit and its run row is finished by the next run) and `names`, the last
+complete run's names per first character (core.spread: what balances a sharded read). It is
+replaced with its ETag, in one request: a run's state becomes current all at once or not at
+all, and bucket versions written by a run that died before its commit are never read.
 
 The bucket map (`layout` 2): per kind, the bucket width, the run keys of the runs that wrote
 a current version (`writers`) and, for each of the 16**width buckets, the index of its writer
