@@ -124,6 +124,11 @@ class MailboxState:
     def unpack(cls, key: str, data: list[Any]) -> MailboxState:
         return cls(key, data[0], data[1], data[2], data[3], data[4], data[5], bool(data[6]))
 
+    @staticmethod
+    def present(data: list[Any]) -> bool:
+        """Whether a packed record is of a mailbox not marked removed (without unpacking)."""
+        return not data[6]
+
 
 @dataclass(frozen=True, slots=True)
 class MailboxChange:
@@ -148,7 +153,7 @@ _TRACKED = ("setting", "address", "upn", "type")
 
 
 def mailbox_changes(
-    previous: Mapping[str, MailboxState],
+    previous: Mapping[str, list[Any]],
     snapshot: Snapshot,
     run_id: str,
     *,
@@ -157,8 +162,11 @@ def mailbox_changes(
 ) -> tuple[dict[str, MailboxState], list[MailboxChange]]:
     """(records to write, changes to log). Nothing at all when the CAS listing is missing.
 
-    `baseline` (default: `previous` is empty) says no mailbox was recorded before, so none is
-    logged as added; give it when `previous` and `snapshot` are one bucket of the whole.
+    `previous`: the recorded states, packed (`MailboxState.pack`, as the state buckets hold
+    them); one is unpacked only when its mailbox changed, so an unchanged night builds no
+    state object at all. `baseline` (default: `previous` is empty) says no mailbox was
+    recorded before, so none is logged as added; give it when `previous` and `snapshot` are
+    one bucket of the whole.
     """
     if snapshot.mailboxes is None:
         return {}, []
@@ -171,20 +179,21 @@ def mailbox_changes(
     for mailbox in snapshot.mailboxes:
         key = mailbox.key
         seen.add(key)
-        old = previous.get(key)
+        packed = previous.get(key)
         upn, rtype = mailbox.user_principal_name, mailbox.recipient_type_details
-        if not directory and old is not None:
-            upn, rtype = old.upn, old.rtype  # not read this time: keep what we knew
+        if not directory and packed is not None:
+            upn, rtype = packed[2], packed[3]  # not read this time: keep what we knew
         setting, address = setting_code(mailbox), mailbox.primary_smtp_address
         if (
-            old is not None
-            and not old.removed
-            and old.setting == setting
-            and old.address == address
-            and old.upn == upn
-            and old.rtype == rtype
+            packed is not None
+            and not packed[6]  # not removed
+            and packed[0] == setting
+            and packed[1] == address
+            and packed[2] == upn
+            and packed[3] == rtype
         ):
             continue  # unchanged (the common case): nothing to write, nothing to log
+        old = None if packed is None else MailboxState.unpack(key, packed)
         new = MailboxState(key, setting, address, upn, rtype, run_id, run_id)
         if old is None:
             writes[key] = new
@@ -202,9 +211,10 @@ def mailbox_changes(
             writes[key] = new
             changes.append(MailboxChange(key, "changed", run_id, old.facts(), new.facts(), fields))
     if complete:
-        for key, old in previous.items():
-            if key in seen or old.removed:
+        for key, packed in previous.items():
+            if key in seen or packed[6]:  # seen, or removed already
                 continue
+            old = MailboxState.unpack(key, packed)
             gone = replace(old, since=run_id, removed=True)
             writes[key] = gone
             changes.append(
@@ -261,21 +271,28 @@ class FindingEvent:
 
 
 def finding_changes(
-    previous: Mapping[str, FindingState],
+    previous: Mapping[str, list[Any]],
     findings: Iterable[Finding],
     run_id: str,
     *,
     complete: bool,
     last_complete_run: str | None,
 ) -> tuple[dict[str, FindingState], list[FindingEvent]]:
-    """(records to write, events to log). Opening is in the record (first_seen), not a row."""
+    """(records to write, events to log). Opening is in the record (first_seen), not a row.
+    `previous`: the recorded states, packed (`FindingState.pack`); one is unpacked only when
+    its finding changed."""
     writes: dict[str, FindingState] = {}
     events: list[FindingEvent] = []
     seen: set[str] = set()
     for finding in findings:
         fid, status = finding.id, finding.status.value
         seen.add(fid)
-        old = previous.get(fid)
+        packed = previous.get(fid)
+        if packed is not None and packed[5] is None and packed[2] == status:
+            if packed[1] != finding.subject:  # open, same status: only its subject moved
+                writes[fid] = replace(FindingState.unpack(fid, packed), subject=finding.subject)
+            continue  # unchanged (the common case)
+        old = None if packed is None else FindingState.unpack(fid, packed)
         if old is None:
             writes[fid] = FindingState(
                 fid, finding.control, finding.subject, status, run_id, run_id
@@ -297,19 +314,18 @@ def finding_changes(
                     fid, "reopened", run_id, "resolved", status, finding.subject, finding.control
                 )
             )
-        elif old.status != status:
+        else:  # open, its status changed (same status and open took the fast path above)
             writes[fid] = replace(old, subject=finding.subject, status=status, since=run_id)
             events.append(
                 FindingEvent(
                     fid, "status", run_id, old.status, status, finding.subject, finding.control
                 )
             )
-        elif old.subject != finding.subject:
-            writes[fid] = replace(old, subject=finding.subject)
     if complete:
-        for fid, old in previous.items():
-            if fid in seen or not old.open:
+        for fid, packed in previous.items():
+            if fid in seen or packed[5] is not None:  # seen, or resolved already
                 continue
+            old = FindingState.unpack(fid, packed)
             # Only complete runs resolve, so the last complete run (or a later run in which the
             # finding first appeared or changed) is the last that saw it.
             candidates = [r for r in (last_complete_run, old.first_seen, old.since) if r]

@@ -154,11 +154,11 @@ def diff_mailboxes(
         grouped.setdefault(bucket_of(mailbox.key, width), []).append((index, mailbox))
     ordered: list[tuple[tuple[int, int], MailboxChange]] = []
     for bucket, raw, members, order in _walk(dict(loaded.contents), stored, width, grouped):
-        previous = {key: MailboxState.unpack(key, data) for key, data in raw.items()}
-        out.known += sum(1 for state in previous.values() if not state.removed)
+        out.known += sum(1 for data in raw.values() if MailboxState.present(data))
         part = replace(snapshot, mailboxes=tuple(mailbox for _, mailbox in members))
+        # The committed records stay packed: only those of changed mailboxes are unpacked.
         writes, changes = mailbox_changes(
-            previous, part, run_id, complete=complete, baseline=out.baseline
+            raw, part, run_id, complete=complete, baseline=out.baseline
         )
         position = {mailbox.key: index for index, mailbox in members}
         for change in changes:  # removals come after the snapshot's own, in state order
@@ -198,9 +198,8 @@ def diff_findings(
     ordered: list[tuple[tuple[int, int], FindingEvent]] = []
     new: list[tuple[int, str]] = []
     for bucket, raw, members, order in _walk(dict(loaded.contents), stored, width, grouped):
-        previous = {fid: FindingState.unpack(fid, data) for fid, data in raw.items()}
         writes, events = finding_changes(
-            previous,
+            raw,
             (finding for _, finding in members),
             run_id,
             complete=complete,
@@ -210,7 +209,7 @@ def diff_findings(
         for event in events:  # resolutions come after the others, in state order
             resolved = event.kind == "resolved"
             ordered.append(((1, order[event.id]) if resolved else (0, position[event.id]), event))
-        new.extend((position[fid], fid) for fid in writes if fid not in previous)
+        new.extend((position[fid], fid) for fid in writes if fid not in raw)
         if writes or (out.migrated and raw):
             _version(out, "finding", bucket, raw, writes, run_id, rkey, writer)
     ordered.sort(key=lambda item: item[0])

@@ -37,11 +37,15 @@ def run_and_compare(store: AuditStore, document: dict[str, Any], day: int) -> No
     previous_findings = store.finding_states()
     handle = store.begin_run(tenant=snapshot.tenant, now=now)
     try:
+        # The whole diff at once, from the states as the buckets hold them (packed).
         mailbox_writes, changes = mailbox_changes(
-            previous_mailboxes, snapshot, handle.run_id, complete=complete
+            {key: state.pack() for key, state in previous_mailboxes.items()},
+            snapshot,
+            handle.run_id,
+            complete=complete,
         )
         finding_writes, events = finding_changes(
-            previous_findings,
+            {fid: state.pack() for fid, state in previous_findings.items()},
             evaluation.findings,
             handle.run_id,
             complete=complete,
