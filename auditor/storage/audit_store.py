@@ -66,6 +66,7 @@ from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
 from auditor.storage.questions import HistoryQuestions
 from auditor.storage.recording import (
+    Diff,
     diff_findings,
     diff_mailboxes,
     history_operations,
@@ -270,18 +271,22 @@ class AuditStore(HistoryQuestions):
         # New bucket versions are compressed and sent while the diffs go on (zlib releases
         # the GIL; the requests wait on the network): docs/architecture.md, "Performance".
         writer = VersionWriter(self.state)
-        try:
-            mailboxes = diff_mailboxes(
+
+        def mailbox_diff(complete: bool, loaded: Loaded) -> Diff:
+            return diff_mailboxes(
                 self._versions,
                 commit,
                 snapshot,
                 run_id=run_id,
                 rkey=rkey,
                 complete=complete,
-                loaded=state.mailboxes,
+                loaded=loaded,
                 per_bucket=self.bucket_records,
                 writer=writer,
             )
+
+        try:
+            mailboxes = mailbox_diff(complete, state.mailboxes)
             errors = tuple(snapshot.errors)
             status = "complete" if complete else "incomplete"
             suspect = self._implausible(mailboxes.known, mailboxes.removed, commit, complete)
@@ -289,17 +294,7 @@ class AuditStore(HistoryQuestions):
                 errors += (suspect,)
                 status, complete = "suspect", False
                 writer.drain()  # the same rows are written again: the first ones must land first
-                mailboxes = diff_mailboxes(
-                    self._versions,
-                    commit,
-                    snapshot,
-                    run_id=run_id,
-                    rkey=rkey,
-                    complete=False,
-                    loaded=mailboxes.loaded,
-                    per_bucket=self.bucket_records,
-                    writer=writer,
-                )
+                mailboxes = mailbox_diff(False, mailboxes.loaded)
             findings = diff_findings(
                 self._versions,
                 commit,
