@@ -287,10 +287,8 @@ def exchange_client(base_url: str, tenant: str, http: httpx.Client, case: Case) 
     )
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (this one when None), all its threads."""
-    if pid is None:
-        return time.process_time()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -310,7 +308,7 @@ def child_pid(fragment: bytes) -> int | None:
     return None
 
 
-def cpu_mark(pids: dict[str, int | None]) -> dict[str, float]:
+def cpu_mark(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
@@ -326,7 +324,10 @@ def one_run(
 ) -> tuple[RunSummary, RunFigures]:
     transport = CountingTransport()
     joins: list[PageJoiner | None] = []
-    pids = {"auditor": None, "emulator": emulator_pid, "azurite": child_pid(b"azurite")}
+    pids = {"auditor": os.getpid(), "emulator": emulator_pid}
+    azurite_pid = child_pid(b"azurite")
+    if azurite_pid is not None:
+        pids["azurite"] = azurite_pid
     marks: dict[str, dict[str, float]] = {}
     with httpx.Client(transport=transport, timeout=300) as http:
         client = exchange_client(base_url, tenant, http, case)

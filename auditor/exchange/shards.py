@@ -9,7 +9,7 @@ all) lands in it, and since the server evaluates both sides with the same case f
 name can match two shards or none. `k == 1` is no filter at all: the unsharded read.
 
 The groups are balanced by a *spread*: the names the last complete run counted per first
-character (`core.snapshot.name_spread`, kept with the commit), or without one a typical spread
+character (`core.spread.name_spread`, kept with the commit), or without one a typical spread
 of given names. The spread only moves characters between shards; the partition is gap-free
 whatever it says.
 """

@@ -27,9 +27,9 @@ Tables (prefix `smtpauth` by default) and what makes each question cheap:
 
 - A steady-state run writes O(changes) requests: the bucket versions it touches (sent as
   the diff makes them) and the history rows, both in batches of up to 100 sent in parallel,
-  the evidence, the commit and
-  the run entity (docs/architecture.md, "Bucket width"). The first run writes the baseline in
-  one packed entity per bucket (256 per kind up to 131,072 records) and no history rows.
+  the evidence, the commit and the run entity (docs/architecture.md, "Bucket width"). The
+  first run writes the baseline in one packed entity per bucket (256 per kind up to 131,072
+  records) and no history rows.
 - No value read from Exchange is ever a key: mailboxes and findings are addressed by hashes.
 - An incomplete collection is recorded as such, with its errors; it never resolves findings
   and never marks mailboxes removed (see `history.py`); nor does a `suspect` one.
