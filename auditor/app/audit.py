@@ -425,6 +425,9 @@ def _plan(
     except AuditorError as exc:
         log.error("run %s: remediation proposals not planned: %s", run_id, exc)
         return None
+    except Exception:  # a bug in planning must not cost the run its alert
+        log.exception("run %s: remediation proposals not planned: planning crashed", run_id)
+        return None
 
 
 def _store_proposals(planned: PlannedProposals, summary: RunSummary) -> RunSummary:

@@ -186,6 +186,32 @@ def test_a_state_read_that_keeps_failing_fails_the_recording(
     assert store.mailbox_states() == {}
 
 
+def test_a_planner_that_crashes_costs_the_run_neither_its_record_nor_its_alert(
+    azurite: str, exchange_emulator: Any, collect: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = new_store(azurite)
+    told: list[tuple[str, bool, tuple[str, ...]]] = []
+
+    def crashing(evaluation: Any, run_id: str, now: datetime) -> Any:
+        raise RuntimeError("a bug in planning")
+
+    def alerter(evaluation: Any, previous: Any, run_id: str, complete: bool, *rest: Any) -> None:
+        told.append((run_id, complete, rest[-1]))
+
+    summary = run_audit(
+        store=store,
+        collect=collect,
+        tenant=exchange_emulator.domain,
+        clock=clock,
+        proposer=crashing,
+        alerter=alerter,  # type: ignore[arg-type]
+    )
+    assert summary.complete and summary.proposals == ()
+    assert told == [(summary.run_id, True, ())]
+    assert store.runs()[0].status == "complete"
+    assert "remediation proposals not planned: planning crashed" in caplog.text
+
+
 def test_audit_refuses_while_another_runs(
     azurite: str, exchange_emulator: Any, collect: Any
 ) -> None:
