@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("auditor.service")
+_T = TypeVar("_T")
 
 # `collect(now)`: the snapshot document, the evidence bytes of one (`exchange.collect_evidence`,
 # which never holds the listings as dictionaries), or the evidence judged while paging
@@ -193,13 +194,11 @@ def _record(
     )
 
 
-def _read_meanwhile(store: AuditStore) -> Future[Committed]:
-    """Read the committed state the recording diffs against in a thread of its own while the
-    run pages (it waits on Table Storage; at 100,000 mailboxes about 0.25 s that would
-    otherwise come after the last page, docs/architecture.md "Performance")."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="committed")
+def _meanwhile(name: str, work: Callable[..., _T], *args: Any) -> Future[_T]:
+    """`work(*args)` in a thread of its own, which ends with it; its result is the future's."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
     try:
-        return pool.submit(store.committed)
+        return pool.submit(work, *args)
     finally:
         pool.shutdown(wait=False)
 
@@ -308,7 +307,10 @@ def run_audit(
     try:
         store.keep_alive(handle)  # the collection can outlast the lease: renew it meanwhile
         previous = _previous_run(store) if alerter is not None else None
-        committed = _read_meanwhile(store)
+        # The committed state the recording diffs against, read while the run pages (it
+        # waits on Table Storage: about 0.25 s at 100,000 mailboxes that would otherwise come
+        # after the last page, docs/architecture.md "Performance").
+        committed = _meanwhile("committed", store.committed)
         mark = time.perf_counter()
         try:
             # The cyclic collector stays on while reading: every page's HTTP response is
@@ -330,7 +332,7 @@ def run_audit(
             durations["evaluate"] = time.perf_counter() - mark
             planning = None
             if proposer is not None and read_whole(snapshot):  # never for a partial read
-                planning = _plan_meanwhile(proposer, evaluation, handle.run_id, now)
+                planning = _meanwhile("plan", _plan, proposer, evaluation, handle.run_id, now)
         except (AuditorError, OSError, ValueError) as exc:
             durations["total"] = time.perf_counter() - started
             failure = _fail(store, handle, exc, durations)
@@ -403,23 +405,14 @@ def run_audit(
 Proposer = Callable[[Evaluation, str, datetime], PlannedProposals]
 
 
-def _plan_meanwhile(
-    proposer: Proposer, evaluation: Evaluation, run_id: str, now: datetime
-) -> Future[PlannedProposals | None]:
-    """Plan the proposals in a thread of their own while the run is recorded. Planning is
-    pure, and recording spends much of its time waiting on Table Storage (and compressing,
-    which releases the GIL), so the two overlap (docs/architecture.md, "Performance"). A
-    plan is only used once the run is recorded complete; nothing is stored before that."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan")
-    try:
-        return pool.submit(_plan, proposer, evaluation, run_id, now)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with the plan
-
-
 def _plan(
     proposer: Proposer, evaluation: Evaluation, run_id: str, now: datetime
 ) -> PlannedProposals | None:
+    """The run's proposals, planned in a thread of their own (`_meanwhile`) while the run is
+    recorded. Planning is pure, and recording spends much of its time waiting on Table Storage
+    (and compressing, which releases the GIL), so the two overlap (docs/architecture.md,
+    "Performance"). A plan is only used once the run is recorded complete; nothing is stored
+    before that. None when planning failed, which is logged and never fails the audit."""
     try:
         return proposer(evaluation, run_id, now)
     except AuditorError as exc:
