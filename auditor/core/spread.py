@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping
 
 from auditor.core.model import Mailbox
 
-__all__ = ["OTHER", "name_spread", "read_spread"]
+__all__ = ["OTHER", "PREFIXES", "name_spread", "read_spread"]
 
-# The characters a shard prefix can name (`exchange.shards.ALPHABET`): a name starting with
-# anything else is counted under OTHER, the complement shard's share.
-_NAMED = frozenset(string.ascii_lowercase + string.digits)
+# The first characters a shard prefix names (`exchange.shards` groups exactly these): a name
+# starting with anything else is counted under OTHER, the complement shard's share.
+PREFIXES = string.ascii_lowercase + string.digits
+_NAMED = frozenset(PREFIXES)
 OTHER = ""
 
 

@@ -16,7 +16,10 @@ whatever it says.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
+
+from auditor.core.spread import PREFIXES
 
 __all__ = ["ALPHABET", "MAX_SHARDS", "groups", "quote", "shard_filters"]
 
@@ -31,8 +34,8 @@ _WEIGHTS = {
     "q": 0.2, "r": 5.0, "s": 8.0, "t": 4.0, "u": 0.5, "v": 1.5, "w": 2.0, "x": 0.2,
     "y": 0.7, "z": 0.7,
 }  # fmt: skip
-_WEIGHTS.update(dict.fromkeys("0123456789", 0.2))
-ALPHABET = "".join(_WEIGHTS)
+_WEIGHTS.update(dict.fromkeys(string.digits, 0.2))
+ALPHABET = PREFIXES  # what the spread counts by name (core.spread), the rest is OTHER
 
 
 def quote(value: str) -> str:

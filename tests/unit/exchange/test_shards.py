@@ -168,3 +168,10 @@ def test_a_balanced_partition_still_lists_every_name_once(spread: dict[str, int]
     for name in ODD_NAMES + generated_names(2000):
         hits = [i for i, matches in enumerate(predicates) if matches({"Name": name})]
         assert len(hits) == 1, f"{name!r} is in shards {hits}"
+
+
+def test_every_prefix_the_spread_counts_has_a_typical_weight_and_no_other_does() -> None:
+    from auditor.core.spread import PREFIXES
+    from auditor.exchange import shards
+
+    assert ALPHABET == PREFIXES and set(shards._WEIGHTS) == set(PREFIXES)
