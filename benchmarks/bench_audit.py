@@ -5,8 +5,9 @@ Starts the Exchange emulator in a child process (its memory is not counted) with
 (`--org allows`, the default: where tenants start, every inheriting mailbox fails and the
 organisation proposal names nearly every mailbox) or blocks SMTP AUTH (`--org blocks`: where
 they should end), and an in-memory Azurite. Then, as the nightly timer does (`run_audit` with
-the collector of `wiring.exchange_collector`, which judges while paging, and the proposer of
-`wiring.proposer_from_settings`):
+the collector of `wiring.exchange_collector`, which judges while paging, the proposer of
+`wiring.proposer_from_settings`, and the alerter of `alerting.run_alerter` posting to a local
+Teams receiver):
 
 1. run 1, the first audit (baseline);
 2. 0.1% of the mailboxes changed through the emulator's own Set-CASMailbox, then run 2, the
@@ -63,6 +64,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from auditor.app.alerting import RunAlerter, run_alerter  # noqa: E402
 from auditor.app.audit import RunSummary, run_audit  # noqa: E402
 from auditor.app.settings import Settings  # noqa: E402
 from auditor.app.wiring import proposer_from_settings  # noqa: E402
@@ -77,6 +79,7 @@ from auditor.storage.audit_store import AuditStore  # noqa: E402
 from auditor.storage.connect import connect  # noqa: E402
 from auditor.storage.tables import OpCounter  # noqa: E402
 from devkit.devservices import azurite  # noqa: E402
+from devkit.receiver import Receiver  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the local emulator's token
 MIB = 2**20
@@ -321,6 +324,7 @@ def one_run(
     proposer: TimedProposer | None,
     proposal_ops: OpCounter,
     emulator_pid: int,
+    alerter: RunAlerter,
 ) -> tuple[RunSummary, RunFigures]:
     transport = CountingTransport()
     joins: list[PageJoiner | None] = []
@@ -355,7 +359,9 @@ def one_run(
         at_start = PeakRss.rss()
         with PeakRss() as memory:
             started = time.perf_counter()
-            summary = run_audit(store=store, collect=collect, tenant=tenant, proposer=proposer)
+            summary = run_audit(
+                store=store, collect=collect, tenant=tenant, proposer=proposer, alerter=alerter
+            )
             wall = time.perf_counter() - started
         marks["end"] = cpu_mark(pids)
         after = proposal_ops.snapshot()
@@ -438,9 +444,19 @@ def run_case(case: Case) -> dict[str, Any]:
     process, base_url, tenant = start_emulator(case)
     runs: list[RunFigures] = []
     try:
-        with azurite() as connection:
+        with (
+            azurite() as connection,
+            Receiver("teams") as teams,
+            httpx.Client(timeout=30) as alert_http,
+        ):
             tables = connect(connection)
             store = AuditStore(tables, prefix="bench")
+            # The alert path as the timer builds it (audit_from_settings): a Teams workflow
+            # webhook, here a local receiver; decided against the last alerted run.
+            webhook = f"{teams.url}/workflows/bench/invoke?sig=c2ln"
+            alerter = run_alerter(
+                Settings(teams_webhook_url=webhook), http=alert_http, ledger=store, store=store
+            )
             ops = OpCounter()
             proposer = None
             if case.proposals:
@@ -450,7 +466,7 @@ def run_case(case: Case) -> dict[str, Any]:
                 assert nightly is not None
                 proposer = TimedProposer(nightly)
             print(f"{case.label}, proposals {'on' if case.proposals else 'off'}", flush=True)
-            args = (case, store, base_url, tenant, proposer, ops, process.pid)
+            args = (case, store, base_url, tenant, proposer, ops, process.pid, alerter)
             first, figures = one_run("run 1", *args)
             runs.append(figures)
             # The timer runs one audit per invocation: nothing of a run (its summary carries
