@@ -31,6 +31,7 @@ from auditor.storage.tables import Operation
 __all__ = [
     "CHUNKS_PER_ENTITY",
     "read_packed",
+    "read_json",
     "pack",
     "unpack",
     "compress",
@@ -82,7 +83,12 @@ def read_packed(content: bytes) -> Any:
     """What `compact_json` wrote and zlib compressed, back: msgspec decodes it (about twice as
     fast as `json`), and `json` the documents msgspec refuses (an escaped lone surrogate,
     which `compact_json` writes through `json`)."""
-    data = zlib.decompress(content)
+    return read_json(zlib.decompress(content))
+
+
+def read_json(data: bytes) -> Any:
+    """A JSON document: by msgspec, or by `json` when msgspec refuses it (an escaped lone
+    surrogate)."""
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError:

@@ -317,3 +317,28 @@ def test_int64_and_json_round_trip_through_azurite(azurite: str) -> None:
         [("upsert", {"PartitionKey": f"p{i % 3}", "RowKey": f"r{i}"}, {}) for i in range(250)]
     )
     assert sum(1 for _ in store.history.partition("p0")) == 84
+
+
+def test_the_alert_baseline_is_what_the_marked_run_left_open(azurite: str) -> None:
+    store = new_store(azurite)
+    assert store.alert_baseline() is None  # nothing delivered yet: everything is told
+    first = doc({n: None for n in range(1, 301)}, org=False)  # every mailbox fails
+    first["cas_mailboxes"][0]["PrimarySmtpAddress"] = 'odd"\\ é\U0001f642@contoso.com'
+    r1 = record(store, first, now=T0).run
+    store.mark_alerted(r1.run_id)
+    told = store.alert_baseline()
+    previous = store.previous_run()
+    assert told is not None and previous is not None
+    assert (told.run_id, told.org_disabled, told.complete) == (r1.run_id, False, True)
+    assert told.evaluated_at == previous.evaluated_at
+    assert told.findings == previous.findings and len(told.findings) == 301  # and the org
+    assert 'odd"\\ é\U0001f642@contoso.com' in {f.subject for f in told.findings.values()}
+
+    # A clean run leaves nothing failing; an older run's mark never moves the baseline back.
+    r2 = record(store, doc({n: True for n in range(1, 301)}, org=True), now=T0 + DAY).run
+    store.mark_alerted(r2.run_id)
+    store.mark_alerted(r1.run_id)
+    told = store.alert_baseline()
+    assert told is not None and told.run_id == r2.run_id
+    assert told.findings == (store.previous_run() or told).findings
+    assert all(f.status.value != "fail" for f in told.findings.values())
