@@ -25,7 +25,7 @@ from auditor.core.model import PreviousRun, PriorFinding, Setting, Status
 from auditor.core.records import OrgChange, RunRecord
 from auditor.storage.blobs import Blobs
 from auditor.storage.ledger import AlertLedgerTable
-from auditor.storage.packing import read_json, read_packed
+from auditor.storage.packing import compressed, read_json, read_packed
 from auditor.storage.recording import history_partitions
 from auditor.storage.runs import Runs, as_json, as_time, run_record
 from auditor.storage.tables import Table
@@ -268,20 +268,22 @@ class HistoryQuestions:
             "org": Setting.text(record.org_disabled),
             "complete": record.complete,
         }
-        # {"evaluated_at": ..., "findings": {id: [control, status, subject], ...}}, the
-        # findings object written a bucket at a time.
-        parts = [json.dumps(head)[:-1], ', "findings": {']
-        for bucket in self._open_findings(commit):
-            if bucket:
-                told = {s.id: [s.control, s.status, s.subject] for s in bucket}
-                parts.extend((json.dumps(told)[1:-1], ", "))
-        if parts[-1] == ", ":
-            parts.pop()
-        parts.append("}}")
-        self._blobs.write(run_key(run_id), {"alerted": "".join(parts).encode("utf-8")})
+        self._blobs.write(run_key(run_id), {"alerted": compressed(self._told(head, commit))})
         self.alerts.replace(
             {"PartitionKey": "delivered", "RowKey": "last", "run_id": run_id, "at": self._clock()}
         )
+
+    def _told(self, head: dict[str, Any], commit: Commit) -> Iterator[bytes]:
+        """The baseline document in parts: `head` and "findings": {id: [control, status,
+        subject]} (what `json.dumps` of the whole writes), the findings a bucket at a time."""
+        yield json.dumps(head)[:-1].encode("ascii") + b', "findings": {'
+        first = True
+        for bucket in self._open_findings(commit):
+            if bucket:
+                told = {s.id: [s.control, s.status, s.subject] for s in bucket}
+                yield (b"" if first else b", ") + json.dumps(told)[1:-1].encode("ascii")
+                first = False
+        yield b"}}"
 
     # -- alert delivery ledger (ledger.py) --------------------------------------------------------
 
