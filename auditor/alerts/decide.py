@@ -29,10 +29,11 @@ mailboxes were removed from the tenant and their type, and which remediation fix
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from auditor.core.attribution import Attribution
 from auditor.core.controls import control
@@ -66,6 +67,7 @@ __all__ = [
     "failed_run_evaluation",
     "ordered_links",
     "REMINDER_DAYS",
+    "SHOWN_MAX",
 ]
 
 ORG = "SMTPAUTH-ORG"
@@ -76,6 +78,15 @@ COLLECTION = "SMTPAUTH-COLLECTION"
 REMINDER_DAYS = (7, 1, 0)
 
 FIXED = "Fixed by an approved remediation."
+
+# The most items of one section any channel lists (the email; a Teams card lists fewer). A
+# section keeps its first SHOWN_MAX items in order and `Alert.totals` counts them all: a
+# baseline where the organisation allows SMTP AUTH has one violation per mailbox, and building
+# 90,000 items to show 200 cost about 30 MiB at 100,000 mailboxes (docs/architecture.md,
+# "Memory").
+SHOWN_MAX = 200
+
+_T = TypeVar("_T")
 
 AlertKind = Literal["baseline", "change", "digest"]
 
@@ -198,12 +209,20 @@ class Alert:
     # Every open proposal's confirmation page, the organisation fix first when it allows.
     links: tuple[ActionLink, ...] = ()
     root_cause: RootCause | None = None
-    # Violations caused by an expired exception: listed in every alert, never cut.
+    # Violations caused by an expired exception: listed in every alert.
     expired: tuple[AlertItem, ...] = ()
+    # Items per section ("new", "resolved", "unknown", "expiring", "expired") when the
+    # section lists only its first SHOWN_MAX; a section not named here lists all it has.
+    totals: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def headline(self) -> str:
         return headline(self)
+
+    def total(self, section: str) -> int:
+        """How many items a section has, listed or not."""
+        listed: tuple[AlertItem, ...] = getattr(self, section)
+        return self.totals.get(section, len(listed))
 
     @property
     def more_hint(self) -> str:
@@ -262,15 +281,15 @@ def headline(alert: Alert) -> str:
                 else "organisation now blocks SMTP AUTH"
             )
         if alert.new:
-            parts.append(f"{len(alert.new)} new violation{'' if len(alert.new) == 1 else 's'}")
+            parts.append(_plural(alert.total("new"), "new violation"))
         if alert.resolved:
-            parts.append(f"{len(alert.resolved)} resolved")
+            parts.append(f"{alert.total('resolved')} resolved")
         if alert.expiring and "expiring" in alert.triggers:
-            parts.append(f"{_plural(len(alert.expiring), 'exception')} expiring")
+            parts.append(f"{_plural(alert.total('expiring'), 'exception')} expiring")
     if not alert.complete or alert.errors:
         parts.append("audit incomplete")
     if alert.unknown:
-        parts.append(f"{len(alert.unknown)} unknown")
+        parts.append(f"{alert.total('unknown')} unknown")
     return ", ".join(parts) if parts else "no change"
 
 
@@ -365,19 +384,24 @@ def _prior_item(
     )
 
 
-def _order(items: Iterable[AlertItem]) -> tuple[AlertItem, ...]:
-    """Most severe first; the organisation before mailboxes; then by subject."""
-    return tuple(
-        sorted(
-            items,
-            key=lambda i: (
-                _SEVERITY_ORDER[i.severity],
-                i.control != ORG,
-                i.via == "inherited",  # explicit enables first: the org fix does not cover them
-                i.subject.lower(),
-            ),
-        )
-    )
+def _rank(
+    severity: Severity, control_id: str, via: str | None, subject: str
+) -> tuple[int, bool, bool, str]:
+    """Most severe first; the organisation before mailboxes; explicit enables before inherited
+    ones (the organisation fix does not cover them); then by subject."""
+    return (_SEVERITY_ORDER[severity], control_id != ORG, via == "inherited", subject.lower())
+
+
+def _finding_rank(finding: Finding) -> tuple[int, bool, bool, str]:
+    return _rank(finding.severity, finding.control, finding.via, finding.subject)
+
+
+def _first(
+    found: Sequence[_T], rank: Callable[[_T], Any], build: Callable[[_T], AlertItem]
+) -> tuple[AlertItem, ...]:
+    """The first SHOWN_MAX of `found` in `rank` order (ties keep their order), as items: only
+    those are built."""
+    return tuple(build(x) for x in heapq.nsmallest(SHOWN_MAX, found, key=rank))
 
 
 def _errors(errors: Iterable[CollectionError | str]) -> tuple[CollectionError, ...]:
@@ -424,43 +448,50 @@ def decide(
     prior = previous.findings if previous is not None else {}
     by_id = {f.id: f for f in current.findings}
 
-    new: list[AlertItem] = []
-    unknown: list[AlertItem] = []
-    expiring: list[AlertItem] = []
+    def since_first(finding: Finding) -> datetime | None:
+        return seen.get(finding.id, current.evaluated_at)
+
+    def new_item(finding: Finding) -> AlertItem:
+        made = who.get(finding.id) if finding.control != ORG else facts.org
+        changed_by = made.text("enabled") if made is not None else None
+        return _item(finding, since_first(finding), today, changed_by)
+
+    def unknown_item(finding: Finding) -> AlertItem:
+        since = seen.get(finding.id)
+        before = prior.get(finding.id)
+        if since is None and (before is None or before.status is not Status.UNKNOWN):
+            since = current.evaluated_at
+        return _item(finding, since, today)
+
+    def days_left(finding: Finding) -> int:
+        assert finding.entry is not None and finding.entry.expires is not None
+        return (finding.entry.expires - today).days
+
+    # The findings of each section; only the first SHOWN_MAX of each become items (`_first`).
+    new: list[Finding] = []
+    unknown: list[Finding] = []
+    expiring: list[Finding] = []
     expiring_trigger = False
     error_sources = {e.source for e in run_errors}
     for finding in current.findings:
         before = prior.get(finding.id)
         if finding.status is Status.FAIL:
             if previous is None or before is None or before.status is not Status.FAIL:
-                made = who.get(finding.id) if finding.control != ORG else facts.org
-                new.append(
-                    _item(
-                        finding,
-                        seen.get(finding.id, current.evaluated_at),
-                        today,
-                        made.text("enabled") if made is not None else None,
-                    )
-                )
+                new.append(finding)
         elif finding.status is Status.UNKNOWN:
             if finding.control == COLLECTION and finding.subject in error_sources:
                 continue  # the same failure is listed once, under the run's errors
-            since = seen.get(finding.id)
-            if since is None and (before is None or before.status is not Status.UNKNOWN):
-                since = current.evaluated_at
-            unknown.append(_item(finding, since, today))
+            unknown.append(finding)
         elif finding.control == EXPIRING and finding.entry is not None:
-            expires = finding.entry.expires
-            if expires is None or not 0 <= (expires - today).days <= expiring_days:
+            if finding.entry.expires is None or not 0 <= days_left(finding) <= expiring_days:
                 continue  # already expired: the mailbox's own finding says so
-            item = _item(finding, seen.get(finding.id), today)
-            expiring.append(item)
+            expiring.append(finding)
             entered = before is None or before.control != EXPIRING
-            if entered or item.days_left in REMINDER_DAYS:
+            if entered or days_left(finding) in REMINDER_DAYS:
                 expiring_trigger = True
 
     expired = [
-        _item(f, seen.get(f.id, current.evaluated_at), today)
+        f
         for f in current.findings
         if f.status is Status.FAIL
         and f.entry is not None
@@ -486,7 +517,7 @@ def decide(
             ),
         )
 
-    resolved: list[AlertItem] = []
+    resolved: list[tuple[PriorFinding, Finding | None]] = []
     if complete and previous is not None:
         for finding_id, before in prior.items():
             if before.status is not Status.FAIL:
@@ -494,7 +525,15 @@ def decide(
             now = by_id.get(finding_id)
             if now is not None and now.status in (Status.FAIL, Status.UNKNOWN):
                 continue
-            resolved.append(_prior_item(before, now, org_change, gone, fixed, facts))
+            resolved.append((before, now))
+
+    def resolved_rank(pair: tuple[PriorFinding, Finding | None]) -> tuple[int, bool, bool, str]:
+        before, now = pair
+        severity = now.severity if now is not None else control(before.control).severity
+        return _rank(severity, before.control, None, before.subject)
+
+    def resolved_item(pair: tuple[PriorFinding, Finding | None]) -> AlertItem:
+        return _prior_item(*pair, org_change, gone, fixed, facts)
 
     open_violations = sum(1 for f in current.findings if f.status is Status.FAIL)
     broken = not complete or bool(run_errors) or bool(unknown)
@@ -551,10 +590,14 @@ def decide(
         severity=severity,
         triggers=tuple(triggers),
         counts=counts,
-        new=_order(new),
-        resolved=_order(resolved),
-        unknown=_order(unknown),
-        expiring=tuple(sorted(expiring, key=lambda i: (i.days_left or 0, i.subject.lower()))),
+        new=_first(new, _finding_rank, new_item),
+        resolved=_first(resolved, resolved_rank, resolved_item),
+        unknown=_first(unknown, _finding_rank, unknown_item),
+        expiring=_first(
+            expiring,
+            lambda f: (days_left(f), f.subject.lower()),
+            lambda f: _item(f, seen.get(f.id), today),
+        ),
         errors=run_errors,
         org_change=org_change,
         previous_run_id=previous.run_id if previous is not None else None,
@@ -564,7 +607,14 @@ def decide(
         readiness=readiness_text(current.readiness) if current.readiness is not None else None,
         links=ordered_links(remediation_links, current.org_disabled),
         root_cause=_root_cause(current, org_change),
-        expired=_order(expired),
+        expired=_first(expired, _finding_rank, lambda f: _item(f, since_first(f), today)),
+        totals={
+            "new": len(new),
+            "resolved": len(resolved),
+            "unknown": len(unknown),
+            "expiring": len(expiring),
+            "expired": len(expired),
+        },
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from auditor.alerts.decide import (
+    SHOWN_MAX,
     Alert,
     AlertItem,
     headline,
@@ -34,8 +35,9 @@ from auditor.core.model import Severity
 
 __all__ = ["Email", "build_email", "sendmail_body", "subject", "tenant_label", "EMAIL_ITEMS"]
 
-# Items listed per section in an email; the rest is counted and left to the report.
-EMAIL_ITEMS = 200
+# Items listed per section in an email (all an alert keeps, `SHOWN_MAX`); the rest is
+# counted and left to the report.
+EMAIL_ITEMS = SHOWN_MAX
 
 _SECTIONS = (
     ("expired", "Expired exceptions"),
@@ -139,7 +141,7 @@ def _html(alert: Alert) -> str:
             continue
         section = "new" if key == "expired" else key
         rows = [(i.subject, item_detail(i, section=section)) for i in items[:EMAIL_ITEMS]]
-        sections.append((_section_title(alert, key, title), rows, len(items) - len(rows)))
+        sections.append((_section_title(alert, key, title), rows, alert.total(key) - len(rows)))
     return (
         _environment()
         .get_template("alert_email.html.j2")
@@ -168,11 +170,13 @@ def _text(alert: Alert) -> str:
         items: Sequence[AlertItem] = getattr(alert, key)
         if not items:
             continue
-        lines += ["", f"{_section_title(alert, key, title)} ({len(items)})"]
+        total = alert.total(key)
+        lines += ["", f"{_section_title(alert, key, title)} ({total})"]
         section = "new" if key == "expired" else key
-        lines += [f"- {i.subject} · {item_detail(i, section=section)}" for i in items[:EMAIL_ITEMS]]
-        if len(items) > EMAIL_ITEMS:
-            lines.append(f"... and {len(items) - EMAIL_ITEMS} more: {alert.more_hint}")
+        rows = items[:EMAIL_ITEMS]
+        lines += [f"- {i.subject} · {item_detail(i, section=section)}" for i in rows]
+        if total > len(rows):
+            lines.append(f"... and {total - len(rows)} more: {alert.more_hint}")
     if alert.errors:
         lines += ["", f"Collection errors ({len(alert.errors)})"]
         lines += [f"- {err.source}: {err.message}" for err in alert.errors[:EMAIL_ITEMS]]

@@ -170,14 +170,18 @@ def _more(alert: Alert, hidden: int) -> dict[str, Any]:
 
 
 def _section(
-    alert: Alert, title: str, colour: str, items: Sequence[AlertItem], key: str, limit: int
+    alert: Alert, title: str, colour: str, section: str, detail: str, limit: int
 ) -> list[dict[str, Any]]:
+    """One section of the card: its title with the count, its first `limit` items (their
+    detail as `item_detail(section=detail)` says), and how many it leaves out."""
+    items: Sequence[AlertItem] = getattr(alert, section)
     if not items:
         return []
+    total = alert.total(section)
     out: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
-            "text": f"{title} ({len(items)})",
+            "text": f"{title} ({total})",
             "weight": "Bolder",
             "color": colour,
             "separator": True,
@@ -188,11 +192,11 @@ def _section(
         out.append(
             _line(
                 _run(item.subject, weight="Bolder"),
-                _run(f"{_NBSP}· " + item_detail(item, section=key)),
+                _run(f"{_NBSP}· " + item_detail(item, section=detail)),
                 spacing="None",
             )
         )
-    hidden = len(items) - min(limit, len(items))
+    hidden = total - min(limit, len(items))
     if hidden:
         out.append(_more(alert, hidden))
     return out
@@ -257,16 +261,15 @@ def _message(alert: Alert, limit: int) -> dict[str, Any]:
             alert,
             "Expired exceptions",
             "attention",
-            alert.expired,
+            "expired",
             "new",
             max(limit, min(len(alert.expired), 10)),
         )
     )
     for key, title, colour in _SECTIONS:
-        items: Sequence[AlertItem] = getattr(alert, key)
         if key == "new" and alert.kind == "baseline":
             title = "Violations"
-        body.extend(_section(alert, title, colour, items, key, limit))
+        body.extend(_section(alert, title, colour, key, key, limit))
     body.extend(_errors(alert, limit))
     card: dict[str, Any] = {
         "type": "AdaptiveCard",

@@ -72,6 +72,62 @@ class Blobs:
 
     def read(self, rkey: str, name: str, what: str) -> bytes | None:
         """A blob stored under a run key, or None if there is none."""
+        rows = self._rows(rkey, name, what)
+        if rows is None:
+            return None
+        try:
+            data = zlib.decompress(b"".join(unpack(row) for row in rows))
+        except zlib.error as exc:
+            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({exc})") from exc
+        if len(data) != int(rows[0]["size"]):
+            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
+        return data
+
+    def lines(self, rkey: str, name: str, what: str) -> Iterator[bytes] | None:
+        """A blob's lines (split at b"\n", which is dropped), decompressed as they are taken:
+        never the whole blob at once. None if there is none. The same checks as `read`; a
+        blob found corrupt raises `IncompleteBlob` when its end is reached, so what was taken
+        from it must be dropped then."""
+        rows = self._rows(rkey, name, what)
+        if rows is None:
+            return None
+        return self._lines(rows, name, what)
+
+    @staticmethod
+    def _lines(rows: list[dict[str, Any]], name: str, what: str) -> Iterator[bytes]:
+        size = int(rows[0]["size"])
+        inflate = zlib.decompressobj()
+        seen = 0
+
+        def inflated() -> Iterator[bytes]:
+            nonlocal seen
+            rows.reverse()
+            try:
+                while rows:  # each entity's bytes are freed once inflated
+                    chunk = inflate.decompress(unpack(rows.pop()))
+                    seen += len(chunk)
+                    yield chunk
+                chunk = inflate.flush()
+            except zlib.error as exc:
+                raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({exc})") from exc
+            seen += len(chunk)
+            if not inflate.eof or inflate.unused_data or seen != size:
+                raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
+            yield chunk
+
+        pending: list[bytes] = []  # the line not ended yet, in pieces
+        for chunk in inflated():
+            if b"\n" not in chunk:
+                pending.append(chunk)
+                continue
+            first, *middle, last = chunk.split(b"\n")
+            yield b"".join((*pending, first))
+            yield from middle
+            pending = [last]
+        yield b"".join(pending)  # the last line, once the blob is known whole
+
+    def _rows(self, rkey: str, name: str, what: str) -> list[dict[str, Any]] | None:
+        """A blob's entities in order, all of them, or None if there is none."""
         rows = sorted(
             self.table.rows_between(rkey, f"{name}.", f"{name}.~"),
             key=lambda e: str(e["RowKey"]),
@@ -80,10 +136,4 @@ class Blobs:
             return None
         if len(rows) != int(rows[0]["of"]):
             raise IncompleteBlob(f"evidence {name} of run {what} is incomplete ({len(rows)} parts)")
-        try:
-            data = zlib.decompress(b"".join(unpack(row) for row in rows))
-        except zlib.error as exc:
-            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({exc})") from exc
-        if len(data) != int(rows[0]["size"]):
-            raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
-        return data
+        return rows

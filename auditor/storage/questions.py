@@ -228,18 +228,27 @@ class HistoryQuestions:
                 return self.previous_run()  # a store from before the baseline pointer
             return None
         run_id = str(pointer["run_id"])
-        data = self._blobs.read(run_key(run_id), "alerted", run_id)
-        if data is None:
+        lines = self._blobs.lines(run_key(run_id), "alerted", run_id)
+        if lines is None:
             return None
-        told = read_json(data)
-        del data
-        told_findings: dict[str, list[str]] = told["findings"]
+        first = next(lines)
+        # The head, then a line per bucket of findings (`_told`); a baseline written before
+        # the lines is one line, the whole document.
+        told = read_json(first + b"}}" if first.endswith(b"{") else first)
+        del first
         findings: dict[str, PriorFinding] = {}
         controls: dict[str, str] = {}  # one string per control, not one per finding
-        while told_findings:  # each decoded entry is freed as soon as it is converted
-            fid, (c, s, subject) = told_findings.popitem()
-            control = controls.setdefault(c, c)
-            findings[fid] = PriorFinding(id=fid, control=control, status=Status(s), subject=subject)
+
+        def add(entries: dict[str, list[str]]) -> None:
+            while entries:  # each decoded entry is freed as soon as it is converted
+                fid, (c, s, subject) = entries.popitem()
+                control = controls.setdefault(c, c)
+                findings[fid] = PriorFinding(fid, control, Status(s), subject)
+
+        add(told.pop("findings"))
+        for line in lines:  # a bucket's findings at a time, never all of them decoded at once
+            if line != b"}}":
+                add(read_json(b"{" + line.removesuffix(b",") + b"}"))
         return PreviousRun(
             run_id=run_id,
             evaluated_at=as_time(told["evaluated_at"]) or self._clock(),
@@ -275,15 +284,17 @@ class HistoryQuestions:
 
     def _told(self, head: dict[str, Any], commit: Commit) -> Iterator[bytes]:
         """The baseline document in parts: `head` and "findings": {id: [control, status,
-        subject]} (what `json.dumps` of the whole writes), the findings a bucket at a time."""
-        yield json.dumps(head)[:-1].encode("ascii") + b', "findings": {'
+        subject]}, the findings a bucket at a time, each bucket on a line of its own (JSON
+        escapes every newline inside a string) so that `alert_baseline` decodes a line at a
+        time. The document is what `json.dumps` of the whole writes, plus those newlines."""
+        yield json.dumps(head)[:-1].encode("ascii") + b', "findings": {\n'
         first = True
         for bucket in self._open_findings(commit):
             if bucket:
                 told = {s.id: [s.control, s.status, s.subject] for s in bucket}
-                yield (b"" if first else b", ") + json.dumps(told)[1:-1].encode("ascii")
+                yield (b"" if first else b",\n") + json.dumps(told)[1:-1].encode("ascii")
                 first = False
-        yield b"}}"
+        yield b"\n}}"
 
     # -- alert delivery ledger (ledger.py) --------------------------------------------------------
 

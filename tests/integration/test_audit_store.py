@@ -3,13 +3,17 @@ concurrency, and the service limits enforced on the client."""
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
+from random import Random
 
 import pytest
 
 from auditor.core.errors import StoreError
+from auditor.core.history import run_key
 from auditor.storage.audit_store import RunInProgress
+from auditor.storage.blobs import Blobs, IncompleteBlob
 from auditor.storage.limits import check_key, encode_entity, split_batches
 from tests.support.store_helpers import T0, doc, guid, new_store, record
 
@@ -342,3 +346,57 @@ def test_the_alert_baseline_is_what_the_marked_run_left_open(azurite: str) -> No
     assert told is not None and told.run_id == r2.run_id
     assert told.findings == (store.previous_run() or told).findings
     assert all(f.status.value != "fail" for f in told.findings.values())
+
+
+def test_the_alert_baseline_is_read_a_bucket_line_at_a_time_and_as_written_before(
+    azurite: str,
+) -> None:
+    store = new_store(azurite)
+    r1 = record(store, doc({n: None for n in range(1, 301)}, org=False), now=T0).run
+    store.mark_alerted(r1.run_id)
+    lines = Blobs(store.evidence).lines(run_key(r1.run_id), "alerted", r1.run_id)
+    assert lines is not None
+    head, *buckets, end = list(lines)
+    assert head.endswith(b'"findings": {') and end == b"}}" and len(buckets) > 1
+    whole = json.loads(b"\n".join([head, *buckets, end]))  # one JSON document all the same
+    assert len(whole["findings"]) == 301
+    told = store.alert_baseline()
+    assert told is not None and len(told.findings) == 301
+
+    # A baseline written before the lines (one line, the whole document) reads the same.
+    one_line = json.dumps(whole).encode()
+    assert b"\n" not in one_line
+    Blobs(store.evidence).write(run_key(r1.run_id), {"alerted": one_line})
+    again = store.alert_baseline()
+    assert again is not None and again.findings == told.findings
+    assert (again.run_id, again.complete, again.org_disabled) == (r1.run_id, True, False)
+
+
+def test_a_blob_is_read_a_line_at_a_time_and_checked_whole(azurite: str) -> None:
+    store = new_store(azurite)
+    store.ensure_tables()
+    blobs = Blobs(store.evidence)
+    random = Random(7)
+    data = b"\n".join(
+        random.randbytes(random.randrange(0, 3000)).hex().encode() for _ in range(900)
+    )
+    data += b"\n\n"  # empty lines, at the end too
+    blobs.write("rk", {"b": data})
+    rows = sorted(store.evidence.rows_between("rk", "b.", "b.~"), key=lambda e: e["RowKey"])
+    assert len(rows) >= 3  # lines cross the entities' bounds
+    lines = blobs.lines("rk", "b", "run 1")
+    assert lines is not None and list(lines) == data.split(b"\n")
+    assert blobs.lines("rk", "other", "run 1") is None
+
+    # A last entity cut short: the lines before it come, then the blob is refused at its end.
+    last = dict(rows[-1])
+    last["d0"] = bytes(last["d0"])[:-10]
+    store.evidence.replace(last)
+    lines = blobs.lines("rk", "b", "run 1")
+    assert lines is not None
+    with pytest.raises(IncompleteBlob, match="corrupt"):
+        list(lines)
+    # An entity missing: refused before any line.
+    store.evidence.delete(rows[1]["PartitionKey"], rows[1]["RowKey"])
+    with pytest.raises(IncompleteBlob, match="incomplete"):
+        blobs.lines("rk", "b", "run 1")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from auditor.alerts.decide import Alert, AlertItem, decide, headline
+from auditor.alerts.decide import SHOWN_MAX, Alert, AlertItem, decide, headline
+from auditor.alerts.mail import build_email
 from auditor.core.model import (
     Allowlist,
     CollectionError,
@@ -84,6 +85,41 @@ def test_first_run_is_one_baseline_summary_not_one_alert_per_mailbox() -> None:
     assert alert.severity is Severity.HIGH
     assert headline(alert) == "baseline, 50 violations"
     assert alert.previous_run_id is None
+
+
+def test_a_section_lists_its_first_items_in_order_and_counts_them_all() -> None:
+    many = 2 * SHOWN_MAX + 57
+    numbers = range(many, 0, -1)  # read in reverse order, some explicitly, the rest inherited
+    records = [cas(n, False if n % 3 == 0 else None) for n in numbers]
+    boxes = [mbx(n) for n in numbers]
+    day1 = run(DAY1, org=False, cas_records=records, mailboxes=boxes)
+    baseline = tell(day1, None)
+    assert baseline is not None
+    assert len(baseline.new) == SHOWN_MAX and baseline.total("new") == many + 1  # + the org
+    # The same first items as ordering them all: the organisation, explicit enables, the rest
+    full = sorted(
+        (f for f in day1.findings if f.status is Status.FAIL),
+        key=lambda f: (f.control != "SMTPAUTH-ORG", f.via == "inherited", f.subject.lower()),
+    )
+    assert subjects(baseline.new) == [f.subject for f in full[:SHOWN_MAX]]
+    assert headline(baseline) == f"baseline, {many + 1} violations"
+    text = build_email(baseline).text
+    assert f"Violations ({many + 1})" in text
+    assert f"... and {many + 1 - SHOWN_MAX} more" in text
+
+    # Every mailbox resolved by the organisation blocking, and every one unknown the next night
+    day2 = run(DAY2, org=True, cas_records=records, mailboxes=boxes)
+    flipped = tell(day2, previous_of(day1))
+    assert flipped is not None
+    explicit = many // 3
+    assert flipped.total("resolved") == many - explicit + 1 and len(flipped.resolved) == SHOWN_MAX
+    assert subjects(flipped.resolved)[0] == "organisation"
+    assert headline(flipped).startswith(f"organisation now blocks SMTP AUTH, {many - explicit + 1}")
+    gone = run(DAY2, org=False, cas_records=[cas(n, MISSING) for n in numbers], mailboxes=boxes)
+    unknown = tell(gone, previous_of(day1))
+    assert unknown is not None
+    assert unknown.total("unknown") == many and len(unknown.unknown) == SHOWN_MAX
+    assert f"{many} unknown" in headline(unknown)
 
 
 def test_first_run_of_a_clean_tenant_is_still_a_baseline() -> None:
