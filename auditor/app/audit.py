@@ -360,7 +360,7 @@ def run_audit(
         del evidence, snapshot, committed  # the committed buckets too: 7 MiB at 100,000
         # Read now, not before the reads: its findings (one per failing mailbox) need not be
         # held while the run pages and records. Only this run's alert moves it, after this.
-        previous = _previous_run(store) if alerter is not None else None
+        previous = _previous_run(store, evaluation) if alerter is not None else None
         if signins is not None:
             save_usage(store, handle.run_id, signins)
         if changelog is not None:
@@ -437,11 +437,11 @@ def _store_proposals(planned: PlannedProposals, summary: RunSummary) -> RunSumma
 # -- alerts (notify.py decides and delivers; nothing here may fail the audit) ------------------
 
 
-def _previous_run(store: AuditStore) -> PreviousRun | None:
+def _previous_run(store: AuditStore, current: Evaluation | None = None) -> PreviousRun | None:
     """The alert baseline: the last run whose alert was delivered (never the state a run that
-    died before alerting advanced)."""
+    died before alerting advanced); sharing the strings of `current`'s findings."""
     try:
-        return store.alert_baseline()
+        return store.alert_baseline(current.findings if current is not None else ())
     except Exception as exc:  # a store error or a baseline that does not parse
         # Without it every open violation is told again as a baseline: loud, never silent.
         log.warning("alerts: previous run unreadable, alerting as a first run: %s", exc)

@@ -180,17 +180,23 @@ class Table:
         return _plain(entity)
 
     def query(
-        self, filter_: str, parameters: Mapping[str, Any], *, limit: int | None = None
+        self,
+        filter_: str,
+        parameters: Mapping[str, Any],
+        *,
+        limit: int | None = None,
+        page: int = 1000,
     ) -> Iterator[dict[str, Any]]:
-        """Entities matching an OData filter (parameters substituted by the SDK, quoted)."""
+        """Entities matching an OData filter (parameters substituted by the SDK, quoted), read
+        `page` entities per request (at most 1,000, the service's own cap)."""
         try:
             pages = self._client.query_entities(
-                filter_, parameters=dict(parameters), results_per_page=1000
+                filter_, parameters=dict(parameters), results_per_page=page
             ).by_page()
             seen = 0
-            for page in pages:
+            for entities in pages:
                 self._counter.add(reads=1)
-                for entity in page:
+                for entity in entities:
                     self._counter.add(read=1)
                     yield _plain(entity)
                     seen += 1
@@ -199,8 +205,10 @@ class Table:
         except AzureError as exc:
             raise _error(exc, f"query {self.name}") from exc
 
-    def partition(self, pk: str, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        return self.query("PartitionKey eq @pk", {"pk": pk}, limit=limit)
+    def partition(
+        self, pk: str, *, limit: int | None = None, page: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        return self.query("PartitionKey eq @pk", {"pk": pk}, limit=limit, page=page)
 
     def rows_between(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
         """Rows of one partition with low <= RowKey < high (RowKey order)."""

@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,6 +168,14 @@ class Versions:
             loaded.rows[bucket] = row
             loaded.records += int(entity.get("n") or 0)
         return loaded
+
+    def contents(self, kind: str, commit: Commit, *, page: int = 32) -> Iterator[bytes]:
+        """The committed versions of one kind, one at a time, read `page` per request: a
+        caller that keeps none of them never holds more than a page (`buckets` holds all, a
+        bucket version being tens of kilobytes)."""
+        for entity in self.table.partition(kind, page=page):
+            if commit.row(kind, bucket_of_row(str(entity["RowKey"]))) == entity["RowKey"]:
+                yield unpack(entity)
 
     def bucket(self, kind: str, bucket: str, commit: Commit) -> dict[str, Any]:
         """The committed records of one bucket (raw, packed lists)."""

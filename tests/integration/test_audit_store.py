@@ -12,6 +12,9 @@ import pytest
 
 from auditor.core.errors import StoreError
 from auditor.core.history import run_key
+from auditor.core.model import Allowlist
+from auditor.core.policy import evaluate
+from auditor.core.snapshot import parse_snapshot
 from auditor.storage.audit_store import RunInProgress
 from auditor.storage.blobs import Blobs, IncompleteBlob
 from auditor.storage.limits import check_key, encode_entity, split_batches
@@ -209,8 +212,6 @@ def test_stale_lock_of_a_crashed_run_expires(azurite: str) -> None:
     later = store.begin_run(tenant="t", now=T0 + timedelta(minutes=31))
     assert later.run_id != crashed.run_id
     # The crashed run, if it came back to life, may not write over the new run.
-    from auditor.core.model import Allowlist
-    from auditor.core.policy import evaluate
     from auditor.core.snapshot import build_snapshot
 
     snapshot = build_snapshot(doc({1: None}))
@@ -260,7 +261,6 @@ def test_large_evidence_spans_several_entities(azurite: str) -> None:
     rows = list(store.evidence.partition("0000000000001-abc"))
     assert len(rows) == 4
     store.runs_table.insert({"PartitionKey": "run", "RowKey": "x", "run_id": "x"})
-    from auditor.core.history import run_key
 
     run_id = "20261101T020000000Z-abc"
     store._blobs.write(run_key(run_id), {"snapshot": data})
@@ -362,6 +362,21 @@ def test_the_alert_baseline_is_read_a_bucket_line_at_a_time_and_as_written_befor
     assert len(whole["findings"]) == 301
     told = store.alert_baseline()
     assert told is not None and len(told.findings) == 301
+
+    # Given this run's findings, the baseline holds their strings, not copies: the same
+    # findings, and a subject that changed since keeps the baseline's own.
+    renamed = doc({n: None for n in range(1, 301)}, org=False)
+    renamed["cas_mailboxes"][5]["PrimarySmtpAddress"] = "renamed@contoso.com"
+    current = evaluate(
+        parse_snapshot(json.dumps(renamed).encode()), Allowlist(), T0.date(), evaluated_at=T0
+    ).findings
+    shared = store.alert_baseline(current)
+    assert shared is not None and shared.findings == told.findings
+    by_id = {f.id: f for f in current}
+    same = [p for p in shared.findings.values() if by_id[p.id].subject == p.subject]
+    assert len(same) == 300
+    assert all(p.subject is by_id[p.id].subject and p.id is by_id[p.id].id for p in same)
+    assert "renamed@contoso.com" not in {p.subject for p in shared.findings.values()}
 
     # A baseline written before the lines (one line, the whole document) reads the same.
     one_line = json.dumps(whole).encode()
