@@ -576,9 +576,19 @@ def decide(
     else:
         severity = Severity.INFO
 
+    totals = {
+        "new": len(new),
+        "resolved": len(resolved),
+        "unknown": len(unknown),
+        "expiring": len(expiring),
+        "expired": len(expired),
+    }
     counts = dict(current.counts)
     counts.update(
-        new=len(new), resolved=len(resolved), unknown_items=len(unknown), expiring=len(expiring)
+        new=totals["new"],
+        resolved=totals["resolved"],
+        unknown_items=totals["unknown"],
+        expiring=totals["expiring"],
     )
     return Alert(
         kind=kind,
@@ -608,13 +618,7 @@ def decide(
         links=ordered_links(remediation_links, current.org_disabled),
         root_cause=_root_cause(current, org_change),
         expired=_first(expired, _finding_rank, lambda f: _item(f, since_first(f), today)),
-        totals={
-            "new": len(new),
-            "resolved": len(resolved),
-            "unknown": len(unknown),
-            "expiring": len(expiring),
-            "expired": len(expired),
-        },
+        totals=totals,
     )
 
 
