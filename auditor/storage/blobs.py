@@ -111,8 +111,15 @@ class Blobs:
             except zlib.error as exc:
                 raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({exc})") from exc
             seen += len(chunk)
-            if not inflate.eof or inflate.unused_data or seen != size:
-                raise IncompleteBlob(f"evidence {name} of run {what} is corrupt (size mismatch)")
+            fault = None
+            if not inflate.eof:
+                fault = "cut short"
+            elif inflate.unused_data:
+                fault = "bytes after its end"
+            elif seen != size:
+                fault = "size mismatch"
+            if fault is not None:
+                raise IncompleteBlob(f"evidence {name} of run {what} is corrupt ({fault})")
             yield chunk
 
         pending: list[bytes] = []  # the line not ended yet, in pieces
