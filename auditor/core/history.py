@@ -256,6 +256,12 @@ class FindingState:
     def unpack(cls, finding_id: str, data: list[Any]) -> FindingState:
         return cls(finding_id, data[0], data[1], data[2], data[3], data[4], data[5], data[6])
 
+    @staticmethod
+    def brief(data: list[Any]) -> list[Any] | None:
+        """[control, status, subject] of a packed record of an open finding, None for a
+        resolved one (without unpacking: what the alert baseline keeps of it)."""
+        return None if data[5] is not None else [data[0], data[2], data[1]]
+
 
 @dataclass(frozen=True, slots=True)
 class FindingEvent:

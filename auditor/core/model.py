@@ -318,9 +318,11 @@ def normalise_identity(value: str) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class PriorFinding:
-    """A finding as a previous run recorded it: enough to tell new, persisting and resolved."""
+class PriorFinding(NamedTuple):
+    """A finding as a previous run recorded it: enough to tell new, persisting and resolved.
+
+    A NamedTuple, as `Finding` is: the alert baseline builds one per open finding (90,000
+    when the organisation allows SMTP AUTH), several times faster than a frozen dataclass."""
 
     id: str
     control: str

@@ -60,8 +60,7 @@ class Role(StrEnum):
     GRANT = "grant"  # an allowlisted mailbox explicitly enabled
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(msgspec.Struct, frozen=True, gc=False):
     """One change. `key` is unique in its proposal (mailbox GUID, or "organisation").
 
     `before`/`after` are raw `SmtpClientAuthenticationDisabled` values (True = blocked, None =
@@ -70,6 +69,11 @@ class Target:
     carries no UPN. `mailbox_type` is Exchange's `RecipientTypeDetails` at planning time (for
     counts by type on the confirmation page); it describes the target, it is not part of the
     change, so the plan hash leaves it out (docs/architecture.md, "An approval").
+
+    Frozen like the dataclasses here, but a msgspec Struct: a plan builds one per failing
+    mailbox (90,000 at 100,000 mailboxes when the organisation allows SMTP AUTH), about four
+    times faster. It holds only strings, booleans, an int and an enum: untracked by the
+    cyclic collector.
     """
 
     key: str

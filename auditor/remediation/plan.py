@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 from operator import attrgetter
+
+import msgspec
 
 from auditor.core.model import Effective, Evaluation, Finding, MailboxUsage, Status
 from auditor.core.proposals import ORG_TARGET, Kind, Proposal, Role, Target, plan_hash
@@ -132,7 +133,7 @@ def _breaks(
     usage = used.get(finding.mailbox.key)
     if usage is None or not usage.used:
         return target
-    return replace(target, reason=f"{break_note(usage)}; {target.reason}")
+    return msgspec.structs.replace(target, reason=f"{break_note(usage)}; {target.reason}")
 
 
 def _failing(finding: Finding, via: str) -> bool:

@@ -3,7 +3,7 @@ the type describes a target and is kept out of the plan hash (issue 16)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import msgspec
 
 from auditor.core.proposals import ORG_TARGET, Record, Role, Target, plan_hash, type_counts
 from auditor.web.pages import confirmation_page
@@ -55,8 +55,8 @@ def test_the_type_is_stored_but_not_hashed() -> None:
     old_row = typed.to_dict()
     del old_row["type"]  # a row stored before the type was kept
     assert Target.from_dict(old_row).mailbox_type is None
-    assert plan_hash([typed]) == plan_hash([replace(typed, mailbox_type=None)])
-    assert plan_hash([typed]) != plan_hash([replace(typed, reason="other")])
+    assert plan_hash([typed]) == plan_hash([msgspec.structs.replace(typed, mailbox_type=None)])
+    assert plan_hash([typed]) != plan_hash([msgspec.structs.replace(typed, reason="other")])
 
 
 def test_the_confirmation_page_and_the_status_json_count_by_type() -> None:
