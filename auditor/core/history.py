@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
+from msgspec.structs import replace
 
 from auditor.core.model import Finding, Mailbox, Setting, Snapshot, Status
 
@@ -89,8 +92,10 @@ def setting_code(mailbox: Mailbox) -> str:
     return Setting.code(mailbox.setting, mailbox.setting_present)
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxState:
+class MailboxState(msgspec.Struct, frozen=True, gc=False):
+    """A mailbox as the state buckets keep it. A msgspec Struct, as `FindingState`: the first
+    run builds one per mailbox, about four times faster than a frozen dataclass."""
+
     key: str
     setting: str
     address: str | None
@@ -125,9 +130,10 @@ class MailboxState:
         return cls(key, data[0], data[1], data[2], data[3], data[4], data[5], bool(data[6]))
 
     @staticmethod
-    def present(data: list[Any]) -> bool:
-        """Whether a packed record is of a mailbox not marked removed (without unpacking)."""
-        return not data[6]
+    def count_present(packed: Iterable[list[Any]]) -> int:
+        """How many of these packed records are of mailboxes not marked removed (without
+        unpacking them)."""
+        return sum(1 for data in packed if not data[6])
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +232,7 @@ def mailbox_changes(
 # -- findings --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class FindingState:
+class FindingState(msgspec.Struct, frozen=True, gc=False):
     id: str
     control: str
     subject: str

@@ -154,13 +154,14 @@ def diff_mailboxes(
         grouped.setdefault(bucket_of(mailbox.key, width), []).append((index, mailbox))
     ordered: list[tuple[tuple[int, int], MailboxChange]] = []
     for bucket, raw, members, order in _walk(dict(loaded.contents), stored, width, grouped):
-        out.known += sum(1 for data in raw.values() if MailboxState.present(data))
+        out.known += MailboxState.count_present(raw.values())
         part = replace(snapshot, mailboxes=tuple(mailbox for _, mailbox in members))
         # The committed records stay packed: only those of changed mailboxes are unpacked.
         writes, changes = mailbox_changes(
             raw, part, run_id, complete=complete, baseline=out.baseline
         )
-        position = {mailbox.key: index for index, mailbox in members}
+        # Positions only for a bucket with changes (an unchanged night has next to none).
+        position = {mailbox.key: index for index, mailbox in members} if changes else {}
         for change in changes:  # removals come after the snapshot's own, in state order
             removal = change.kind == "removed"
             rank = (1, order[change.key]) if removal else (0, position[change.key])
@@ -205,7 +206,7 @@ def diff_findings(
             complete=complete,
             last_complete_run=last_complete,
         )
-        position = {finding.id: index for index, finding in members}
+        position = {finding.id: index for index, finding in members} if events or writes else {}
         for event in events:  # resolutions come after the others, in state order
             resolved = event.kind == "resolved"
             ordered.append(((1, order[event.id]) if resolved else (0, position[event.id]), event))
