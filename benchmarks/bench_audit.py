@@ -163,6 +163,9 @@ class CountingTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 class PeakRss:
     """Samples this process's resident set every 10 ms while active (`samples`: seconds since
     start, bytes), so the peak can be told per phase."""
@@ -174,12 +177,16 @@ class PeakRss:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def rss() -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+    _statm: int | None = None  # an open /proc/self/statm, read again at offset 0 each time
+
+    @classmethod
+    def rss(cls) -> int:
+        """VmRSS (the second field of /proc/self/statm, in pages). One pread of a file kept
+        open, about 50 times cheaper than reading /proc/self/status by path: the sampler
+        shares the interpreter with the audit it measures, so it must take little of it."""
+        if cls._statm is None:
+            cls._statm = os.open("/proc/self/statm", os.O_RDONLY)
+        return int(os.pread(cls._statm, 128, 0).split()[1]) * _PAGE
 
     def _run(self) -> None:
         while not self._stop.is_set():
