@@ -360,7 +360,7 @@ def run_audit(
         del evidence, snapshot, committed  # the committed buckets too: 7 MiB at 100,000
         # Read now, not before the reads: its findings (one per failing mailbox) need not be
         # held while the run pages and records. Only this run's alert moves it, after this.
-        previous = _previous_run(store, evaluation) if alerter is not None else None
+        baseline = [_previous_run(store, evaluation)] if alerter is not None else []
         if signins is not None:
             save_usage(store, handle.run_id, signins)
         if changelog is not None:
@@ -388,7 +388,7 @@ def run_audit(
         if planned is not None:
             summary = replace(summary, proposals=planned.ids)
         if alerter is not None and summary.evaluation is not None:
-            summary = _alert(alerter, store, summary, summary.evaluation, previous)
+            summary = _alert(alerter, store, summary, summary.evaluation, baseline)
         if planned is not None:
             summary = _store_proposals(planned, summary)
     finally:
@@ -453,8 +453,12 @@ def _alert(
     store: AuditStore,
     summary: RunSummary,
     evaluation: Evaluation,
-    previous: PreviousRun | None,
+    baseline: list[PreviousRun | None],
 ) -> RunSummary:
+    """`baseline` holds the alert baseline (`_previous_run`) and hands it over: it is let go
+    once the alert is decided, before the next one is written (90,000 findings when the
+    organisation allows SMTP AUTH, docs/architecture.md "Memory")."""
+    previous = baseline.pop() if baseline else None
     try:
         report = alerter(
             evaluation,
@@ -467,6 +471,8 @@ def _alert(
     except Exception:  # alerting must never fail an audit that is already recorded
         log.exception("alerts: run_id=%s delivery crashed", summary.run_id)
         return replace(summary, alerts={"error": "crashed"})
+    finally:
+        del previous
     if report is None or not report.failed:
         # Told (or nothing to tell): this run is the next alert's baseline. After a failed
         # delivery the baseline stays, so the next run tells the same news again.
