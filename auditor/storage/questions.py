@@ -28,7 +28,7 @@ from auditor.storage.ledger import AlertLedgerTable
 from auditor.storage.packing import compact_json, compressed, read_json, read_packed
 from auditor.storage.recording import history_partitions
 from auditor.storage.runs import Runs, as_json, as_time, run_record
-from auditor.storage.tables import Table
+from auditor.storage.tables import Table, bounded
 from auditor.storage.versions import Commit, Versions
 
 __all__ = ["HistoryQuestions", "FINISHED"]
@@ -46,6 +46,7 @@ class HistoryQuestions:
     _versions: Versions
     _ledger: AlertLedgerTable
     _clock: Callable[[], datetime]
+    workers: int  # requests in flight at once
 
     def ensure_tables(self) -> None:
         raise NotImplementedError
@@ -96,12 +97,18 @@ class HistoryQuestions:
         for key in wanted:
             by_bucket.setdefault(bucket_of(key, width), set()).add(key)
         out: dict[str, MailboxState] = {}
-        for bucket, members in sorted(by_bucket.items()):
+
+        def read(item: tuple[str, set[str]]) -> None:
+            bucket, members = item
             records = self._versions.bucket("mailbox", bucket, commit)
             for key in members:
                 data = records.get(key)
                 if data is not None:
                     out[key] = MailboxState.unpack(key, data)
+
+        # `workers` buckets at a time: after a night of churn an alert looks up dozens (83 at
+        # 100,000 mailboxes and 0.1% churn, 0.4 s when read one after another).
+        bounded(read, iter(sorted(by_bucket.items())), workers=self.workers)
         return out
 
     def mailbox_changes(self, key: str) -> list[MailboxChange]:

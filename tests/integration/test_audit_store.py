@@ -92,6 +92,12 @@ def test_mailbox_states_of_reads_only_the_buckets_of_the_keys(azurite: str) -> N
     # the commit record and one entity per bucket asked for (at most 3), not the 256 buckets
     assert after["reads"] - before["reads"] <= 4
     assert store.mailbox_states_of([]) == {}
+    # Many buckets (read several at a time): each record as the one-key look-up gives it.
+    keys = [guid(n) for n in range(1, 41)] + [f"missing-{n}" for n in range(20)]
+    many = store.mailbox_states_of(keys)
+    assert set(many) == {guid(n) for n in range(1, 41)}
+    assert all(many[key] == store.mailbox_state(key) for key in many)
+    assert [key for key in many if many[key].removed] == [guid(40)]
 
 
 def test_partial_collection_resolves_nothing_and_removes_nothing(azurite: str) -> None:
